@@ -62,7 +62,82 @@ struct _SiBackendOps
       long stride_a, long stride_b, long stride_c);
 
   /* image side: preprocessing, backbone, neck (see backbone.h) */
-  /* decoder side (see decoder.h) */
+  /* ---- decoder side (see decoder.h; CPU twins in engine/cpu/
+   * decoder_misc_cpu.c, attention_cpu.c, sampler_cpu.c, mixing_cpu.c,
+   * declared in engine/cpu/decoder_cpu.h).  Legend: N queries, C content,
+   * G groups, Dg = C/G, P points, K sub-points, R = P*K, Ha heads,
+   * B = N*G (query, group) pairs. ---- */
+
+  /* y (rows, n) = LN(x + res) * gamma + beta, then ReLU when relu.
+   * res NULL: no residual; gamma NULL: no affine (beta ignored); y may
+   * alias x or res.  eps 1e-5. */
+  void (*layer_norm) (SiBackend *be, const float *x, const float *res,
+      const float *gamma, const float *beta, float *y, int rows, int n,
+      bool relu);
+  /* y (rows, n; row stride ld) += bias (n), then ReLU when relu. */
+  void (*bias_act) (SiBackend *be, float *y, const float *bias, int rows,
+      int n, int ld, bool relu);
+  /* x (n) = sigmoid (x), in place. */
+  void (*sigmoid) (SiBackend *be, float *x, long n);
+  /* dst[b * dst_stride + i] = src[b * src_stride + i], i < n, b < batch. */
+  void (*copy_batched) (SiBackend *be, float *dst, long dst_stride,
+      const float *src, long src_stride, long n, int batch);
+  /* Initial boxes (model-spec 5): cxcywh (N, 4) normalised -> xyzr (N, 4)
+   * and xyxy (N, 4) for an img_w x img_h (unpadded) image. */
+  void (*init_boxes) (SiBackend *be, const float *cxcywh, int n,
+      float img_w, float img_h, float *xyzr, float *xyxy);
+  /* a (N, C) = q (N, C) + PosEnc (xyzr (N, 4))  (model-spec 6.2). */
+  void (*posenc_add) (SiBackend *be, const float *xyzr, const float *q,
+      float *a, int n, int c);
+  /* bias (Ha, N, N) = log (IoF (i, j) + 1e-7) * tau[h]  (model-spec 6.3). */
+  void (*iof_bias) (SiBackend *be, const float *xyzr, const float *tau,
+      float *bias, int n, int heads);
+  /* logits (rows, n) += bias (rows, n), then softmax over each row, in
+   * place (rows = Ha * N for attention). */
+  void (*softmax_bias) (SiBackend *be, float *logits, const float *bias,
+      int rows, int n);
+  /* Sampling points (model-spec 6.5): off1 (N, G*P*3), off2 (N, K*3),
+   * xyzr (N, 4) -> pts (N, G, P, K, 3) holding X, Y, Z. */
+  void (*sample_points) (SiBackend *be, const float *xyzr, const float *off1,
+      const float *off2, float *pts, int n, int g, int p, int k);
+  /* Level-weighted bilinear sampling: pts (N, G, R, 3), levels[l] NHWC
+   * (h[l], w[l], G*Dg) with stride strides[l] -> out (N, G, R, Dg). */
+  void (*sample_features) (SiBackend *be, const float *pts,
+      const float *const levels[SI_NUM_LEVELS], const int h[SI_NUM_LEVELS],
+      const int w[SI_NUM_LEVELS], const int strides[SI_NUM_LEVELS], int n,
+      int g, int r, int dg, float *out);
+  /* For each b < batch: X_b (rows, cols) at x + b*rows*cols gets the bias
+   * at bias + b*bias_stride added (bias[j] per column, or bias[i] per row
+   * when per_row), then X_b = ReLU (LN2D (X_b)) over all rows*cols values,
+   * no affine, eps 1e-5 (model-spec 6.6 (b), (d), (e)). */
+  void (*ln2d_bias_relu) (SiBackend *be, float *x, const float *bias,
+      long bias_stride, bool per_row, int batch, int rows, int cols);
+  /* dst (B, Y, X, Z) = src (B, X, Y, Z) with axes 1 and 2 swapped. */
+  void (*swap_axes) (SiBackend *be, const float *src, float *dst, int batch,
+      int x, int y, int z);
+  /* u (B, P, K, Dg) = (lc (B, P, K, Dg) + axt^T) + res, where axt is
+   * (B, K, P, Dg): the cascade residual of model-spec 6.6 (d).  u may
+   * alias res. */
+  void (*cascade_residual) (SiBackend *be, const float *lc, const float *axt,
+      const float *res, float *u, int batch, int p, int k, int dg);
+  /* Gated filter mix (model-spec 6.6 (d)), for b < batch, (i, j) < (rows,
+   * cols), with a_b = old + b*old_stride, n_b = new + b*new_stride,
+   * rg = rowgate + b*rg_stride + i*rg_inc, cg = colgate + b*cg_stride +
+   * j*cg_inc (gates already through the sigmoid):
+   *   t = a[i][j] * rg + n[i][j] * (1 - rg)
+   *   out[b][i][j] = t * cg + n[i][j] * (1 - cg)     out (batch, rows, cols) */
+  void (*gate_mix) (SiBackend *be, const float *old, long old_stride,
+      const float *new_, long new_stride, const float *rowgate,
+      long rg_stride, int rg_inc, const float *colgate, long cg_stride,
+      int cg_inc, float *out, int batch, int rows, int cols);
+  /* xyzr_out (N, 4) = refine (xyzr (N, 4), delta (N, 4)) and xyxy (N, 4) =
+   * decode (xyzr_out) (model-spec 6.9).  xyzr_out may alias xyzr. */
+  void (*refine_boxes) (SiBackend *be, const float *xyzr, const float *delta,
+      float *xyzr_out, float *xyxy, int n);
+  /* Top k of sigmoid (logits (n)): scores (k) descending, idx (k) flat
+   * indices, ties lower index first.  scratch: n * 8 bytes. */
+  void (*topk_sigmoid) (SiBackend *be, const float *logits, int n, int k,
+      float *scores, int32_t *idx, void *scratch);
 };
 
 struct _SiBackend
