@@ -16,11 +16,19 @@
 
 G_BEGIN_DECLS
 
+/* Marks the exported symbols (the library is built with
+ * -fvisibility=hidden). */
+#if defined(__GNUC__) || defined(__clang__)
+#define SI_API __attribute__ ((visibility ("default")))
+#else
+#define SI_API
+#endif
+
 typedef struct _SiModel SiModel;
 typedef struct _SiContext SiContext;
 
 #define SI_ERROR (si_error_quark ())
-GQuark si_error_quark (void);
+SI_API GQuark si_error_quark (void);
 
 typedef enum
 {
@@ -93,7 +101,7 @@ typedef struct
   SiBackendKind backend;
   int device_id;
   SiPrecision precision;
-  int max_width;   /* largest frame this context accepts */
+  int max_width; /* largest frame this context accepts */
   int max_height;
   int num_threads; /* CPU threads; 0 = all cores */
 } SiContextOptions;
@@ -129,45 +137,46 @@ typedef struct
 typedef void (*SiDumpFunc) (const char *name, const int64_t *shape, int ndim,
     const float *data, void *user_data);
 
-void si_context_options_init (SiContextOptions *options);
-void si_run_params_init (SiRunParams *params);
+SI_API void si_context_options_init (SiContextOptions *options);
+SI_API void si_run_params_init (SiRunParams *params);
 
 /* Model: load from a safetensors file (mmap'ed). transfer full. */
-SiModel *si_model_load (const char *path, GError **error);
-SiModel *si_model_ref (SiModel *model);
-void si_model_unref (SiModel *model);
+SI_API SiModel *si_model_load (const char *path, GError **error);
+SI_API SiModel *si_model_ref (SiModel *model);
+SI_API void si_model_unref (SiModel *model);
 /* Sets *model to NULL. */
-void si_model_clear (SiModel **model);
+SI_API void si_model_clear (SiModel **model);
 
-int si_model_get_num_classes (const SiModel *model);
-const char *si_model_get_class_name (const SiModel *model, int class_id);
+SI_API int si_model_get_num_classes (const SiModel *model);
+SI_API const char *si_model_get_class_name (const SiModel *model, int class_id);
 /* File base name without extension, e.g. "demo"; owned by the model. */
-const char *si_model_get_name (const SiModel *model);
-int si_model_get_num_queries (const SiModel *model);
-int si_model_get_num_stages (const SiModel *model);
+SI_API const char *si_model_get_name (const SiModel *model);
+SI_API int si_model_get_num_queries (const SiModel *model);
+SI_API int si_model_get_num_stages (const SiModel *model);
 
 /* Context: all activation memory is allocated here. The context holds a
  * reference on the model. */
-SiContext *si_context_new (SiModel *model, const SiContextOptions *options,
-    GError **error);
+SI_API SiContext *si_context_new (
+    SiModel *model, const SiContextOptions *options, GError **error);
 /* Sets *ctx to NULL. */
-void si_context_free (SiContext **ctx);
-SiBackendKind si_context_get_backend (const SiContext *ctx);
+SI_API void si_context_free (SiContext **ctx);
+SI_API SiBackendKind si_context_get_backend (const SiContext *ctx);
 
-gboolean si_context_run (SiContext *ctx, const SiFrame *frame,
+SI_API gboolean si_context_run (SiContext *ctx, const SiFrame *frame,
     const SiRunParams *params, GError **error);
 /* Detections of the last successful run; owned by the context, valid until
  * the next run. */
-const SiDetection *si_context_get_detections (const SiContext *ctx,
-    size_t *n_detections);
-void si_context_get_timings (const SiContext *ctx, SiTimings *timings);
+SI_API const SiDetection *si_context_get_detections (
+    const SiContext *ctx, size_t *n_detections);
+SI_API void si_context_get_timings (const SiContext *ctx, SiTimings *timings);
 /* NULL disables.  Dumping costs time; meant for tests and debugging. */
-void si_context_set_dump (SiContext *ctx, SiDumpFunc func, void *user_data);
+SI_API void si_context_set_dump (
+    SiContext *ctx, SiDumpFunc func, void *user_data);
 
 /* Which backends this build has, e.g. "cpu cuda". */
-const char *si_engine_backends (void);
-const char *si_engine_version (void);
-gboolean si_backend_available (SiBackendKind backend, GError **error);
+SI_API const char *si_engine_backends (void);
+SI_API const char *si_engine_version (void);
+SI_API gboolean si_backend_available (SiBackendKind backend, GError **error);
 
 G_END_DECLS
 
