@@ -356,6 +356,25 @@ parse_header (SiSafetensors *f, const char *json, size_t len, GError **error)
     }
   }
 
+  /* Every byte of the data buffer belongs to exactly one tensor. */
+  guint64 covered = 0;
+  for (guint i = 0; i < n; i++) {
+    if (spans[i].begin > covered) {
+      g_set_error (error, SI_ERROR, SI_ERROR_FORMAT,
+          "%s: bytes [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
+          ") of the data buffer belong to no tensor (before \"%s\")",
+          f->path, covered, spans[i].begin, tmp[spans[i].index].name);
+      goto out;
+    }
+    covered = spans[i].end;
+  }
+  if (covered != f->data_size) {
+    g_set_error (error, SI_ERROR, SI_ERROR_FORMAT,
+        "%s: %" G_GUINT64_FORMAT " trailing bytes after the last tensor",
+        f->path, (guint64) f->data_size - covered);
+    goto out;
+  }
+
   /* Keep tensors in file order. */
   f->tensors = g_new0 (SiTensorInfo, n > 0 ? n : 1);
   for (guint i = 0; i < n; i++) {
