@@ -13,8 +13,8 @@
 
 typedef struct _SiDecoder SiDecoder;
 
-/* Creates the decoder of @model on @be (which must outlive it).  The model
- * is referenced while the decoder lives.  transfer full. */
+/* Creates the decoder of @model on @be; both must outlive the decoder.
+ * transfer full. */
 SiDecoder *si_decoder_new (SiBackend *be, const SiModel *model, GError **error);
 /* Sets *dec to NULL. */
 void si_decoder_free (SiDecoder **dec);

@@ -1,0 +1,146 @@
+/* decoder_misc_cpu.c: CPU reference of the small decoder ops: LayerNorm
+ * (+ residual, affine or not, + ReLU), bias + activation, sigmoid, batched
+ * copies, initial boxes, positional encoding, box refinement and the
+ * sigmoid top-k of the post-processing.  Plain loops (the CPU backend is
+ * the reference); per-element math comes from si-math.h.
+ */
+#include "decoder_cpu.h"
+#include "si-math.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void
+si_layer_norm_cpu (SiBackend *be, const float *x, const float *res,
+    const float *gamma, const float *beta, float *y, int rows, int n, bool relu)
+{
+  for (int i = 0; i < rows; i++) {
+    const float *xi = x + (size_t) i * n;
+    const float *ri = res ? res + (size_t) i * n : NULL;
+    float *yi = y + (size_t) i * n;
+    double sum = 0.0, sq = 0.0;
+    float mean, rstd;
+
+    for (int j = 0; j < n; j++) {
+      float v = ri ? xi[j] + ri[j] : xi[j];
+      yi[j] = v;
+      sum += v;
+    }
+    mean = (float) (sum / n);
+    for (int j = 0; j < n; j++) {
+      double d = yi[j] - mean;
+      sq += d * d;
+    }
+    rstd = (float) (1.0 / sqrt (sq / n + 1e-5));
+    for (int j = 0; j < n; j++) {
+      float v = (yi[j] - mean) * rstd;
+      if (gamma)
+        v = v * gamma[j] + beta[j];
+      yi[j] = relu ? si_relu (v) : v;
+    }
+  }
+}
+
+void
+si_bias_act_cpu (SiBackend *be, float *y, const float *bias, int rows, int n,
+    int ld, bool relu)
+{
+  for (int i = 0; i < rows; i++) {
+    float *yi = y + (size_t) i * ld;
+    for (int j = 0; j < n; j++) {
+      float v = yi[j] + bias[j];
+      yi[j] = relu ? si_relu (v) : v;
+    }
+  }
+}
+
+void
+si_sigmoid_cpu (SiBackend *be, float *x, long n)
+{
+  for (long i = 0; i < n; i++)
+    x[i] = si_sigmoidf (x[i]);
+}
+
+void
+si_copy_batched_cpu (SiBackend *be, float *dst, long dst_stride,
+    const float *src, long src_stride, long n, int batch)
+{
+  for (int b = 0; b < batch; b++)
+    memcpy (dst + b * dst_stride, src + b * src_stride, n * sizeof (float));
+}
+
+void
+si_init_boxes_cpu (SiBackend *be, const float *cxcywh, int n, float img_w,
+    float img_h, float *xyzr, float *xyxy)
+{
+  for (int i = 0; i < n; i++) {
+    si_init_box (cxcywh + 4 * i, img_w, img_h, xyzr + 4 * i);
+    si_decode_box (xyzr + 4 * i, xyxy + 4 * i);
+  }
+}
+
+/* a (N, C) = q + pe: 4 blocks of C/4 (x/1000, y/1000, z, r), sin/cos
+ * interleaved inside a block. */
+void
+si_posenc_add_cpu (
+    SiBackend *be, const float *xyzr, const float *q, float *a, int n, int c)
+{
+  int nf = c / 4;
+
+  for (int i = 0; i < n; i++) {
+    const float *b = xyzr + 4 * i;
+    float v[4] = { b[0] / 1000.0f, b[1] / 1000.0f, b[2], b[3] };
+    for (int k = 0; k < 4; k++) {
+      for (int j = 0; j < nf; j++) {
+        float t = v[k] / si_posenc_dim_t (j, nf);
+        size_t o = (size_t) i * c + k * nf + j;
+        a[o] = q[o] + ((j & 1) ? cosf (t) : sinf (t));
+      }
+    }
+  }
+}
+
+void
+si_refine_boxes_cpu (SiBackend *be, const float *xyzr, const float *delta,
+    float *xyzr_out, float *xyxy, int n)
+{
+  for (int i = 0; i < n; i++) {
+    float t[4];
+    si_refine_box (xyzr + 4 * i, delta + 4 * i, t);
+    memcpy (xyzr_out + 4 * i, t, sizeof (t));
+    si_decode_box (t, xyxy + 4 * i);
+  }
+}
+
+typedef struct
+{
+  float score;
+  int32_t idx;
+} ScoreIdx;
+
+/* score descending, then index ascending: a strict total order. */
+static int
+score_idx_cmp (const void *pa, const void *pb)
+{
+  const ScoreIdx *a = pa, *b = pb;
+  if (a->score != b->score)
+    return a->score > b->score ? -1 : 1;
+  return (a->idx > b->idx) - (a->idx < b->idx);
+}
+
+void
+si_topk_sigmoid_cpu (SiBackend *be, const float *logits, int n, int k,
+    float *scores, int32_t *idx, void *scratch)
+{
+  ScoreIdx *s = scratch;
+
+  for (int i = 0; i < n; i++) {
+    s[i].score = si_sigmoidf (logits[i]);
+    s[i].idx = i;
+  }
+  qsort (s, n, sizeof (ScoreIdx), score_idx_cmp);
+  for (int i = 0; i < k && i < n; i++) {
+    scores[i] = s[i].score;
+    idx[i] = s[i].idx;
+  }
+}

@@ -1,0 +1,463 @@
+/* decoder.c: the query side of the forward pass: SiDecoder lifetime (stage
+ * weights as backend pointers, every activation buffer allocated once for
+ * N queries and the largest stage), the initial queries (model-spec 5),
+ * the stage loop (6.1, one stage in decoder_stage.c), dumps and the
+ * post-processing (7, host part in postprocess.c).
+ * Shapes use the legend of decoder_stage.h.
+ */
+#include "decoder_stage.h"
+#include "postprocess.h"
+
+#include <string.h>
+
+static void
+free_backend_ptr (gpointer data, gpointer user_data)
+{
+  SiBackend *be = user_data;
+  be->ops->free (be, data);
+}
+
+/* Backend memory of count floats, freed with the decoder. */
+static float *
+buffer (SiDecoder *dec, size_t count, GError **error)
+{
+  float *p = dec->be->ops->alloc (dec->be, count * sizeof (float), error);
+  if (p)
+    g_ptr_array_add (dec->owned, p);
+  return p;
+}
+
+/* A weight as a backend pointer: the host memory itself on the CPU
+ * backend (weights are mapped once, model-spec 10), an uploaded copy
+ * elsewhere. */
+static gboolean
+weight (SiDecoder *dec, const float **w, size_t count, GError **error)
+{
+  float *p;
+
+  if (*w == NULL || dec->be->kind == SI_BACKEND_CPU)
+    return TRUE;
+  if (!(p = buffer (dec, count, error)))
+    return FALSE;
+  if (!dec->be->ops->upload (dec->be, p, *w, count * sizeof (float), error))
+    return FALSE;
+  *w = p;
+  return TRUE;
+}
+
+static gboolean
+weight_linear (SiDecoder *dec, SiLinear *lin, GError **error)
+{
+  return weight (dec, &lin->w, (size_t) lin->out * lin->in, error) &&
+      weight (dec, &lin->b, lin->out, error);
+}
+
+static gboolean
+weight_norm (SiDecoder *dec, SiNorm *norm, GError **error)
+{
+  return weight (dec, &norm->gamma, norm->n, error) &&
+      weight (dec, &norm->beta, norm->n, error);
+}
+
+/* Host array copy freed with the decoder (arrays of SiLinear / SiNorm). */
+static gpointer
+host_dup (SiDecoder *dec, gconstpointer src, size_t bytes)
+{
+  gpointer p = g_memdup2 (src, bytes);
+  dec->host_arrays = g_list_prepend (dec->host_arrays, p);
+  return p;
+}
+
+static gboolean
+stage_weights (SiDecoder *dec, SiStage *st, GError **error)
+{
+  SiLinear *lins[] = { &st->in_proj, &st->out_proj, &st->gen_one_d,
+    &st->gen_double_d, &st->param_gen, &st->mix_bias, &st->Wv, &st->M_score,
+    &st->M_score_mix_bias, &st->S_score, &st->S_score2, &st->ffn1, &st->ffn2,
+    &st->fc_cls, &st->fc_reg };
+  SiNorm *norms[] = { &st->attn_norm, &st->Wv_norm, &st->ffn_norm };
+
+  st->subbox_local =
+      host_dup (dec, st->subbox_local, st->L * sizeof (SiLinear));
+  st->axis_atten = host_dup (dec, st->axis_atten, st->L * sizeof (SiLinear));
+  st->cls_fc = host_dup (dec, st->cls_fc, st->n_cls_fcs * sizeof (SiLinear));
+  st->cls_ln = host_dup (dec, st->cls_ln, st->n_cls_fcs * sizeof (SiNorm));
+  st->reg_fc = host_dup (dec, st->reg_fc, st->n_reg_fcs * sizeof (SiLinear));
+  st->reg_ln = host_dup (dec, st->reg_ln, st->n_reg_fcs * sizeof (SiNorm));
+
+  for (guint i = 0; i < G_N_ELEMENTS (lins); i++)
+    if (!weight_linear (dec, lins[i], error))
+      return FALSE;
+  for (guint i = 0; i < G_N_ELEMENTS (norms); i++)
+    if (!weight_norm (dec, norms[i], error))
+      return FALSE;
+  for (int m = 0; m < st->L; m++)
+    if (!weight_linear (dec, &st->subbox_local[m], error) ||
+        !weight_linear (dec, &st->axis_atten[m], error))
+      return FALSE;
+  for (int i = 0; i < st->n_cls_fcs; i++)
+    if (!weight_linear (dec, &st->cls_fc[i], error) ||
+        !weight_norm (dec, &st->cls_ln[i], error))
+      return FALSE;
+  for (int i = 0; i < st->n_reg_fcs; i++)
+    if (!weight_linear (dec, &st->reg_fc[i], error) ||
+        !weight_norm (dec, &st->reg_ln[i], error))
+      return FALSE;
+  return weight (dec, &st->iof_tau, st->Ha, error);
+}
+
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      g_set_error (error, SI_ERROR, SI_ERROR_UNSUPPORTED, __VA_ARGS__);        \
+      return FALSE;                                                            \
+    }                                                                          \
+  } while (0)
+
+/* The size relations the stage code relies on (model-spec 6.0 NOTEs). */
+static gboolean
+check_sizes (SiDecoder *dec, GError **error)
+{
+  const SiModel *m = dec->model;
+
+  CHECK (m->use_sigmoid, "decoder: only sigmoid classification is supported");
+  CHECK (m->num_stages >= 1 && m->num_stages <= SI_MAX_STAGES,
+      "decoder: %d stages (1..%d supported)", m->num_stages, SI_MAX_STAGES);
+  for (int s = 0; s < m->num_stages; s++) {
+    const SiStage *st = &m->stages[s];
+    CHECK (st->C == m->content_dim && st->D == st->C &&
+            st->G * st->Dg == st->C && st->C % st->Ha == 0 && st->C % 8 == 0,
+        "stage %d: content dim %d, feature dim %d, %d groups, %d heads", s,
+        st->C, st->D, st->G, st->Ha);
+    CHECK (st->R == st->P * st->K && st->O_tot == st->O,
+        "stage %d: R %d != P %d * K %d or O_tot %d != O %d", s, st->R, st->P,
+        st->K, st->O_tot, st->O);
+    CHECK (st->param_gen.out == st->G * (st->Dg * st->Dg + st->Sg * st->R) &&
+            st->mix_bias.out == st->G * (st->Dg + st->O) &&
+            st->Wv.in == st->O * st->D && st->fc_cls.out == m->num_classes &&
+            st->fc_reg.out == 4 && st->gen_one_d.out == 3 * st->G * st->P &&
+            st->gen_double_d.out == 3 * st->K,
+        "stage %d: generator sizes do not match the stage sizes", s);
+    if (st->reuse) {
+      const SiStage *prev = &m->stages[s - 1 >= 0 ? s - 1 : 0];
+      CHECK (s >= 1 && st->lim == 1 && 2 * st->Sg == st->O &&
+              st->L == s - dec->reuse_st + 1 && prev->R == st->R &&
+              prev->Sg >= st->Sg && st->Sg == dec->bank_sg,
+          "stage %d: filter reuse with lim %d, Sg %d, O %d, L %d "
+          "(only lim 1 with reuse from stage %d is supported)",
+          s, st->lim, st->Sg, st->O, st->L, dec->reuse_st);
+      CHECK (st->M_score.out == st->G * st->Dg * 2 * st->L &&
+              st->M_score_mix_bias.out == st->G * st->Dg * st->L &&
+              st->S_score.out == st->G * st->Sg &&
+              st->S_score2.out == st->G * st->R,
+          "stage %d: reuse score sizes do not match the stage sizes", s);
+    } else {
+      CHECK (dec->reuse_st > s, "stage %d: no reuse after a reuse stage", s);
+    }
+  }
+  return TRUE;
+}
+
+#define MAXI(a, b) ((a) > (b) ? (a) : (b))
+
+static gboolean
+alloc_buffers (SiDecoder *dec, GError **error)
+{
+  const SiModel *m = dec->model;
+  size_t n = m->num_query, c = m->content_dim, nc = m->num_classes;
+  size_t pmax = 0, rmax = 0, kmax = 0, pg = 0, mb = 0, ms = 0, mmb = 0;
+  size_t ss1 = 0, ss2 = 0, off1 = 0, off2 = 0, f = 0, z = 0, ha = 0;
+  size_t g = m->stages[0].G, dg = m->stages[0].Dg, nb, dump = 0;
+
+  for (int s = 0; s < m->num_stages; s++) {
+    const SiStage *st = &m->stages[s];
+    pmax = MAXI (pmax, (size_t) st->P);
+    rmax = MAXI (rmax, (size_t) st->R);
+    kmax = MAXI (kmax, (size_t) st->K);
+    pg = MAXI (pg, (size_t) st->param_gen.out);
+    mb = MAXI (mb, (size_t) st->mix_bias.out);
+    ms = MAXI (ms, (size_t) st->M_score.out);
+    mmb = MAXI (mmb, (size_t) st->M_score_mix_bias.out);
+    ss1 = MAXI (ss1, (size_t) st->S_score.out);
+    ss2 = MAXI (ss2, (size_t) st->S_score2.out);
+    off1 = MAXI (off1, (size_t) st->gen_one_d.out);
+    off2 = MAXI (off2, (size_t) st->gen_double_d.out);
+    f = MAXI (f, (size_t) st->F);
+    z = MAXI (z, (size_t) st->Wv.in);
+    ha = MAXI (ha, (size_t) st->Ha);
+    CHECK (
+        st->G == (int) g, "stage %d: %d groups, stage 0 has %zu", s, st->G, g);
+  }
+  nb = n * g;
+  dec->top_k = MAXI (0, MIN (m->max_per_img, (int) (n * nc)));
+
+#define BUF(field, count)                                                      \
+  if (!(dec->field = buffer (dec, MAXI ((size_t) (count), 1), error)))         \
+  return FALSE
+  BUF (q, n * c);
+  BUF (xyzr, n * 4);
+  BUF (xyxy, n * 4);
+  BUF (a, n * c);
+  BUF (qkv, n * 3 * c);
+  BUF (attn_bias, ha * n * n);
+  BUF (attn, ha * n * n);
+  BUF (attn_cat, n * c);
+  BUF (tmp_c, n * c);
+  BUF (q1, n * c);
+  BUF (off1, n * off1);
+  BUF (off2, n * off2);
+  BUF (pts, n * g * pmax * kmax * 3);
+  BUF (x0, nb * rmax * dg);
+  BUF (pg, n * pg);
+  BUF (mb, n * mb);
+  BUF (y, nb * rmax * dg);
+  BUF (ms, n * ms);
+  BUF (mmb, n * mmb);
+  BUF (ss1, n * ss1);
+  BUF (ss2, n * ss2);
+  BUF (lc, nb * rmax * dg);
+  BUF (ax_in, nb * rmax * dg);
+  BUF (ax_out, nb * rmax * dg);
+  BUF (mmix, nb * dg * dg);
+  BUF (mbank, (size_t) dec->max_L * nb * dg * dg);
+  BUF (sbank, nb * dec->bank_sg * rmax);
+  BUF (smix, nb * dec->bank_sg * rmax);
+  BUF (z, n * z);
+  BUF (q2, n * c);
+  BUF (ffn_h, n * f);
+  BUF (br_a, n * c);
+  BUF (br_b, n * c);
+  BUF (cls, n * nc);
+  BUF (delta, n * 4);
+  BUF (top_scores, dec->top_k);
+  if (!(dec->top_idx = (int32_t *) buffer (dec, MAXI (dec->top_k, 1), error)))
+    return FALSE;
+  if (!(dec->top_scratch = buffer (dec, 2 * n * nc, error)))
+    return FALSE;
+#undef BUF
+
+  /* host: the largest dumped tensor, the points permutation, results */
+  dump = MAXI (n * c, n * nc);
+  dump = MAXI (dump, nb * rmax * dg);
+  dump = MAXI (dump, nb * dg * dg);
+  dump = MAXI (dump, nb * pmax * kmax * 3);
+  dump = MAXI (dump, (size_t) dec->top_k * 4);
+  dec->dump_host = g_new (float, dump);
+  dec->dump_host2 = g_new (float, nb *pmax *kmax * 2);
+  dec->host_scores = g_new (float, MAXI (dec->top_k, 1));
+  dec->host_idx = g_new (int32_t, MAXI (dec->top_k, 1));
+  dec->host_xyxy = g_new (float, n * 4);
+  dec->dets = g_new0 (SiDetection, MAXI (dec->top_k, 1));
+  return TRUE;
+}
+
+SiDecoder *
+si_decoder_new (SiBackend *be, const SiModel *model, GError **error)
+{
+  SiDecoder *dec;
+
+  g_return_val_if_fail (be != NULL && model != NULL, NULL);
+
+  dec = g_new0 (SiDecoder, 1);
+  dec->be = be;
+  dec->model = model;
+  dec->n_stages = model->num_stages;
+  dec->owned = g_ptr_array_new ();
+  dec->reuse_st = model->num_stages;
+  for (int s = model->num_stages - 1; s >= 0; s--)
+    if (model->stages[s].reuse) {
+      dec->reuse_st = s;
+      dec->bank_sg = model->stages[s].Sg;
+    }
+  for (int s = 0; s < model->num_stages; s++)
+    dec->max_L = MAXI (dec->max_L, model->stages[s].L);
+
+  if (!check_sizes (dec, error))
+    goto fail;
+  dec->stages = g_new0 (SiStage, dec->n_stages);
+  for (int s = 0; s < dec->n_stages; s++) {
+    dec->stages[s] = model->stages[s];
+    if (!stage_weights (dec, &dec->stages[s], error))
+      goto fail;
+  }
+  dec->init_content = model->init_content;
+  dec->init_boxes = model->init_boxes;
+  if (!weight (dec, &dec->init_content,
+          (size_t) model->num_query * model->content_dim, error) ||
+      !weight (dec, &dec->init_boxes, (size_t) model->num_query * 4, error) ||
+      !alloc_buffers (dec, error))
+    goto fail;
+  return dec;
+
+fail:
+  si_decoder_free (&dec);
+  return NULL;
+}
+
+void
+si_decoder_free (SiDecoder **pdec)
+{
+  SiDecoder *dec;
+
+  if (pdec == NULL || (dec = *pdec) == NULL)
+    return;
+  g_ptr_array_foreach (dec->owned, free_backend_ptr, dec->be);
+  g_ptr_array_unref (dec->owned);
+  g_list_free_full (dec->host_arrays, g_free);
+  g_free (dec->stages);
+  g_free (dec->dump_host);
+  g_free (dec->dump_host2);
+  g_free (dec->host_scores);
+  g_free (dec->host_idx);
+  g_free (dec->host_xyxy);
+  g_free (dec->dets);
+  g_free (dec);
+  *pdec = NULL;
+}
+
+gboolean
+si_decoder_dump (SiDecoder *dec, SiDumpFunc dump, void *user_data,
+    const char *name, const float *dev, const int64_t *shape, int ndim,
+    GError **error)
+{
+  size_t count = 1;
+
+  for (int i = 0; i < ndim; i++)
+    count *= (size_t) shape[i];
+  if (!dec->be->ops->download (
+          dec->be, dec->dump_host, dev, count * sizeof (float), error))
+    return FALSE;
+  dump (name, shape, ndim, dec->dump_host, user_data);
+  return TRUE;
+}
+
+/* Milliseconds since *t0 after the backend finished; restarts *t0. */
+static gboolean
+lap (SiDecoder *dec, gint64 *t0, double *ms, GError **error)
+{
+  gint64 t;
+
+  if (!dec->be->ops->sync (dec->be, error))
+    return FALSE;
+  t = g_get_monotonic_time ();
+  if (ms)
+    *ms = (t - *t0) / 1000.0;
+  *t0 = t;
+  return TRUE;
+}
+
+static gboolean
+query_init (SiDecoder *dec, const SiImageInfo *info, SiDumpFunc dump,
+    void *user_data, GError **error)
+{
+  SiBackend *be = dec->be;
+  int n = dec->model->num_query, c = dec->model->content_dim;
+  float w = (float) info->new_w, h = (float) info->new_h;
+
+  be->ops->layer_norm (
+      be, dec->init_content, NULL, NULL, NULL, dec->q, n, c, false);
+  be->ops->init_boxes (be, dec->init_boxes, n, w, h, dec->xyzr, dec->xyxy);
+  if (dump) {
+    const int64_t s_c[] = { 1, n, c }, s_b[] = { 1, n, 4 }, s_w[] = { 1, 1, 4 };
+    const float whwh[4] = { w, h, w, h };
+    if (!si_decoder_dump (
+            dec, dump, user_data, "init.content", dec->q, s_c, 3, error) ||
+        !si_decoder_dump (
+            dec, dump, user_data, "init.xyzr", dec->xyzr, s_b, 3, error) ||
+        !si_decoder_dump (
+            dec, dump, user_data, "init.xyxy", dec->xyxy, s_b, 3, error))
+      return FALSE;
+    dump ("init.imgs_whwh", s_w, 3, whwh, user_data);
+  }
+  return TRUE;
+}
+
+gboolean
+si_decoder_run (SiDecoder *dec, const float *const levels[SI_NUM_LEVELS],
+    const int level_h[SI_NUM_LEVELS], const int level_w[SI_NUM_LEVELS],
+    const SiImageInfo *info, SiTimings *timings, SiDumpFunc dump,
+    void *user_data, GError **error)
+{
+  gint64 t0 = g_get_monotonic_time ();
+
+  g_return_val_if_fail (dec != NULL && levels != NULL && info != NULL, FALSE);
+  for (int l = 0; l < SI_NUM_LEVELS; l++)
+    if (levels[l] == NULL || level_h[l] <= 0 || level_w[l] <= 0) {
+      g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+          "decoder: level %d is empty (%d x %d)", l, level_h[l], level_w[l]);
+      return FALSE;
+    }
+  if (info->new_w <= 0 || info->new_h <= 0) {
+    g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+        "decoder: image size %d x %d", info->new_w, info->new_h);
+    return FALSE;
+  }
+
+  if (!query_init (dec, info, dump, user_data, error) ||
+      !lap (dec, &t0, timings ? &timings->query_init : NULL, error))
+    return FALSE;
+  for (int s = 0; s < dec->n_stages; s++) {
+    if (!si_decoder_stage_run (
+            dec, s, levels, level_h, level_w, dump, user_data, error) ||
+        !lap (dec, &t0, timings ? &timings->stage[s] : NULL, error))
+      return FALSE;
+  }
+  if (timings)
+    timings->num_stages = dec->n_stages;
+  return TRUE;
+}
+
+static void
+dump_detections (SiDecoder *dec, SiDumpFunc dump, void *user_data)
+{
+  int k = dec->top_k;
+  float *h = dec->dump_host;
+  const int64_t s_box[] = { k, 4 }, s_k[] = { k };
+
+  for (int i = 0; i < k; i++)
+    memcpy (h + 4 * i, dec->dets[i].box, 4 * sizeof (float));
+  dump ("det_boxes", s_box, 2, h, user_data);
+  for (int i = 0; i < k; i++)
+    h[i] = dec->dets[i].score;
+  dump ("det_scores", s_k, 1, h, user_data);
+  for (int i = 0; i < k; i++)
+    h[i] = (float) dec->dets[i].class_id;
+  dump ("det_labels", s_k, 1, h, user_data);
+  for (int i = 0; i < k; i++)
+    h[i] = (float) dec->dets[i].query_index;
+  dump ("det_query_index", s_k, 1, h, user_data);
+}
+
+gboolean
+si_decoder_postprocess (SiDecoder *dec, const SiImageInfo *info,
+    const SiRunParams *params, SiTimings *timings, SiDumpFunc dump,
+    void *user_data, const SiDetection **out, size_t *n_out, GError **error)
+{
+  SiBackend *be = dec->be;
+  const SiModel *m = dec->model;
+  int n = m->num_query, k = dec->top_k;
+  gint64 t0 = g_get_monotonic_time ();
+
+  g_return_val_if_fail (dec != NULL && info != NULL && params != NULL &&
+          out != NULL && n_out != NULL,
+      FALSE);
+
+  be->ops->topk_sigmoid (be, dec->cls, n * m->num_classes, k, dec->top_scores,
+      dec->top_idx, dec->top_scratch);
+  if (!be->ops->download (
+          be, dec->host_scores, dec->top_scores, k * sizeof (float), error) ||
+      !be->ops->download (
+          be, dec->host_idx, dec->top_idx, k * sizeof (int32_t), error) ||
+      !be->ops->download (be, dec->host_xyxy, dec->xyxy,
+          (size_t) n * 4 * sizeof (float), error))
+    return FALSE;
+  si_postprocess_detections (
+      m, dec->host_scores, dec->host_idx, k, dec->host_xyxy, info, dec->dets);
+  if (dump)
+    dump_detections (dec, dump, user_data);
+  *out = dec->dets;
+  *n_out = si_postprocess_select (dec->dets, k, params);
+  if (timings)
+    timings->postprocess = (g_get_monotonic_time () - t0) / 1000.0;
+  return TRUE;
+}

@@ -1,0 +1,360 @@
+/* decoder_stage.c: one StageInteractor decoder stage (model-spec 6.2-6.9)
+ * as a sequence of backend ops: positional encoding, IoF-biased
+ * self-attention, two-level sampling, cascade dynamic mixing with filter
+ * reuse, Wv projection, FFN, classification / regression branches and box
+ * refinement.  Model code: backend pointers only, every Linear a GEMM.
+ * Shapes use the legend of decoder_stage.h.
+ */
+#include "decoder_stage.h"
+
+#include <math.h>
+
+/* y (rows, lin->out; row stride ldy) = x (rows, lin->in; stride ldx) W^T + b */
+static void
+linear (SiDecoder *dec, const float *x, int ldx, const SiLinear *lin, float *y,
+    int ldy, int rows, bool relu)
+{
+  SiBackend *be = dec->be;
+  SiGemm g = {
+    .trans_a = false,
+    .trans_b = true,
+    .m = rows,
+    .n = lin->out,
+    .k = lin->in,
+    .alpha = 1.0f,
+    .beta = 0.0f,
+    .a = x,
+    .lda = ldx,
+    .b = lin->w,
+    .ldb = lin->in,
+    .c = y,
+    .ldc = ldy,
+  };
+
+  be->ops->gemm (be, &g);
+  if (lin->b)
+    be->ops->bias_act (be, y, lin->b, rows, lin->out, ldy, relu);
+}
+
+/* Batched per-(n, g) product: c_b (m, n) = a_b (m, k) b_b (k, n), all
+ * row-major with ld = columns, constant strides between the matrices. */
+static void
+batched (SiDecoder *dec, int batch, int m, int n, int k, const float *a,
+    long sa, const float *b, long sb, float *c, int ldc, long sc)
+{
+  SiGemm g = {
+    .trans_a = false,
+    .trans_b = false,
+    .m = m,
+    .n = n,
+    .k = k,
+    .alpha = 1.0f,
+    .beta = 0.0f,
+    .a = a,
+    .lda = k,
+    .b = b,
+    .ldb = n,
+    .c = c,
+    .ldc = ldc,
+  };
+
+  dec->be->ops->gemm_batched (dec->be, &g, batch, sa, sb, sc);
+}
+
+/* 6.2-6.4: q1 (N, C) = LN (a + MHA (a, IoF bias)), a = q + pe. */
+static void
+attention (SiDecoder *dec, const SiStage *st, int n)
+{
+  SiBackend *be = dec->be;
+  const SiBackendOps *ops = be->ops;
+  int c = st->C, ha = st->Ha, hd = c / ha;
+  SiGemm g;
+
+  ops->posenc_add (be, dec->xyzr, dec->q, dec->a, n, c);
+  ops->iof_bias (be, dec->xyzr, st->iof_tau, dec->attn_bias, n, ha);
+  linear (dec, dec->a, c, &st->in_proj, dec->qkv, 3 * c, n, false);
+
+  /* logits_h (N, N) = (Q_h / sqrt (hd)) K_h^T, Q_h = qkv[:, h*hd..] */
+  g = (SiGemm){
+    .trans_a = false,
+    .trans_b = true,
+    .m = n,
+    .n = n,
+    .k = hd,
+    .alpha = 1.0f / sqrtf ((float) hd),
+    .beta = 0.0f,
+    .a = dec->qkv,
+    .lda = 3 * c,
+    .b = dec->qkv + c,
+    .ldb = 3 * c,
+    .c = dec->attn,
+    .ldc = n,
+  };
+  ops->gemm_batched (be, &g, ha, hd, hd, (long) n * n);
+  ops->softmax_bias (be, dec->attn, dec->attn_bias, ha * n, n);
+
+  /* attn_cat[:, h*hd..] (N, hd) = A_h (N, N) V_h (N, hd) */
+  g = (SiGemm){
+    .trans_a = false,
+    .trans_b = false,
+    .m = n,
+    .n = hd,
+    .k = n,
+    .alpha = 1.0f,
+    .beta = 0.0f,
+    .a = dec->attn,
+    .lda = n,
+    .b = dec->qkv + 2 * c,
+    .ldb = 3 * c,
+    .c = dec->attn_cat,
+    .ldc = c,
+  };
+  ops->gemm_batched (be, &g, ha, (long) n * n, hd, hd);
+
+  linear (dec, dec->attn_cat, c, &st->out_proj, dec->tmp_c, c, n, false);
+  ops->layer_norm (be, dec->tmp_c, dec->a, st->attn_norm.gamma,
+      st->attn_norm.beta, dec->q1, n, c, false);
+}
+
+/* 6.5: x0 (N, G, R, Dg) sampled with points from q1 and the input box. */
+static void
+sample (SiDecoder *dec, const SiStage *st, int n,
+    const float *const levels[SI_NUM_LEVELS], const int level_h[SI_NUM_LEVELS],
+    const int level_w[SI_NUM_LEVELS])
+{
+  SiBackend *be = dec->be;
+
+  linear (dec, dec->q1, st->C, &st->gen_one_d, dec->off1, st->gen_one_d.out, n,
+      false);
+  linear (dec, dec->q1, st->C, &st->gen_double_d, dec->off2,
+      st->gen_double_d.out, n, false);
+  be->ops->sample_points (
+      be, dec->xyzr, dec->off1, dec->off2, dec->pts, n, st->G, st->P, st->K);
+  be->ops->sample_features (be, dec->pts, levels, level_h, level_w,
+      dec->model->featmap_strides, n, st->G, st->R, st->Dg, dec->x0);
+}
+
+/* One reuse step m of 6.6 (d): static axis + local layers on y, cascade
+ * residual into x0, gated filter, y = ReLU (LN2D (x0 Mmix + bmix)). */
+static void
+reuse_step (SiDecoder *dec, const SiStage *st, int nb, int m, long pg_stride)
+{
+  SiBackend *be = dec->be;
+  const SiBackendOps *ops = be->ops;
+  int dg = st->Dg, p = st->P, k = st->K, r = st->R, l = st->L;
+  long mm = (long) dg * dg;
+
+  /* axis: mixes the P points of each sub-point index k */
+  ops->swap_axes (be, dec->y, dec->ax_in, nb, p, k, dg);
+  linear (dec, dec->ax_in, p * dg, &st->axis_atten[m], dec->ax_out, p * dg,
+      nb * k, false);
+  /* local: mixes the K sub-points of each point p (contiguous rows) */
+  linear (dec, dec->y, k * dg, &st->subbox_local[m], dec->lc, k * dg, nb * p,
+      false);
+  ops->cascade_residual (
+      be, dec->lc, dec->ax_out, dec->x0, dec->x0, nb, p, k, dg);
+
+  /* MS (B, Dg, 2, L): slot 0 = column gate, slot 1 = row gate */
+  ops->gate_mix (be, dec->mbank + m * nb * mm, mm, dec->pg, pg_stride,
+      dec->ms + l + m, (long) dg * 2 * l, 2 * l, dec->ms + m, (long) dg * 2 * l,
+      2 * l, dec->mmix, nb, dg, dg);
+  batched (dec, nb, r, dg, dg, dec->x0, (long) r * dg, dec->mmix, mm, dec->y,
+      dg, (long) r * dg);
+  ops->ln2d_bias_relu (
+      be, dec->y, dec->mmb + m * dg, (long) l * dg, false, nb, r, dg);
+}
+
+/* 6.6 (e): z (B, O, Dg) = ReLU (LN2D (Sfin y + bS)). */
+static void
+spatial_mix (SiDecoder *dec, const SiStage *st, int nb, long pg_stride)
+{
+  SiBackend *be = dec->be;
+  int dg = st->Dg, r = st->R, o = st->O, sg = st->Sg;
+  const float *sgen = dec->pg + (long) dg * dg;
+
+  batched (dec, nb, sg, dg, r, sgen, pg_stride, dec->y, (long) r * dg, dec->z,
+      dg, (long) o * dg);
+  if (st->reuse) {
+    /* Smix: previous S gated by row gates beta then column gates gamma */
+    be->ops->gate_mix (be, dec->sbank, (long) sg * r, sgen, pg_stride, dec->ss1,
+        sg, 1, dec->ss2, r, 1, dec->smix, nb, sg, r);
+    batched (dec, nb, sg, dg, r, dec->smix, (long) sg * r, dec->y,
+        (long) r * dg, dec->z + (long) sg * dg, dg, (long) o * dg);
+  }
+  be->ops->ln2d_bias_relu (be, dec->z, dec->mb + dg, dg + o, true, nb, o, dg);
+}
+
+/* 6.6: q2 (N, C) = LN (q1 + Wv (Mix (x0, q1, bank))); updates the bank. */
+static void
+mixing (SiDecoder *dec, int s, int n)
+{
+  SiBackend *be = dec->be;
+  const SiBackendOps *ops = be->ops;
+  const SiStage *st = &dec->stages[s];
+  int dg = st->Dg, r = st->R, nb = n * st->G, c = st->C;
+  long pg_stride = (long) dg * dg + (long) st->Sg * r;
+  long mm = (long) dg * dg;
+
+  linear (
+      dec, dec->q1, c, &st->param_gen, dec->pg, st->param_gen.out, n, false);
+  linear (dec, dec->q1, c, &st->mix_bias, dec->mb, st->mix_bias.out, n, false);
+
+  /* (b) y = ReLU (LN2D (x0 Mnew + bM)) */
+  batched (dec, nb, r, dg, dg, dec->x0, (long) r * dg, dec->pg, pg_stride,
+      dec->y, dg, (long) r * dg);
+  ops->ln2d_bias_relu (be, dec->y, dec->mb, dg + st->O, false, nb, r, dg);
+
+  if (st->reuse) {
+    linear (dec, dec->q1, c, &st->M_score, dec->ms, st->M_score.out, n, false);
+    ops->sigmoid (be, dec->ms, (long) n * st->M_score.out);
+    linear (dec, dec->q1, c, &st->M_score_mix_bias, dec->mmb,
+        st->M_score_mix_bias.out, n, false);
+    linear (dec, dec->q1, c, &st->S_score, dec->ss1, st->S_score.out, n, false);
+    ops->sigmoid (be, dec->ss1, (long) n * st->S_score.out);
+    linear (
+        dec, dec->q1, c, &st->S_score2, dec->ss2, st->S_score2.out, n, false);
+    ops->sigmoid (be, dec->ss2, (long) n * st->S_score2.out);
+    for (int m = 0; m < st->L; m++)
+      reuse_step (dec, st, nb, m, pg_stride);
+  }
+  spatial_mix (dec, st, nb, pg_stride);
+
+  /* (f) bank: Mnew of stages reuse_st-1 .. into slots 0.., the first
+   * bank_sg rows of this stage's S for the next stage */
+  if (s >= dec->reuse_st - 1) {
+    int slot = s - (dec->reuse_st - 1);
+    if (slot < dec->max_L)
+      ops->copy_batched (
+          be, dec->mbank + slot * nb * mm, mm, dec->pg, pg_stride, mm, nb);
+    if (s + 1 < dec->n_stages)
+      ops->copy_batched (be, dec->sbank, (long) dec->bank_sg * r, dec->pg + mm,
+          pg_stride, (long) dec->bank_sg * r, nb);
+  }
+
+  /* (e) Wv on the (g, o, c) flattening, residual q1 */
+  linear (dec, dec->z, st->Wv.in, &st->Wv, dec->tmp_c, c, n, false);
+  ops->layer_norm (be, dec->tmp_c, dec->q1, st->Wv_norm.gamma, st->Wv_norm.beta,
+      dec->q2, n, c, false);
+}
+
+/* 6.7, 6.8: q (N, C) = LN (q2 + FFN (q2)); cls (N, NC), delta (N, 4). */
+static void
+ffn_and_branches (SiDecoder *dec, const SiStage *st, int n)
+{
+  SiBackend *be = dec->be;
+  const SiBackendOps *ops = be->ops;
+  int c = st->C;
+  const float *h;
+
+  linear (dec, dec->q2, c, &st->ffn1, dec->ffn_h, st->F, n, true);
+  linear (dec, dec->ffn_h, st->F, &st->ffn2, dec->tmp_c, c, n, false);
+  ops->layer_norm (be, dec->tmp_c, dec->q2, st->ffn_norm.gamma,
+      st->ffn_norm.beta, dec->q, n, c, false);
+
+  h = dec->q;
+  for (int i = 0; i < st->n_cls_fcs; i++) {
+    float *o = (h == dec->br_a) ? dec->br_b : dec->br_a;
+    linear (dec, h, c, &st->cls_fc[i], o, c, n, false);
+    ops->layer_norm (
+        be, o, NULL, st->cls_ln[i].gamma, st->cls_ln[i].beta, o, n, c, true);
+    h = o;
+  }
+  linear (dec, h, c, &st->fc_cls, dec->cls, st->fc_cls.out, n, false);
+
+  h = dec->q;
+  for (int i = 0; i < st->n_reg_fcs; i++) {
+    float *o = (h == dec->br_a) ? dec->br_b : dec->br_a;
+    linear (dec, h, c, &st->reg_fc[i], o, c, n, false);
+    ops->layer_norm (
+        be, o, NULL, st->reg_ln[i].gamma, st->reg_ln[i].beta, o, n, c, true);
+    h = o;
+  }
+  linear (dec, h, c, &st->fc_reg, dec->delta, 4, n, false);
+}
+
+/* (G, N*P, K, 2) sample_xy and (G, N*P, K, 1) sample_z from
+ * pts (N, G, P, K, 3), on the host. */
+static gboolean
+dump_points (SiDecoder *dec, const SiStage *st, int n, SiDumpFunc dump,
+    void *user_data, int s, GError **error)
+{
+  SiBackend *be = dec->be;
+  int g = st->G, p = st->P, k = st->K;
+  size_t count = (size_t) n * g * p * k;
+  float *src = dec->dump_host, *dst = dec->dump_host2;
+  char name[64];
+  int64_t shape[4] = { g, (int64_t) n * p, k, 2 };
+
+  if (!be->ops->download (be, src, dec->pts, count * 3 * sizeof (float), error))
+    return FALSE;
+  for (int comp = 0; comp < 2; comp++) {
+    int nc = comp == 0 ? 2 : 1;
+    for (int i = 0; i < n; i++)
+      for (int gg = 0; gg < g; gg++)
+        for (int pk = 0; pk < p * k; pk++) {
+          const float *pt = src + (((size_t) i * g + gg) * p * k + pk) * 3;
+          float *d = dst + (((size_t) gg * n + i) * p * k + pk) * nc;
+          if (comp == 0) {
+            d[0] = pt[0];
+            d[1] = pt[1];
+          } else {
+            d[0] = pt[2];
+          }
+        }
+    shape[3] = nc;
+    g_snprintf (name, sizeof (name), "stage%d.%s", s,
+        comp == 0 ? "sample_xy" : "sample_z");
+    dump (name, shape, 4, dst, user_data);
+  }
+  return TRUE;
+}
+
+#define DUMP(suffix, dev, ...)                                                 \
+  do {                                                                         \
+    const int64_t shape_[] = { __VA_ARGS__ };                                  \
+    g_snprintf (name, sizeof (name), "stage%d." suffix, s);                    \
+    if (!si_decoder_dump (dec, dump, user_data, name, (dev), shape_,           \
+            G_N_ELEMENTS (shape_), error))                                     \
+      return FALSE;                                                            \
+  } while (0)
+
+gboolean
+si_decoder_stage_run (SiDecoder *dec, int s,
+    const float *const levels[SI_NUM_LEVELS], const int level_h[SI_NUM_LEVELS],
+    const int level_w[SI_NUM_LEVELS], SiDumpFunc dump, void *user_data,
+    GError **error)
+{
+  SiBackend *be = dec->be;
+  const SiStage *st = &dec->stages[s];
+  int n = dec->model->num_query, c = st->C, nb = n * st->G;
+  long pg_stride = (long) st->Dg * st->Dg + (long) st->Sg * st->R;
+  char name[64];
+
+  attention (dec, st, n);
+  if (dump)
+    DUMP ("attn_out", dec->q1, 1, n, c);
+  sample (dec, st, n, levels, level_h, level_w);
+  if (dump) {
+    if (!dump_points (dec, st, n, dump, user_data, s, error))
+      return FALSE;
+    DUMP ("sampled_feats", dec->x0, 1, n, st->G, st->R, st->Dg);
+  }
+  mixing (dec, s, n);
+  if (dump) {
+    /* the generated M of this stage, made contiguous (mmix is free now) */
+    long mm = (long) st->Dg * st->Dg;
+    be->ops->copy_batched (be, dec->mmix, mm, dec->pg, pg_stride, mm, nb);
+    DUMP ("dyn_M", dec->mmix, nb, st->Dg, st->Dg);
+    DUMP ("mixer_out", dec->q2, 1, n, c);
+  }
+  ffn_and_branches (dec, st, n);
+  be->ops->refine_boxes (be, dec->xyzr, dec->delta, dec->xyzr, dec->xyxy, n);
+  if (dump) {
+    DUMP ("content", dec->q, 1, n, c);
+    DUMP ("cls_logits", dec->cls, 1, n, st->fc_cls.out);
+    DUMP ("box_delta", dec->delta, 1, n, 4);
+    DUMP ("xyzr", dec->xyzr, 1, n, 4);
+    DUMP ("xyxy", dec->xyxy, 1, n, 4);
+  }
+  return TRUE;
+}

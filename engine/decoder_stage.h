@@ -1,0 +1,93 @@
+/* decoder_stage.h: state shared by decoder.c (buffers, stage loop, dumps)
+ * and decoder_stage.c (one StageInteractor stage, model-spec 6.2-6.9).
+ * Internal to engine/.
+ *
+ * Legend: N queries, C content dim (= D), G groups, Dg = C/G, Ha heads,
+ * P first-level points, K sub-points, R = P*K, O out points, Sg generated
+ * S rows, L reused filters, F FFN width, NC classes, B = N*G.
+ * "max" sizes are the maxima over the stages.
+ */
+#ifndef SI_DECODER_STAGE_H
+#define SI_DECODER_STAGE_H
+
+#include "decoder.h"
+
+struct _SiDecoder
+{
+  SiBackend *be;
+  const SiModel *model;
+  int n_stages;
+  SiStage *stages;    /* weights as backend pointers (views on the CPU) */
+  GPtrArray *owned;   /* backend allocations (buffers, uploaded weights) */
+  GList *host_arrays; /* host copies of the per-stage SiLinear arrays */
+  int reuse_st;       /* first stage that reuses filters (num_stages: none) */
+  int max_L;          /* bank slots for M */
+  int bank_sg;        /* rows of the banked S (Sg of the reuse stages) */
+
+  /* device copies of the query generator parameters */
+  const float *init_content; /* (N, C) */
+  const float *init_boxes;   /* (N, 4) */
+
+  /* activations (backend memory) */
+  float *q;          /* (N, C) content: stage input, then stage output */
+  float *xyzr;       /* (N, 4) */
+  float *xyxy;       /* (N, 4) */
+  float *a;          /* (N, C) q + pe */
+  float *qkv;        /* (N, 3C) */
+  float *attn_bias;  /* (Ha, N, N) */
+  float *attn;       /* (Ha, N, N) logits, then probabilities */
+  float *attn_cat;   /* (N, C) heads concatenated */
+  float *tmp_c;      /* (N, C) projection outputs before LN */
+  float *q1;         /* (N, C) attention output */
+  float *off1;       /* (N, 3*G*Pmax) */
+  float *off2;       /* (N, 3*K) */
+  float *pts;        /* (N, G, Pmax, K, 3) */
+  float *x0;         /* (B, Rmax, Dg) sampled features, then cascade residual */
+  float *pg;         /* (N, G*(Dg*Dg + Sg*R)) max over stages */
+  float *mb;         /* (N, G*(Dg + O)) */
+  float *y;          /* (B, Rmax, Dg) */
+  float *ms;         /* (N, G*Dg*2*Lmax) */
+  float *mmb;        /* (N, G*Lmax*Dg) */
+  float *ss1;        /* (N, G*Sg) */
+  float *ss2;        /* (N, G*Rmax) */
+  float *lc;         /* (B, Rmax, Dg) local layer output */
+  float *ax_in;      /* (B, K, Pmax, Dg) */
+  float *ax_out;     /* (B, K, Pmax, Dg) */
+  float *mmix;       /* (B, Dg, Dg) */
+  float *mbank;      /* (Lmax, B, Dg, Dg) */
+  float *sbank;      /* (B, bank_sg, R) */
+  float *smix;       /* (B, bank_sg, R) */
+  float *z;          /* (B, O, Dg) = (N, O*D) */
+  float *q2;         /* (N, C) */
+  float *ffn_h;      /* (N, F) */
+  float *br_a;       /* (N, C) branch hidden */
+  float *br_b;       /* (N, C) */
+  float *cls;        /* (N, NC) */
+  float *delta;      /* (N, 4) */
+  float *top_scores; /* (k) */
+  int32_t *top_idx;  /* (k) */
+  void *top_scratch; /* N*NC*8 bytes */
+
+  /* host */
+  float *dump_host;   /* largest dumped tensor */
+  float *dump_host2;  /* (G, N*Pmax, K, 2) */
+  float *host_scores; /* (k) */
+  int32_t *host_idx;  /* (k) */
+  float *host_xyxy;   /* (N, 4) */
+  SiDetection *dets;  /* (k) */
+  int top_k;
+};
+
+/* Dumps one backend tensor (downloads it into dec->dump_host). */
+gboolean si_decoder_dump (SiDecoder *dec, SiDumpFunc dump, void *user_data,
+    const char *name, const float *dev, const int64_t *shape, int ndim,
+    GError **error);
+
+/* Runs stage s on dec->q / dec->xyzr (updated in place) with the neck
+ * levels; dumps stage{s}.* when dump is set. */
+gboolean si_decoder_stage_run (SiDecoder *dec, int s,
+    const float *const levels[SI_NUM_LEVELS], const int level_h[SI_NUM_LEVELS],
+    const int level_w[SI_NUM_LEVELS], SiDumpFunc dump, void *user_data,
+    GError **error);
+
+#endif /* SI_DECODER_STAGE_H */
