@@ -14,8 +14,10 @@
 #define SI_BACKEND_H
 
 #include "model.h"
+#include "net.h"
 
 typedef struct _SiBackend SiBackend;
+typedef struct _SiConvPlan SiConvPlan; /* backend-owned prepared conv */
 typedef struct _SiBackendOps SiBackendOps;
 
 /* Row-major GEMM: C (M, N) = alpha * op(A) (M, K) * op(B) (K, N) + beta * C.
@@ -61,7 +63,48 @@ struct _SiBackendOps
   void (*gemm_batched) (SiBackend *be, const SiGemm *g, int batch,
       long stride_a, long stride_b, long stride_c);
 
-  /* image side: preprocessing, backbone, neck (see backbone.h) */
+  /* ---- image side: preprocessing, backbone, neck ----
+   * (engine/cpu/preprocess_cpu.c, conv_cpu.c, pool_cpu.c, norm_cpu.c,
+   * layout_cpu.c).  Shapes: H, W frame or map size, C channels. */
+
+  /* Frame (host memory, any SiPixelFormat) -> RGB uint8 (new_h, new_w, 3)
+   * resized with OpenCV's fixed-point INTER_LINEAR (model-spec 2.2).
+   * work: backend memory of si_preprocess_work_size() bytes (YUV -> RGB
+   * staging at frame size, resize tables); a CUDA backend stages the frame
+   * itself. */
+  gboolean (*resize_frame) (SiBackend *be, const SiFrame *frame,
+      const SiImageInfo *info, void *work, uint8_t *rgb, GError **error);
+  /* rgb (new_h, new_w, 3) -> out (pad_h, pad_w, 3) = lut[c][rgb], zero in
+   * the bottom/right padding.  lut: (3, 256) float, RGB order. */
+  void (*normalize_pad) (SiBackend *be, const uint8_t *rgb,
+      const SiImageInfo *info, const float *lut, float *out);
+
+  /* Convolution with BN folded: a plan holds the weights in the backend's
+   * layout (made once at si_net_new). */
+  SiConvPlan *(*conv_prepare) (SiBackend *be, const SiConv *conv,
+      GError **error);
+  void (*conv_release) (SiBackend *be, SiConvPlan *plan);
+  /* y (Ho, Wo, cout) = [ReLU] (conv (x (H, W, cin)) + b [+ y]).
+   * accumulate adds y's previous content (the residual) before the ReLU;
+   * Ho = (H + 2 pad - kh) / stride + 1. */
+  gboolean (*conv2d) (SiBackend *be, SiConvPlan *plan, const float *x,
+      int h, int w, float *y, bool accumulate, bool relu, GError **error);
+  /* Max pool 3x3, stride 2, pad 1: x (H, W, C) -> y (Ho, Wo, C). */
+  void (*maxpool3x3s2) (SiBackend *be, const float *x, int h, int w, int c,
+      float *y);
+  /* GroupNorm over NHWC with a per-channel bias added first:
+   * t = x (HW, C) + bias (C); statistics per group of C/groups channels
+   * over all HW pixels; y = (t - mean) / sqrt (var + eps) * gamma + beta.
+   * In place (y == x) allowed. */
+  void (*group_norm) (SiBackend *be, const float *x, int hw, int c,
+      int groups, const float *bias, const float *gamma, const float *beta,
+      float eps, float *y);
+  /* Backend-to-backend copy of bytes. */
+  void (*copy) (SiBackend *be, void *dst, const void *src, size_t bytes);
+  /* dst (cols, rows) = src (rows, cols)^T, e.g. NCHW (C, HW) -> NHWC. */
+  void (*transpose) (SiBackend *be, const float *src, int rows, int cols,
+      float *dst);
+
   /* ---- decoder side (see decoder.h; CPU twins in engine/cpu/
    * decoder_misc_cpu.c, attention_cpu.c, sampler_cpu.c, mixing_cpu.c,
    * declared in engine/cpu/decoder_cpu.h).  Legend: N queries, C content,

@@ -1,0 +1,45 @@
+/* backbone.h: the ResNet backbone (model-spec 3.1) run through the backend
+ * table: stem conv 7x7/2 + ReLU, max pool 3x3/2, four stages of Bottleneck
+ * (depth >= 50) or BasicBlock (18/34) blocks, BN folded into every conv,
+ * ReLU and the residual sum fused into the conv op.  Maps are NHWC.
+ *
+ * Buffer sizes scale with the pixel count px = H * W of the padded input
+ * (H, W multiples of 32), so one set of buffers fits both orientations.
+ */
+#ifndef SI_BACKBONE_H
+#define SI_BACKBONE_H
+
+#include "backend.h"
+
+typedef struct _SiBackboneNet SiBackboneNet;
+
+/* Activation buffers (backend memory), floats per buffer in the comments;
+ * px is the padded input's pixel count. */
+typedef struct
+{
+  float *stem; /* (H/2, W/2, stem_channels) */
+  float *pool; /* (H/4, W/4, stem_channels) */
+  float *t1;   /* block scratch: conv1 output */
+  float *t2;   /* block scratch: conv2 output (bottleneck) */
+  float
+      *out[SI_NUM_LEVELS]; /* C2..C5 (H/2^(l+2), W/2^(l+2), out_channels[l]) */
+} SiBackboneBuffers;
+
+/* Floats each buffer needs for inputs of up to px pixels. */
+typedef struct
+{
+  size_t stem, pool, t1, t2, out[SI_NUM_LEVELS];
+} SiBackboneSizes;
+
+void si_backbone_sizes (const SiBackbone *bb, size_t px, SiBackboneSizes *s);
+
+/* Prepares every conv of bb on be (weights into the backend's layout). */
+SiBackboneNet *si_backbone_net_new (
+    SiBackend *be, const SiBackbone *bb, GError **error);
+void si_backbone_net_free (SiBackboneNet **bn);
+
+/* input (H, W, 3) -> buf->out[0..3]. */
+gboolean si_backbone_run (SiBackboneNet *bn, const float *input, int h, int w,
+    const SiBackboneBuffers *buf, GError **error);
+
+#endif /* SI_BACKBONE_H */

@@ -1,0 +1,67 @@
+/* backend_cpu.h: the CPU backend's private state and the signatures of its
+ * ops (one op family per file in engine/cpu/), gathered into the table by
+ * backend_cpu.c.  Internal to engine/.
+ */
+#ifndef SI_BACKEND_CPU_H
+#define SI_BACKEND_CPU_H
+
+#include "backend.h"
+#include "gemm.h"
+
+typedef struct
+{
+  int num_threads;
+  /* TRUE: plain-loop reference paths only (no oneDNN), for tests. */
+  bool reference;
+  void *dnnl_engine; /* dnnl_engine_t, NULL without oneDNN */
+  void *dnnl_stream; /* dnnl_stream_t */
+  void *scratch;     /* oneDNN scratchpad shared by every primitive */
+  size_t scratch_bytes;
+} SiCpuBackend;
+
+static inline SiCpuBackend *
+si_cpu_priv (SiBackend *be)
+{
+  return (SiCpuBackend *) be->priv;
+}
+
+/* Selects the plain-loop reference implementations (tests). */
+void si_cpu_backend_set_reference (SiBackend *be, bool reference);
+
+/* gemm_cpu.c */
+void si_cpu_sgemm_col_major (const SiGemmColMajor *cm);
+void si_gemm_cpu (SiBackend *be, const SiGemm *g);
+void si_gemm_batched_cpu (SiBackend *be, const SiGemm *g, int batch,
+    long stride_a, long stride_b, long stride_c);
+
+/* preprocess_cpu.c */
+gboolean si_resize_frame_cpu (SiBackend *be, const SiFrame *frame,
+    const SiImageInfo *info, void *work, uint8_t *rgb, GError **error);
+void si_normalize_pad_cpu (SiBackend *be, const uint8_t *rgb,
+    const SiImageInfo *info, const float *lut, float *out);
+
+/* conv_cpu.c */
+SiConvPlan *si_conv_prepare_cpu (
+    SiBackend *be, const SiConv *conv, GError **error);
+void si_conv_release_cpu (SiBackend *be, SiConvPlan *plan);
+gboolean si_conv2d_cpu (SiBackend *be, SiConvPlan *plan, const float *x, int h,
+    int w, float *y, bool accumulate, bool relu, GError **error);
+/* The plain-loop reference convolution (always available). */
+void si_conv2d_reference (const SiConv *conv, const float *x, int h, int w,
+    float *y, bool accumulate, bool relu);
+
+/* pool_cpu.c */
+void si_maxpool3x3s2_cpu (
+    SiBackend *be, const float *x, int h, int w, int c, float *y);
+
+/* norm_cpu.c */
+void si_group_norm_cpu (SiBackend *be, const float *x, int hw, int c,
+    int groups, const float *bias, const float *gamma, const float *beta,
+    float eps, float *y);
+
+/* layout_cpu.c */
+void si_copy_cpu (SiBackend *be, void *dst, const void *src, size_t bytes);
+void si_transpose_cpu (
+    SiBackend *be, const float *src, int rows, int cols, float *dst);
+
+#endif /* SI_BACKEND_CPU_H */

@@ -1,0 +1,413 @@
+/* conv_cpu.c: 2-D convolution on NHWC maps with BN folded (the ResNet
+ * backbone), bias, optional residual accumulation and ReLU.  The plain-loop
+ * reference (si_conv2d_reference) is the definition; the fast path runs
+ * oneDNN primitives (NHWC in and out, weights reordered once into the
+ * layout the primitive asks for, ReLU and the residual sum fused as
+ * post-ops), created lazily per input shape and cached in the plan.
+ */
+#include "si-config.h"
+
+#include "backend_cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+#ifdef SI_HAVE_DNNL
+#include <dnnl.h>
+#endif
+
+#include "si-math.h"
+
+#define CONV_CACHE 8
+
+static void *
+aligned_try_alloc (size_t bytes)
+{
+  void *p = NULL;
+  if (posix_memalign (&p, 64, bytes ? bytes : 64) != 0)
+    return NULL;
+  return p;
+}
+
+#ifdef SI_HAVE_DNNL
+typedef struct
+{
+  int h, w;
+  bool acc, relu;
+  dnnl_primitive_t prim;
+  dnnl_memory_t src, wei, bias, dst, scratch;
+  size_t scratch_bytes;
+} ConvEntry;
+
+typedef struct
+{
+  dnnl_memory_desc_t md;
+  void *data;
+} ConvWeights;
+#endif
+
+struct _SiConvPlan
+{
+  SiConv conv; /* host weights (cout, cin/groups, kh, kw) and bias (cout) */
+#ifdef SI_HAVE_DNNL
+  ConvEntry cache[CONV_CACHE];
+  int n_cache, next_evict;
+  ConvWeights weights[CONV_CACHE]; /* one per layout asked for */
+  int n_weights;
+#endif
+};
+
+void
+si_conv2d_reference (const SiConv *cv, const float *x, int h, int w, float *y,
+    bool accumulate, bool relu)
+{
+  int ho = (h + 2 * cv->pad - cv->kh) / cv->stride + 1;
+  int wo = (w + 2 * cv->pad - cv->kw) / cv->stride + 1;
+  int cin_g = cv->cin / cv->groups, cout_g = cv->cout / cv->groups;
+
+#pragma omp parallel for schedule(static)
+  for (int oy = 0; oy < ho; oy++) {
+    for (int ox = 0; ox < wo; ox++) {
+      float *o = y + ((size_t) oy * wo + ox) * cv->cout;
+      for (int co = 0; co < cv->cout; co++) {
+        int g = co / cout_g;
+        const float *wc = cv->w + (size_t) co * cin_g * cv->kh * cv->kw;
+        float acc = cv->b[co];
+        for (int ky = 0; ky < cv->kh; ky++) {
+          int iy = oy * cv->stride - cv->pad + ky;
+          if (iy < 0 || iy >= h)
+            continue;
+          for (int kx = 0; kx < cv->kw; kx++) {
+            int ix = ox * cv->stride - cv->pad + kx;
+            if (ix < 0 || ix >= w)
+              continue;
+            const float *s = x + ((size_t) iy * w + ix) * cv->cin + g * cin_g;
+            for (int ci = 0; ci < cin_g; ci++)
+              acc += wc[((size_t) ci * cv->kh + ky) * cv->kw + kx] * s[ci];
+          }
+        }
+        if (accumulate)
+          acc += o[co];
+        o[co] = relu ? si_relu (acc) : acc;
+      }
+    }
+  }
+}
+
+SiConvPlan *
+si_conv_prepare_cpu (SiBackend *be, const SiConv *conv, GError **error)
+{
+  SiConvPlan *plan;
+
+  if (conv->w == NULL || conv->b == NULL || conv->groups < 1 ||
+      conv->cin % conv->groups || conv->cout % conv->groups ||
+      conv->stride < 1) {
+    g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+        "conv: bad description (%d -> %d, %dx%d, groups %d)", conv->cin,
+        conv->cout, conv->kh, conv->kw, conv->groups);
+    return NULL;
+  }
+  plan = g_new0 (SiConvPlan, 1);
+  plan->conv = *conv;
+  return plan;
+}
+
+#ifdef SI_HAVE_DNNL
+static void
+entry_clear (ConvEntry *e)
+{
+  if (e->prim)
+    dnnl_primitive_destroy (e->prim);
+  if (e->src)
+    dnnl_memory_destroy (e->src);
+  if (e->wei)
+    dnnl_memory_destroy (e->wei);
+  if (e->bias)
+    dnnl_memory_destroy (e->bias);
+  if (e->dst)
+    dnnl_memory_destroy (e->dst);
+  if (e->scratch)
+    dnnl_memory_destroy (e->scratch);
+  memset (e, 0, sizeof (*e));
+}
+#endif
+
+void
+si_conv_release_cpu (SiBackend *be, SiConvPlan *plan)
+{
+  if (plan == NULL)
+    return;
+#ifdef SI_HAVE_DNNL
+  for (int i = 0; i < plan->n_cache; i++)
+    entry_clear (&plan->cache[i]);
+  for (int i = 0; i < plan->n_weights; i++)
+    free (plan->weights[i].data);
+#endif
+  g_free (plan);
+}
+
+#ifdef SI_HAVE_DNNL
+
+#define DNNL_TRY(call, what)                                                   \
+  do {                                                                         \
+    dnnl_status_t st_ = (call);                                                \
+    if (st_ != dnnl_success) {                                                 \
+      g_set_error (error, SI_ERROR, SI_ERROR_BACKEND,                          \
+          "oneDNN: %s failed (status %d)", what, (int) st_);                   \
+      goto fail;                                                               \
+    }                                                                          \
+  } while (0)
+
+/* Weights in the layout md, reordered from the host (g)oihw once. */
+static void *
+plan_weights (SiConvPlan *plan, SiCpuBackend *cpu, const dnnl_memory_desc_t *md,
+    GError **error)
+{
+  const SiConv *cv = &plan->conv;
+  dnnl_engine_t eng = cpu->dnnl_engine;
+  dnnl_memory_desc_t user_md;
+  dnnl_primitive_desc_t rpd = NULL;
+  dnnl_primitive_t reorder = NULL;
+  dnnl_memory_t from = NULL, to = NULL;
+  void *data = NULL;
+
+  for (int i = 0; i < plan->n_weights; i++)
+    if (dnnl_memory_desc_equal (&plan->weights[i].md, md))
+      return plan->weights[i].data;
+  if (plan->n_weights == CONV_CACHE) {
+    g_set_error (
+        error, SI_ERROR, SI_ERROR_BACKEND, "conv: too many weight layouts");
+    return NULL;
+  }
+  if (cv->groups == 1) {
+    dnnl_dims_t d = { cv->cout, cv->cin, cv->kh, cv->kw };
+    DNNL_TRY (
+        dnnl_memory_desc_init_by_tag (&user_md, 4, d, dnnl_f32, dnnl_oihw),
+        "weights md");
+  } else {
+    dnnl_dims_t d = { cv->groups, cv->cout / cv->groups, cv->cin / cv->groups,
+      cv->kh, cv->kw };
+    DNNL_TRY (
+        dnnl_memory_desc_init_by_tag (&user_md, 5, d, dnnl_f32, dnnl_goihw),
+        "weights md");
+  }
+  data = aligned_try_alloc (dnnl_memory_desc_get_size (md));
+  if (data == NULL) {
+    g_set_error (
+        error, SI_ERROR, SI_ERROR_NO_MEMORY, "conv: cannot allocate weights");
+    return NULL;
+  }
+  DNNL_TRY (
+      dnnl_memory_create (&from, &user_md, eng, (void *) cv->w), "memory");
+  DNNL_TRY (dnnl_memory_create (&to, md, eng, data), "memory");
+  DNNL_TRY (
+      dnnl_reorder_primitive_desc_create (&rpd, &user_md, eng, md, eng, NULL),
+      "reorder pd");
+  DNNL_TRY (dnnl_primitive_create (&reorder, rpd), "reorder");
+  {
+    dnnl_exec_arg_t args[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
+    DNNL_TRY (
+        dnnl_primitive_execute (reorder, cpu->dnnl_stream, 2, args), "reorder");
+    DNNL_TRY (dnnl_stream_wait (cpu->dnnl_stream), "stream wait");
+  }
+  dnnl_primitive_destroy (reorder);
+  dnnl_primitive_desc_destroy (rpd);
+  dnnl_memory_destroy (from);
+  dnnl_memory_destroy (to);
+  plan->weights[plan->n_weights].md = *md;
+  plan->weights[plan->n_weights].data = data;
+  plan->n_weights++;
+  return data;
+
+fail:
+  if (reorder)
+    dnnl_primitive_destroy (reorder);
+  if (rpd)
+    dnnl_primitive_desc_destroy (rpd);
+  if (from)
+    dnnl_memory_destroy (from);
+  if (to)
+    dnnl_memory_destroy (to);
+  free (data);
+  return NULL;
+}
+
+static ConvEntry *
+plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
+    bool relu, GError **error)
+{
+  const SiConv *cv = &plan->conv;
+  dnnl_engine_t eng = cpu->dnnl_engine;
+  int ho = (h + 2 * cv->pad - cv->kh) / cv->stride + 1;
+  int wo = (w + 2 * cv->pad - cv->kw) / cv->stride + 1;
+  dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md;
+  dnnl_convolution_desc_t desc;
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_post_ops_t po = NULL;
+  dnnl_primitive_desc_t pd = NULL;
+  ConvEntry *e;
+  void *wdata;
+
+  for (int i = 0; i < plan->n_cache; i++) {
+    e = &plan->cache[i];
+    if (e->h == h && e->w == w && e->acc == acc && e->relu == relu)
+      return e;
+  }
+  if (plan->n_cache < CONV_CACHE) {
+    e = &plan->cache[plan->n_cache++];
+  } else {
+    e = &plan->cache[plan->next_evict];
+    plan->next_evict = (plan->next_evict + 1) % CONV_CACHE;
+    entry_clear (e);
+  }
+
+  {
+    dnnl_dims_t sd = { 1, cv->cin, h, w }, dd = { 1, cv->cout, ho, wo };
+    dnnl_dims_t bd = { cv->cout };
+    dnnl_dims_t strides = { cv->stride, cv->stride };
+    dnnl_dims_t pad = { cv->pad, cv->pad };
+    /* right/bottom padding so that the output size matches exactly */
+    dnnl_dims_t pad_r = { (ho - 1) * cv->stride + cv->kh - h - cv->pad,
+      (wo - 1) * cv->stride + cv->kw - w - cv->pad };
+    DNNL_TRY (
+        dnnl_memory_desc_init_by_tag (&src_md, 4, sd, dnnl_f32, dnnl_nhwc),
+        "src md");
+    DNNL_TRY (
+        dnnl_memory_desc_init_by_tag (&dst_md, 4, dd, dnnl_f32, dnnl_nhwc),
+        "dst md");
+    DNNL_TRY (dnnl_memory_desc_init_by_tag (&bias_md, 1, bd, dnnl_f32, dnnl_x),
+        "bias md");
+    if (cv->groups == 1) {
+      dnnl_dims_t wd = { cv->cout, cv->cin, cv->kh, cv->kw };
+      DNNL_TRY (dnnl_memory_desc_init_by_tag (
+                    &wei_md, 4, wd, dnnl_f32, dnnl_format_tag_any),
+          "weights md");
+    } else {
+      dnnl_dims_t wd = { cv->groups, cv->cout / cv->groups,
+        cv->cin / cv->groups, cv->kh, cv->kw };
+      DNNL_TRY (dnnl_memory_desc_init_by_tag (
+                    &wei_md, 5, wd, dnnl_f32, dnnl_format_tag_any),
+          "weights md");
+    }
+    DNNL_TRY (dnnl_convolution_forward_desc_init (&desc, dnnl_forward_inference,
+                  dnnl_convolution_direct, &src_md, &wei_md, &bias_md, &dst_md,
+                  strides, pad, pad_r),
+        "convolution desc");
+  }
+  DNNL_TRY (dnnl_primitive_attr_create (&attr), "attr");
+  DNNL_TRY (
+      dnnl_primitive_attr_set_scratchpad_mode (attr, dnnl_scratchpad_mode_user),
+      "scratchpad mode");
+  DNNL_TRY (dnnl_post_ops_create (&po), "post ops");
+  if (acc)
+    DNNL_TRY (dnnl_post_ops_append_sum (po, 1.0f), "sum post-op");
+  if (relu)
+    DNNL_TRY (
+        dnnl_post_ops_append_eltwise (po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
+        "relu post-op");
+  DNNL_TRY (dnnl_primitive_attr_set_post_ops (attr, po), "set post ops");
+  DNNL_TRY (dnnl_primitive_desc_create (&pd, &desc, attr, eng, NULL),
+      "convolution pd");
+
+  {
+    const dnnl_memory_desc_t *wmd =
+        dnnl_primitive_desc_query_md (pd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *smd =
+        dnnl_primitive_desc_query_md (pd, dnnl_query_scratchpad_md, 0);
+    wdata = plan_weights (plan, cpu, wmd, error);
+    if (wdata == NULL)
+      goto fail;
+    DNNL_TRY (dnnl_memory_create (&e->wei, wmd, eng, wdata), "memory");
+    e->scratch_bytes = smd ? dnnl_memory_desc_get_size (smd) : 0;
+    if (e->scratch_bytes > 0) {
+      if (e->scratch_bytes > cpu->scratch_bytes) {
+        free (cpu->scratch);
+        cpu->scratch = aligned_try_alloc (e->scratch_bytes);
+        cpu->scratch_bytes = cpu->scratch ? e->scratch_bytes : 0;
+        if (cpu->scratch == NULL) {
+          g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
+              "conv: cannot allocate %zu bytes of scratchpad",
+              e->scratch_bytes);
+          goto fail;
+        }
+      }
+      DNNL_TRY (dnnl_memory_create (&e->scratch, smd, eng, DNNL_MEMORY_NONE),
+          "memory");
+    }
+  }
+  DNNL_TRY (
+      dnnl_memory_create (&e->src, &src_md, eng, DNNL_MEMORY_NONE), "memory");
+  DNNL_TRY (
+      dnnl_memory_create (&e->dst, &dst_md, eng, DNNL_MEMORY_NONE), "memory");
+  DNNL_TRY (
+      dnnl_memory_create (&e->bias, &bias_md, eng, (void *) cv->b), "memory");
+  DNNL_TRY (dnnl_primitive_create (&e->prim, pd), "convolution primitive");
+  dnnl_primitive_desc_destroy (pd);
+  dnnl_post_ops_destroy (po);
+  dnnl_primitive_attr_destroy (attr);
+  e->h = h;
+  e->w = w;
+  e->acc = acc;
+  e->relu = relu;
+  return e;
+
+fail:
+  if (pd)
+    dnnl_primitive_desc_destroy (pd);
+  if (po)
+    dnnl_post_ops_destroy (po);
+  if (attr)
+    dnnl_primitive_attr_destroy (attr);
+  entry_clear (e);
+  /* keep the cache dense: move the last entry into the hole */
+  if (e != &plan->cache[plan->n_cache - 1]) {
+    *e = plan->cache[plan->n_cache - 1];
+    memset (&plan->cache[plan->n_cache - 1], 0, sizeof (ConvEntry));
+  }
+  plan->n_cache--;
+  plan->next_evict = 0;
+  return NULL;
+}
+
+static gboolean
+conv2d_dnnl (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
+    float *y, bool acc, bool relu, GError **error)
+{
+  SiCpuBackend *cpu = si_cpu_priv (be);
+  ConvEntry *e = plan_entry (plan, cpu, h, w, acc, relu, error);
+  dnnl_exec_arg_t args[5];
+  int n = 0;
+
+  if (e == NULL)
+    return FALSE;
+  DNNL_TRY (dnnl_memory_set_data_handle (e->src, (void *) x), "set handle");
+  DNNL_TRY (dnnl_memory_set_data_handle (e->dst, y), "set handle");
+  args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, e->src };
+  args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, e->wei };
+  args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, e->bias };
+  args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_DST, e->dst };
+  if (e->scratch) {
+    DNNL_TRY (
+        dnnl_memory_set_data_handle (e->scratch, cpu->scratch), "set handle");
+    args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, e->scratch };
+  }
+  DNNL_TRY (dnnl_primitive_execute (e->prim, cpu->dnnl_stream, n, args),
+      "convolution");
+  DNNL_TRY (dnnl_stream_wait (cpu->dnnl_stream), "stream wait");
+  return TRUE;
+
+fail:
+  return FALSE;
+}
+#endif /* SI_HAVE_DNNL */
+
+gboolean
+si_conv2d_cpu (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
+    float *y, bool accumulate, bool relu, GError **error)
+{
+#ifdef SI_HAVE_DNNL
+  if (!si_cpu_priv (be)->reference)
+    return conv2d_dnnl (be, plan, x, h, w, y, accumulate, relu, error);
+#endif
+  si_conv2d_reference (&plan->conv, x, h, w, y, accumulate, relu);
+  return TRUE;
+}

@@ -1,0 +1,143 @@
+/* gemm_cpu.c: the GEMM family on the CPU.  Every call goes through the
+ * row-major -> column-major mapping of gemm.h and then one column-major
+ * sgemm: OpenBLAS's cblas_sgemm by default, oneDNN's dnnl_sgemm (row-major
+ * API, so the column-major call is mapped back) when SI_GEMM=dnnl, and a
+ * plain triple loop without either library.
+ */
+#include "si-config.h"
+
+#include "backend_cpu.h"
+
+#include <string.h>
+#ifdef SI_HAVE_BLAS
+#include <cblas.h>
+#endif
+#ifdef SI_HAVE_DNNL
+#include <dnnl.h>
+#endif
+
+typedef enum
+{
+  GEMM_IMPL_UNSET,
+  GEMM_IMPL_BLAS,
+  GEMM_IMPL_DNNL,
+  GEMM_IMPL_LOOPS,
+} GemmImpl;
+
+static GemmImpl
+gemm_impl (void)
+{
+  static gsize impl = 0; /* GemmImpl, 0 until chosen */
+
+  if (g_once_init_enter (&impl)) {
+    const char *env = g_getenv ("SI_GEMM");
+    GemmImpl v = GEMM_IMPL_LOOPS;
+#ifdef SI_HAVE_BLAS
+    v = GEMM_IMPL_BLAS;
+#elif defined(SI_HAVE_DNNL)
+    v = GEMM_IMPL_DNNL;
+#endif
+#ifdef SI_HAVE_DNNL
+    if (env && strcmp (env, "dnnl") == 0)
+      v = GEMM_IMPL_DNNL;
+#endif
+#ifdef SI_HAVE_BLAS
+    if (env && strcmp (env, "blas") == 0)
+      v = GEMM_IMPL_BLAS;
+#endif
+    if (env && strcmp (env, "loops") == 0)
+      v = GEMM_IMPL_LOOPS;
+    g_once_init_leave (&impl, (gsize) v);
+  }
+  return (GemmImpl) impl;
+}
+
+/* Column-major reference: C (m, n) = alpha op(A) op(B) + beta C. */
+static void
+sgemm_col_major_loops (const SiGemmColMajor *cm)
+{
+  for (int j = 0; j < cm->n; j++) {
+    for (int i = 0; i < cm->m; i++) {
+      double acc = 0.0;
+      for (int l = 0; l < cm->k; l++) {
+        float a = cm->trans_a ? cm->a[(size_t) i * cm->lda + l]
+                              : cm->a[(size_t) l * cm->lda + i];
+        float b = cm->trans_b ? cm->b[(size_t) l * cm->ldb + j]
+                              : cm->b[(size_t) j * cm->ldb + l];
+        acc += (double) a * b;
+      }
+      float *c = &cm->c[(size_t) j * cm->ldc + i];
+      *c = cm->alpha * (float) acc + (cm->beta == 0.0f ? 0.0f : cm->beta * *c);
+    }
+  }
+}
+
+void
+si_cpu_sgemm_col_major (const SiGemmColMajor *cm)
+{
+  if (cm->m == 0 || cm->n == 0)
+    return;
+  switch (gemm_impl ()) {
+#ifdef SI_HAVE_BLAS
+    case GEMM_IMPL_BLAS:
+      cblas_sgemm (CblasColMajor, cm->trans_a ? CblasTrans : CblasNoTrans,
+          cm->trans_b ? CblasTrans : CblasNoTrans, cm->m, cm->n, cm->k,
+          cm->alpha, cm->a, cm->lda, cm->b, cm->ldb, cm->beta, cm->c, cm->ldc);
+      return;
+#endif
+#ifdef SI_HAVE_DNNL
+    case GEMM_IMPL_DNNL:
+      /* dnnl_sgemm is row-major: the column-major C (m, n) is the
+       * row-major C^T (n, m) = op(B)^T op(A)^T. */
+      dnnl_sgemm (cm->trans_b ? 'T' : 'N', cm->trans_a ? 'T' : 'N', cm->n,
+          cm->m, cm->k, cm->alpha, cm->b, cm->ldb, cm->a, cm->lda, cm->beta,
+          cm->c, cm->ldc);
+      return;
+#endif
+    default:
+      sgemm_col_major_loops (cm);
+      return;
+  }
+}
+
+void
+si_gemm_cpu (SiBackend *be, const SiGemm *g)
+{
+  SiGemmColMajor cm;
+
+  si_gemm_to_col_major (g, &cm);
+  si_cpu_sgemm_col_major (&cm);
+}
+
+void
+si_gemm_batched_cpu (SiBackend *be, const SiGemm *g, int batch, long stride_a,
+    long stride_b, long stride_c)
+{
+  SiGemmColMajor cm0;
+
+  si_gemm_to_col_major (g, &cm0);
+  /* Small matrices: one single-threaded sgemm per thread (oneDNN runs
+   * sequentially inside an OpenMP region); large ones: threaded calls. */
+#if defined(_OPENMP) && defined(SI_HAVE_DNNL)
+  if (batch > 1 && (double) g->m * g->n * g->k < 4.0e6 &&
+      gemm_impl () != GEMM_IMPL_LOOPS) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < batch; i++) {
+      SiGemmColMajor cm = cm0;
+      cm.a = cm0.a + (long) i * stride_b; /* the swapped operands */
+      cm.b = cm0.b + (long) i * stride_a;
+      cm.c = cm0.c + (long) i * stride_c;
+      dnnl_sgemm (cm.trans_b ? 'T' : 'N', cm.trans_a ? 'T' : 'N', cm.n, cm.m,
+          cm.k, cm.alpha, cm.b, cm.ldb, cm.a, cm.lda, cm.beta, cm.c, cm.ldc);
+    }
+    return;
+  }
+#endif
+  for (int i = 0; i < batch; i++) {
+    SiGemmColMajor cm = cm0;
+    cm.a = cm0.a + (long) i * stride_b;
+    cm.b = cm0.b + (long) i * stride_a;
+    cm.c = cm0.c + (long) i * stride_c;
+    si_cpu_sgemm_col_major (&cm);
+  }
+}

@@ -1,0 +1,35 @@
+/* pool_cpu.c: max pooling on the CPU (reference, plain loops): the ResNet
+ * stem's 3x3 / stride 2 / pad 1 pool on NHWC maps; padding never wins.
+ */
+#include "backend_cpu.h"
+
+#include <float.h>
+
+void
+si_maxpool3x3s2_cpu (
+    SiBackend *be, const float *x, int h, int w, int c, float *y)
+{
+  int ho = (h + 2 - 3) / 2 + 1, wo = (w + 2 - 3) / 2 + 1;
+
+#pragma omp parallel for schedule(static)
+  for (int oy = 0; oy < ho; oy++) {
+    for (int ox = 0; ox < wo; ox++) {
+      float *o = y + ((size_t) oy * wo + ox) * c;
+      for (int k = 0; k < c; k++)
+        o[k] = -FLT_MAX;
+      for (int ky = 0; ky < 3; ky++) {
+        int iy = oy * 2 - 1 + ky;
+        if (iy < 0 || iy >= h)
+          continue;
+        for (int kx = 0; kx < 3; kx++) {
+          int ix = ox * 2 - 1 + kx;
+          if (ix < 0 || ix >= w)
+            continue;
+          const float *s = x + ((size_t) iy * w + ix) * c;
+          for (int k = 0; k < c; k++)
+            o[k] = s[k] > o[k] ? s[k] : o[k];
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,22 @@
+/* neck.h: the ChannelMapping neck (model-spec 4) on the backend table:
+ * per level a 1x1 conv with bias (one GEMM on the NHWC map) and the shared
+ * GroupNorm(32), statistics over the padded map, eps 1e-5.
+ */
+#ifndef SI_NECK_H
+#define SI_NECK_H
+
+#include "backend.h"
+
+typedef struct _SiNeckNet SiNeckNet;
+
+/* Uploads the neck weights of model to be. */
+SiNeckNet *si_neck_net_new (
+    SiBackend *be, const SiModel *model, GError **error);
+void si_neck_net_free (SiNeckNet **nn);
+
+/* in[l] (h[l], w[l], in_channels[l]) -> out[l] (h[l], w[l], D). */
+gboolean si_neck_run (SiNeckNet *nn, const float *const in[SI_NUM_LEVELS],
+    const int h[SI_NUM_LEVELS], const int w[SI_NUM_LEVELS],
+    float *const out[SI_NUM_LEVELS], GError **error);
+
+#endif /* SI_NECK_H */

@@ -1,0 +1,230 @@
+/* si-math.h: per-element arithmetic shared by the CPU backend and (later)
+ * the CUDA kernels: OpenCV-exact resize coefficients, BT.601 YUV -> RGB,
+ * the normalisation recipe, ReLU.  Everything is static inline and marked
+ * SI_HOSTDEV so that both the C compiler and nvcc compile it.
+ */
+#ifndef SI_MATH_H
+#define SI_MATH_H
+
+#include <math.h>
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define SI_HOSTDEV __host__ __device__
+#else
+#define SI_HOSTDEV
+#endif
+
+/* Fixed-point INTER_LINEAR (model-spec 2.2): 11-bit coefficients. */
+#define SI_RESIZE_BITS 11
+#define SI_RESIZE_ONE (1 << SI_RESIZE_BITS)
+
+SI_HOSTDEV static inline int
+si_clampi (int v, int lo, int hi)
+{
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+SI_HOSTDEV static inline float
+si_relu (float x)
+{
+  return x > 0.0f ? x : 0.0f;
+}
+
+/* Horizontal tap of destination column dx: source column x0 and weights
+ * a0, a1 (sum 2048).  single: only x0 contributes (a0 = 2048 then). */
+SI_HOSTDEV static inline void
+si_resize_xcoef (
+    int dx, double inv_scale, int src_w, int *x0, int *a0, int *a1, int *single)
+{
+  float fx = (float) ((dx + 0.5) * inv_scale - 0.5);
+  int sx = (int) floorf (fx);
+  fx -= (float) sx;
+  *single = 0;
+  if (sx < 0) {
+    fx = 0.0f;
+    sx = 0;
+  }
+  if (sx + 1 >= src_w) {
+    *single = 1;
+    if (sx >= src_w - 1) {
+      fx = 0.0f;
+      sx = src_w - 1;
+    }
+  }
+  *x0 = sx;
+  *a0 = (int) rintf ((1.0f - fx) * (float) SI_RESIZE_ONE);
+  *a1 = (int) rintf (fx * (float) SI_RESIZE_ONE);
+  if (*single) {
+    *a0 = SI_RESIZE_ONE;
+    *a1 = 0;
+  }
+}
+
+/* Vertical tap of destination row dy: clamped rows r0, r1 and weights
+ * b0, b1 (fy is not reset at the borders, as in OpenCV). */
+SI_HOSTDEV static inline void
+si_resize_ycoef (
+    int dy, double inv_scale, int src_h, int *r0, int *r1, int *b0, int *b1)
+{
+  float fy = (float) ((dy + 0.5) * inv_scale - 0.5);
+  int sy = (int) floorf (fy);
+  fy -= (float) sy;
+  *r0 = si_clampi (sy, 0, src_h - 1);
+  *r1 = si_clampi (sy + 1, 0, src_h - 1);
+  *b0 = (int) rintf ((1.0f - fy) * (float) SI_RESIZE_ONE);
+  *b1 = (int) rintf (fy * (float) SI_RESIZE_ONE);
+}
+
+/* Vertical pass of two horizontally filtered values (int32 each). */
+SI_HOSTDEV static inline uint8_t
+si_resize_vmix (int32_t t0, int32_t t1, int b0, int b1)
+{
+  int v = ((((t0 >> 4) * b0) >> 16) + (((t1 >> 4) * b1) >> 16) + 2) >> 2;
+  return (uint8_t) si_clampi (v, 0, 255);
+}
+
+/* BT.601 limited range YUV -> one RGB channel, 8-bit fixed point
+ * (the coefficients of the ITU recommendation scaled by 2^16). */
+SI_HOSTDEV static inline uint8_t
+si_clamp_u8 (int v)
+{
+  return (uint8_t) si_clampi (v, 0, 255);
+}
+
+SI_HOSTDEV static inline void
+si_yuv_to_rgb (int y, int u, int v, uint8_t *r, uint8_t *g, uint8_t *b)
+{
+  int c = (y - 16) * 76309; /* 1.164383 * 2^16 */
+  int d = u - 128;
+  int e = v - 128;
+  *r = si_clamp_u8 ((c + 104597 * e + 32768) >> 16); /* 1.596027 */
+  *g = si_clamp_u8 (
+      (c - 25675 * d - 53279 * e + 32768) >> 16);    /* .391762, .812968 */
+  *b = si_clamp_u8 ((c + 132201 * d + 32768) >> 16); /* 2.017232 */
+}
+
+/* Normalisation of one uint8 value (golden README): bit-exact to mmdet's
+ * float32((double)(x - mean32) * (1.0 / (double)std32)). */
+SI_HOSTDEV static inline float
+si_normalize_value (int x, float mean, float std)
+{
+  float t = (float) x - mean;
+  return (float) ((double) t * (1.0 / (double) std));
+}
+
+/* ---- decoder side (model-spec 5, 6.2, 6.3, 6.5, 6.9, 7) ---- */
+
+SI_HOSTDEV static inline float
+si_sigmoidf (float x)
+{
+  return 1.0f / (1.0f + expf (-x));
+}
+
+/* decode_box: xyzr (x, y, z = log2 sqrt(wh), r = log2 h/w) -> x1y1x2y2,
+ * in the official evaluation order (model-spec 5). */
+SI_HOSTDEV static inline void
+si_decode_box (const float *xyzr, float *xyxy)
+{
+  float sc = exp2f (xyzr[2]);
+  float w = sc * exp2f (xyzr[3] * -0.5f);
+  float h = sc * exp2f (xyzr[3] * 0.5f);
+  xyxy[0] = xyzr[0] - w * 0.5f;
+  xyxy[1] = xyzr[1] - h * 0.5f;
+  xyxy[2] = xyzr[0] + w * 0.5f;
+  xyxy[3] = xyzr[1] + h * 0.5f;
+}
+
+/* Initial box of one query (model-spec 5): normalised cx, cy, w, h of an
+ * img_w x img_h image -> xyzr. */
+SI_HOSTDEV static inline void
+si_init_box (const float *cxcywh, float img_w, float img_h, float *xyzr)
+{
+  float x1 = (cxcywh[0] - 0.5f * cxcywh[2]) * img_w;
+  float y1 = (cxcywh[1] - 0.5f * cxcywh[3]) * img_h;
+  float x2 = (cxcywh[0] + 0.5f * cxcywh[2]) * img_w;
+  float y2 = (cxcywh[1] + 0.5f * cxcywh[3]) * img_h;
+  float bw = x2 - x1, bh = y2 - y1;
+  xyzr[0] = 0.5f * (x1 + x2);
+  xyzr[1] = 0.5f * (y1 + y2);
+  xyzr[2] = log2f (sqrtf (bw * bh));
+  xyzr[3] = log2f (bh / bw);
+}
+
+/* refine_xyzr (model-spec 6.9): dx in box widths, dy in box heights. */
+SI_HOSTDEV static inline void
+si_refine_box (const float *xyzr, const float *delta, float *out)
+{
+  float x = xyzr[0], y = xyzr[1], z = xyzr[2], r = xyzr[3];
+  out[0] = x + delta[0] * exp2f (z - 0.5f * r);
+  out[1] = y + delta[1] * exp2f (z + 0.5f * r);
+  out[2] = z + delta[2];
+  out[3] = r + delta[3];
+}
+
+/* dim_t[j] of the positional encoding with nf features per coordinate,
+ * rounded to float32 as the official code does (model-spec 6.2). */
+SI_HOSTDEV static inline float
+si_posenc_dim_t (int j, int nf)
+{
+  float e = (float) (2 * (j / 2)) / (float) nf;
+  return powf (10000.0f, e);
+}
+
+/* log (IoF + 1e-7) of query box a against key box b, both x1y1x2y2
+ * (model-spec 6.3: divided by the area of a). */
+SI_HOSTDEV static inline float
+si_log_iof (const float *a, const float *b)
+{
+  float ow = fminf (a[2], b[2]) - fmaxf (a[0], b[0]);
+  float oh = fminf (a[3], b[3]) - fmaxf (a[1], b[1]);
+  float area = (a[2] - a[0]) * (a[3] - a[1]);
+  ow = ow > 0.0f ? ow : 0.0f;
+  oh = oh > 0.0f ? oh : 0.0f;
+  area = area > 1e-6f ? area : 1e-6f;
+  return logf (ow * oh / area + 1e-7f);
+}
+
+/* One two-level sampling point (model-spec 6.5): box xyzr, first-level
+ * offset o1 (dx0, dy0, dz0), shared second-level offset o2 -> X, Y, Z. */
+SI_HOSTDEV static inline void
+si_sample_point (
+    const float *xyzr, const float *o1, const float *o2, float *xyz)
+{
+  float z = xyzr[2], r = xyzr[3];
+  float ez = exp2f (o1[2]);
+  xyz[0] = xyzr[0] + exp2f (z - 0.5f * r) * (o1[0] + ez * o2[0]);
+  xyz[1] = xyzr[1] + exp2f (z + 0.5f * r) * (o1[1] + ez * o2[1]);
+  xyz[2] = (z + o1[2]) + o2[2];
+}
+
+/* Soft level weights of a point of log2 scale Z over the 4 levels
+ * (regress_z, tau 2): softmax_l (-|((Z - 3) - l)^2 / 2|). */
+SI_HOSTDEV static inline void
+si_level_weights (float z, float *wl)
+{
+  float t[4], mx, sum = 0.0f;
+  for (int l = 0; l < 4; l++) {
+    float d = (z - 3.0f) - (float) l;
+    t[l] = -fabsf (d * d / 2.0f);
+  }
+  mx = fmaxf (fmaxf (t[0], t[1]), fmaxf (t[2], t[3]));
+  for (int l = 0; l < 4; l++) {
+    wl[l] = expf (t[l] - mx);
+    sum += wl[l];
+  }
+  for (int l = 0; l < 4; l++)
+    wl[l] /= sum;
+}
+
+/* grid_sample (bilinear, zeros, align_corners False) source coordinate of
+ * X on a level of `size` cells and the given stride (model-spec 6.5). */
+SI_HOSTDEV static inline float
+si_grid_coord (float x, int size, int stride)
+{
+  float extent = (float) (size * stride);
+  float g = x / extent * 2.0f - 1.0f;
+  return ((g + 1.0f) * (float) size - 1.0f) / 2.0f;
+}
+
+#endif /* SI_MATH_H */
