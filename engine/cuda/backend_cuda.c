@@ -1,0 +1,387 @@
+/* backend_cuda.c: the CUDA backend's table: lifetime (device, one
+ * non-blocking stream, the cuBLAS handle), memory (one arena of
+ * cudaMalloc'ed chunks, filled at load and at context creation, never per
+ * frame; pinned staging for the frame upload and the result download),
+ * the error helpers behind the check macros, and the ops gathered from the
+ * other files of engine/cuda/.  Every op is stream-ordered; sync() and
+ * download() report the first failure of the void ops.
+ */
+#include "si-config.h"
+
+#include "backend_cuda.h"
+
+#include <string.h>
+
+#define SI_CUDA_ALIGN 256
+#define SI_CUDA_CHUNK (64u << 20)      /* 64 MiB, or one bigger allocation */
+#define SI_CUDA_STAGING_OUT (1u << 20) /* results: detections, dumps */
+#define SI_CUDA_CONV_WS (16u << 20)    /* im2col workspace, in floats */
+#define SI_CUDA_GN_MAX_C 4096
+#define SI_CUDA_DEFAULT_MAX_PIXELS (1920 * 1088)
+
+/* ---- errors ---- */
+
+static int
+cuda_error_code (cudaError_t status)
+{
+  switch (status) {
+    case cudaErrorMemoryAllocation:
+      return SI_ERROR_NO_MEMORY;
+    case cudaErrorNoDevice:
+    case cudaErrorInsufficientDriver:
+    case cudaErrorInvalidDevice:
+      return SI_ERROR_NO_DEVICE;
+    default:
+      return SI_ERROR_BACKEND;
+  }
+}
+
+void
+si_cuda_set_error (GError **error, cudaError_t status, const char *what,
+    const char *file, int line)
+{
+  g_set_error (error, SI_ERROR, cuda_error_code (status),
+      "CUDA error %s: %s (in %s, %s:%d)", cudaGetErrorName (status),
+      cudaGetErrorString (status), what, file, line);
+}
+
+void
+si_cublas_set_error (GError **error, cublasStatus_t status, const char *what,
+    const char *file, int line)
+{
+  g_set_error (error, SI_ERROR,
+      status == CUBLAS_STATUS_ALLOC_FAILED ? SI_ERROR_NO_MEMORY
+                                           : SI_ERROR_BACKEND,
+      "cuBLAS error %s: %s (in %s, %s:%d)", cublasGetStatusName (status),
+      cublasGetStatusString (status), what, file, line);
+}
+
+void
+si_cuda_defer (SiBackend *be, cudaError_t status, const char *what,
+    const char *file, int line)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+
+  if (cu->deferred == NULL)
+    si_cuda_set_error (&cu->deferred, status, what, file, line);
+}
+
+void
+si_cublas_defer (SiBackend *be, cublasStatus_t status, const char *what,
+    const char *file, int line)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+
+  if (cu->deferred == NULL)
+    si_cublas_set_error (&cu->deferred, status, what, file, line);
+}
+
+/* ---- lifetime ---- */
+
+static void
+cuda_destroy (SiBackend *be)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+
+  if (cu == NULL)
+    return;
+  if (cu->stream)
+    cudaStreamSynchronize (cu->stream);
+  if (cu->cublas)
+    cublasDestroy (cu->cublas);
+  if (cu->chunks) {
+    for (guint i = 0; i < cu->chunks->len; i++)
+      cudaFree (g_array_index (cu->chunks, SiCudaChunk, i).base);
+    g_array_free (cu->chunks, TRUE);
+  }
+  if (cu->staging_in_free)
+    cudaEventDestroy (cu->staging_in_free);
+  if (cu->staging_in)
+    cudaFreeHost (cu->staging_in);
+  if (cu->staging_out)
+    cudaFreeHost (cu->staging_out);
+  if (cu->stream)
+    cudaStreamDestroy (cu->stream);
+  g_clear_error (&cu->deferred);
+  /* leave no sticky error behind for the next context of this thread */
+  cudaGetLastError ();
+  g_free (cu);
+  be->priv = NULL;
+}
+
+static gboolean
+cuda_init_resources (
+    SiBackend *be, const SiContextOptions *options, GError **error)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  struct cudaDeviceProp prop;
+  long max_pixels = SI_CUDA_DEFAULT_MAX_PIXELS;
+
+  SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
+  SI_CUDA_TRY (cudaGetDeviceProperties (&prop, cu->device), error, FALSE);
+  g_strlcpy (cu->device_name, prop.name, sizeof (cu->device_name));
+  SI_CUDA_TRY (cudaStreamCreateWithFlags (&cu->stream, cudaStreamNonBlocking),
+      error, FALSE);
+  SI_CUBLAS_TRY (cublasCreate (&cu->cublas), error, FALSE);
+  SI_CUBLAS_TRY (cublasSetStream (cu->cublas, cu->stream), error, FALSE);
+  /* fp32 is the parity mode: no TF32.  fp16 picks its compute type per
+   * call (gemm_cuda.c), the math mode stays the default. */
+  SI_CUBLAS_TRY (
+      cublasSetMathMode (cu->cublas, CUBLAS_DEFAULT_MATH), error, FALSE);
+
+  /* staging for the largest frame: 4 bytes per pixel covers every format */
+  if (options && options->max_width > 0 && options->max_height > 0)
+    max_pixels = (long) options->max_width * options->max_height;
+  cu->staging_in_size = (size_t) max_pixels * 4;
+  SI_CUDA_TRY (cudaHostAlloc ((void **) &cu->staging_in, cu->staging_in_size,
+                   cudaHostAllocDefault),
+      error, FALSE);
+  SI_CUDA_TRY (
+      cudaEventCreateWithFlags (&cu->staging_in_free, cudaEventDisableTiming),
+      error, FALSE);
+  cu->staging_out_size = SI_CUDA_STAGING_OUT;
+  SI_CUDA_TRY (cudaHostAlloc ((void **) &cu->staging_out, cu->staging_out_size,
+                   cudaHostAllocDefault),
+      error, FALSE);
+
+  cu->frame_dev = si_cuda_alloc (be, cu->staging_in_size, error);
+  if (cu->frame_dev == NULL)
+    return FALSE;
+  cu->frame_dev_size = cu->staging_in_size;
+  cu->conv_ws_floats = SI_CUDA_CONV_WS;
+  cu->conv_ws = si_cuda_alloc (be, cu->conv_ws_floats * sizeof (float), error);
+  if (cu->conv_ws == NULL)
+    return FALSE;
+  cu->gn_max_c = SI_CUDA_GN_MAX_C;
+  cu->gn_stats = si_cuda_alloc (be,
+      (size_t) cu->gn_max_c * 2 * (sizeof (double) + sizeof (float)), error);
+  return cu->gn_stats != NULL;
+}
+
+static gboolean
+cuda_init (SiBackend *be, const SiContextOptions *options, GError **error)
+{
+  SiCudaBackend *cu;
+  cudaError_t status;
+  int count = 0;
+  int device = options ? options->device_id : 0;
+
+  status = cudaGetDeviceCount (&count);
+  if (status != cudaSuccess || count == 0) {
+    g_set_error (error, SI_ERROR, SI_ERROR_NO_DEVICE, "no CUDA device: %s",
+        status != cudaSuccess ? cudaGetErrorString (status)
+                              : "the driver reports 0 devices");
+    cudaGetLastError ();
+    return FALSE;
+  }
+  if (device < 0 || device >= count) {
+    g_set_error (error, SI_ERROR, SI_ERROR_NO_DEVICE,
+        "no CUDA device %d (this machine has %d)", device, count);
+    return FALSE;
+  }
+
+  cu = g_new0 (SiCudaBackend, 1);
+  cu->device = device;
+  cu->precision = options ? options->precision : SI_PRECISION_FP32;
+  cu->chunks = g_array_new (FALSE, FALSE, sizeof (SiCudaChunk));
+  be->priv = cu;
+  if (!cuda_init_resources (be, options, error)) {
+    cuda_destroy (be);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+const char *
+si_cuda_backend_device_name (SiBackend *be)
+{
+  return si_cuda_priv (be)->device_name;
+}
+
+/* ---- memory: the arena ---- */
+
+void *
+si_cuda_alloc (SiBackend *be, size_t bytes, GError **error)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  size_t need =
+      (MAX (bytes, 1) + SI_CUDA_ALIGN - 1) / SI_CUDA_ALIGN * SI_CUDA_ALIGN;
+  SiCudaChunk chunk = { 0 };
+
+  for (guint i = 0; i < cu->chunks->len; i++) {
+    SiCudaChunk *c = &g_array_index (cu->chunks, SiCudaChunk, i);
+    if (c->size - c->used >= need) {
+      void *p = c->base + c->used;
+      c->used += need;
+      c->live++;
+      return p;
+    }
+  }
+  SI_CUDA_TRY (cudaSetDevice (cu->device), error, NULL);
+  chunk.size = MAX (need, (size_t) SI_CUDA_CHUNK);
+  SI_CUDA_TRY (cudaMalloc ((void **) &chunk.base, chunk.size), error, NULL);
+  chunk.used = need;
+  chunk.live = 1;
+  g_array_append_val (cu->chunks, chunk);
+  return chunk.base;
+}
+
+void
+si_cuda_free (SiBackend *be, void *ptr)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  uint8_t *p = ptr;
+
+  if (p == NULL)
+    return;
+  for (guint i = 0; i < cu->chunks->len; i++) {
+    SiCudaChunk *c = &g_array_index (cu->chunks, SiCudaChunk, i);
+    if (p >= c->base && p < c->base + c->size) {
+      if (--c->live == 0)
+        c->used = 0; /* the whole chunk is free again */
+      return;
+    }
+  }
+}
+
+static void *
+cuda_alloc (SiBackend *be, size_t bytes, GError **error)
+{
+  return si_cuda_alloc (be, bytes, error);
+}
+
+static void
+cuda_free (SiBackend *be, void *ptr)
+{
+  si_cuda_free (be, ptr);
+}
+
+/* Weights and inputs: from pageable memory the copy has consumed src when
+ * cudaMemcpyAsync returns, so src may go away at once. */
+static gboolean
+cuda_upload (
+    SiBackend *be, void *dst, const void *src, size_t bytes, GError **error)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+
+  if (bytes == 0)
+    return TRUE;
+  SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
+  SI_CUDA_TRY (
+      cudaMemcpyAsync (dst, src, bytes, cudaMemcpyHostToDevice, cu->stream),
+      error, FALSE);
+  return TRUE;
+}
+
+static gboolean
+cuda_take_deferred (SiCudaBackend *cu, GError **error)
+{
+  if (cu->deferred == NULL)
+    return TRUE;
+  g_propagate_error (error, cu->deferred);
+  cu->deferred = NULL;
+  return FALSE;
+}
+
+/* Blocking: waits for the stream, then reports any deferred failure. */
+static gboolean
+cuda_download (
+    SiBackend *be, void *dst, const void *src, size_t bytes, GError **error)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  bool staged = bytes <= cu->staging_out_size;
+
+  SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
+  if (bytes)
+    SI_CUDA_TRY (cudaMemcpyAsync (staged ? (void *) cu->staging_out : dst, src,
+                     bytes, cudaMemcpyDeviceToHost, cu->stream),
+        error, FALSE);
+  SI_CUDA_TRY (cudaStreamSynchronize (cu->stream), error, FALSE);
+  if (!cuda_take_deferred (cu, error))
+    return FALSE;
+  if (bytes && staged)
+    memcpy (dst, cu->staging_out, bytes);
+  return TRUE;
+}
+
+static gboolean
+cuda_sync (SiBackend *be, GError **error)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+
+  SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
+  SI_CUDA_TRY (cudaStreamSynchronize (cu->stream), error, FALSE);
+  return cuda_take_deferred (cu, error);
+}
+
+const uint8_t *
+si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
+    const size_t *bytes, int n_planes, GError **error)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  size_t total = 0, off = 0;
+
+  for (int i = 0; i < n_planes; i++)
+    total += bytes[i];
+  if (total > cu->staging_in_size) {
+    g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+        "frame of %zu bytes is larger than this context's maximum (%zu "
+        "bytes: max-width x max-height x 4)",
+        total, cu->staging_in_size);
+    return NULL;
+  }
+  SI_CUDA_TRY (cudaSetDevice (cu->device), error, NULL);
+  /* the previous frame's copy must have read the staging buffer */
+  SI_CUDA_TRY (cudaEventSynchronize (cu->staging_in_free), error, NULL);
+  for (int i = 0; i < n_planes; i++) {
+    memcpy (cu->staging_in + off, src[i], bytes[i]);
+    off += bytes[i];
+  }
+  SI_CUDA_TRY (cudaMemcpyAsync (cu->frame_dev, cu->staging_in, total,
+                   cudaMemcpyHostToDevice, cu->stream),
+      error, NULL);
+  SI_CUDA_TRY (cudaEventRecord (cu->staging_in_free, cu->stream), error, NULL);
+  return cu->frame_dev;
+}
+
+/* ---- the table ---- */
+
+const SiBackendOps si_cuda_backend_ops = {
+  .name = "cuda",
+  .init = cuda_init,
+  .destroy = cuda_destroy,
+  .alloc = cuda_alloc,
+  .free = cuda_free,
+  .upload = cuda_upload,
+  .download = cuda_download,
+  .sync = cuda_sync,
+
+  .gemm = si_gemm_cuda,
+  .gemm_batched = si_gemm_batched_cuda,
+
+  .resize_frame = si_resize_frame_cuda,
+  .normalize_pad = si_normalize_pad_cuda,
+  .conv_prepare = si_conv_prepare_cuda,
+  .conv_release = si_conv_release_cuda,
+  .conv2d = si_conv2d_cuda,
+  .maxpool3x3s2 = si_maxpool3x3s2_cuda,
+  .group_norm = si_group_norm_cuda,
+  .transpose = si_transpose_cuda,
+
+  .layer_norm = si_layer_norm_cuda,
+  .bias_act = si_bias_act_cuda,
+  .sigmoid = si_sigmoid_cuda,
+  .copy_batched = si_copy_batched_cuda,
+  .init_boxes = si_init_boxes_cuda,
+  .posenc_add = si_posenc_add_cuda,
+  .iof_bias = si_iof_bias_cuda,
+  .softmax_bias = si_softmax_bias_cuda,
+  .sample_points = si_sample_points_cuda,
+  .sample_features = si_sample_features_cuda,
+  .ln2d_bias_relu = si_ln2d_bias_relu_cuda,
+  .swap_axes = si_swap_axes_cuda,
+  .cascade_residual = si_cascade_residual_cuda,
+  .gate_mix = si_gate_mix_cuda,
+  .refine_boxes = si_refine_boxes_cuda,
+  .topk_sigmoid = si_topk_sigmoid_cuda,
+};

@@ -1,0 +1,215 @@
+/* backend_cuda.h: the CUDA backend's private state (device, stream, cuBLAS
+ * handle, the allocation arena, pinned staging, the first deferred error),
+ * the check macros that turn CUDA / cuBLAS failures into SI_ERROR GErrors
+ * (they return, never exit) and the signatures of its ops, one op family
+ * per file in engine/cuda/ (twins of engine/cpu/backend_cpu.h and
+ * engine/cpu/decoder_cpu.h).  Compiled by the C compiler and by nvcc.
+ */
+#ifndef SI_BACKEND_CUDA_H
+#define SI_BACKEND_CUDA_H
+
+#include <glib.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+G_BEGIN_DECLS
+
+#include "backend.h"
+#include "gemm.h"
+
+/* One cudaMalloc'ed chunk of the arena: bump-allocated, recycled when every
+ * allocation in it has been freed. */
+typedef struct
+{
+  uint8_t *base;
+  size_t size;
+  size_t used;
+  int live; /* allocations handed out and not yet freed */
+} SiCudaChunk;
+
+typedef struct
+{
+  int device;
+  SiPrecision precision;
+  cudaStream_t stream;
+  cublasHandle_t cublas;
+  char device_name[256];
+
+  GArray *chunks; /* SiCudaChunk: the arena (weights and activations) */
+
+  /* Pinned host staging: frames go up through staging_in (one copy per
+   * frame), small results come down through staging_out. */
+  uint8_t *staging_in;
+  size_t staging_in_size;
+  cudaEvent_t staging_in_free; /* recorded after the copy that reads it */
+  uint8_t *staging_out;
+  size_t staging_out_size;
+
+  /* Device copy of the raw frame: (sum of the plane sizes) bytes. */
+  uint8_t *frame_dev;
+  size_t frame_dev_size;
+
+  /* im2col workspace of the convolutions: conv_ws_floats floats. */
+  float *conv_ws;
+  size_t conv_ws_floats;
+
+  /* GroupNorm statistics: (2, gn_max_c) doubles then (2, gn_max_c) floats
+   * (per-channel sums, then scale and shift). */
+  void *gn_stats;
+  int gn_max_c;
+
+  /* First failure of an op that returns void (kernel launch, cuBLAS);
+   * reported and cleared by sync(). */
+  GError *deferred;
+} SiCudaBackend;
+
+static inline SiCudaBackend *
+si_cuda_priv (SiBackend *be)
+{
+  return (SiCudaBackend *) be->priv;
+}
+
+/* Sets @error from a CUDA status (code NO_MEMORY, NO_DEVICE or BACKEND)
+ * with the CUDA error name and message and where it happened. */
+void si_cuda_set_error (GError **error, cudaError_t status, const char *what,
+    const char *file, int line);
+void si_cublas_set_error (GError **error, cublasStatus_t status,
+    const char *what, const char *file, int line);
+/* Records the first failure of a void op into be's deferred error. */
+void si_cuda_defer (SiBackend *be, cudaError_t status, const char *what,
+    const char *file, int line);
+void si_cublas_defer (SiBackend *be, cublasStatus_t status, const char *what,
+    const char *file, int line);
+
+/* Return @ret with @error set when a CUDA runtime call fails. */
+#define SI_CUDA_TRY(call, error, ret)                                          \
+  do {                                                                         \
+    cudaError_t si_cuda_status_ = (call);                                      \
+    if (si_cuda_status_ != cudaSuccess) {                                      \
+      si_cuda_set_error ((error), si_cuda_status_, #call, __FILE__, __LINE__); \
+      return ret;                                                              \
+    }                                                                          \
+  } while (0)
+
+#define SI_CUBLAS_TRY(call, error, ret)                                        \
+  do {                                                                         \
+    cublasStatus_t si_cublas_status_ = (call);                                 \
+    if (si_cublas_status_ != CUBLAS_STATUS_SUCCESS) {                          \
+      si_cublas_set_error (                                                    \
+          (error), si_cublas_status_, #call, __FILE__, __LINE__);              \
+      return ret;                                                              \
+    }                                                                          \
+  } while (0)
+
+/* In void ops: record a failure of @call (reported by sync()). */
+#define SI_CUDA_DEFER(be, call)                                                \
+  do {                                                                         \
+    cudaError_t si_cuda_status_ = (call);                                      \
+    if (si_cuda_status_ != cudaSuccess)                                        \
+      si_cuda_defer ((be), si_cuda_status_, #call, __FILE__, __LINE__);        \
+  } while (0)
+
+/* After a kernel launch in a void op. */
+#define SI_CUDA_LAUNCHED(be, name)                                             \
+  do {                                                                         \
+    cudaError_t si_cuda_status_ = cudaGetLastError ();                         \
+    if (si_cuda_status_ != cudaSuccess)                                        \
+      si_cuda_defer ((be), si_cuda_status_, name, __FILE__, __LINE__);         \
+  } while (0)
+
+/* Number of blocks of @threads covering @n items (at least 1). */
+static inline unsigned int
+si_cuda_blocks (long n, int threads)
+{
+  long b = (n + threads - 1) / threads;
+  return (unsigned int) (b > 0 ? b : 1);
+}
+
+/* backend_cuda.c: the device's name (logs, benchmarks); memory */
+const char *si_cuda_backend_device_name (SiBackend *be);
+void *si_cuda_alloc (SiBackend *be, size_t bytes, GError **error);
+void si_cuda_free (SiBackend *be, void *ptr);
+/* Copies @n_planes host buffers back to back into the pinned staging and
+ * from there, in one copy, to frame_dev.  Returns frame_dev. */
+const uint8_t *si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
+    const size_t *bytes, int n_planes, GError **error);
+
+/* gemm_cuda.c */
+void si_gemm_cuda (SiBackend *be, const SiGemm *g);
+void si_gemm_batched_cuda (SiBackend *be, const SiGemm *g, int batch,
+    long stride_a, long stride_b, long stride_c);
+
+/* preprocess_cuda.cu */
+gboolean si_resize_frame_cuda (SiBackend *be, const SiFrame *frame,
+    const SiImageInfo *info, void *work, uint8_t *rgb, GError **error);
+void si_normalize_pad_cuda (SiBackend *be, const uint8_t *rgb,
+    const SiImageInfo *info, const float *lut, float *out);
+
+/* conv_cuda.cu */
+SiConvPlan *si_conv_prepare_cuda (
+    SiBackend *be, const SiConv *conv, GError **error);
+void si_conv_release_cuda (SiBackend *be, SiConvPlan *plan);
+gboolean si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h,
+    int w, float *y, bool accumulate, bool relu, GError **error);
+
+/* pool_cuda.cu */
+void si_maxpool3x3s2_cuda (
+    SiBackend *be, const float *x, int h, int w, int c, float *y);
+
+/* norm_cuda.cu */
+void si_group_norm_cuda (SiBackend *be, const float *x, int hw, int c,
+    int groups, const float *bias, const float *gamma, const float *beta,
+    float eps, float *y);
+
+/* layout_cuda.cu */
+void si_transpose_cuda (
+    SiBackend *be, const float *src, int rows, int cols, float *dst);
+
+/* decoder_misc_cuda.cu */
+void si_layer_norm_cuda (SiBackend *be, const float *x, const float *res,
+    const float *gamma, const float *beta, float *y, int rows, int n,
+    bool relu);
+void si_bias_act_cuda (SiBackend *be, float *y, const float *bias, int rows,
+    int n, int ld, bool relu);
+void si_sigmoid_cuda (SiBackend *be, float *x, long n);
+void si_copy_batched_cuda (SiBackend *be, float *dst, long dst_stride,
+    const float *src, long src_stride, long n, int batch);
+void si_init_boxes_cuda (SiBackend *be, const float *cxcywh, int n, float img_w,
+    float img_h, float *xyzr, float *xyxy);
+void si_posenc_add_cuda (
+    SiBackend *be, const float *xyzr, const float *q, float *a, int n, int c);
+void si_refine_boxes_cuda (SiBackend *be, const float *xyzr, const float *delta,
+    float *xyzr_out, float *xyxy, int n);
+void si_topk_sigmoid_cuda (SiBackend *be, const float *logits, int n, int k,
+    float *scores, int32_t *idx, void *scratch);
+
+/* attention_cuda.cu */
+void si_iof_bias_cuda (SiBackend *be, const float *xyzr, const float *tau,
+    float *bias, int n, int heads);
+void si_softmax_bias_cuda (
+    SiBackend *be, float *logits, const float *bias, int rows, int n);
+
+/* sampler_cuda.cu */
+void si_sample_points_cuda (SiBackend *be, const float *xyzr, const float *off1,
+    const float *off2, float *pts, int n, int g, int p, int k);
+void si_sample_features_cuda (SiBackend *be, const float *pts,
+    const float *const levels[SI_NUM_LEVELS], const int h[SI_NUM_LEVELS],
+    const int w[SI_NUM_LEVELS], const int strides[SI_NUM_LEVELS], int n, int g,
+    int r, int dg, float *out);
+
+/* mixing_cuda.cu */
+void si_ln2d_bias_relu_cuda (SiBackend *be, float *x, const float *bias,
+    long bias_stride, bool per_row, int batch, int rows, int cols);
+void si_swap_axes_cuda (SiBackend *be, const float *src, float *dst, int batch,
+    int x, int y, int z);
+void si_cascade_residual_cuda (SiBackend *be, const float *lc, const float *axt,
+    const float *res, float *u, int batch, int p, int k, int dg);
+void si_gate_mix_cuda (SiBackend *be, const float *old, long old_stride,
+    const float *new_, long new_stride, const float *rowgate, long rg_stride,
+    int rg_inc, const float *colgate, long cg_stride, int cg_inc, float *out,
+    int batch, int rows, int cols);
+
+G_END_DECLS
+
+#endif /* SI_BACKEND_CUDA_H */

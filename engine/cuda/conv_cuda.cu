@@ -1,0 +1,176 @@
+/* conv_cuda.cu: CUDA twin of conv_cpu.c: 2-D convolution on NHWC maps with
+ * BN folded, as im2col + cuBLAS GEMM (through the backend's row-major
+ * gemm, gemm.h), then bias, the residual (GEMM beta = 1 on y) and ReLU.
+ * 1x1 / stride 1 convolutions are one GEMM on the input itself.  The
+ * im2col buffer is the backend's fixed workspace: large maps are done in
+ * slices of output pixels, so nothing is allocated per frame.
+ */
+#include "backend_cuda.h"
+
+#include <string.h>
+
+struct _SiConvPlan
+{
+  SiConv conv; /* sizes; conv.w, conv.b are the host weights */
+  float *w;    /* (cout, kh*kw*cin_g) device, row order (ky, kx, ci) */
+  float *b;    /* (cout) device */
+};
+
+SiConvPlan *
+si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  int cin_g, kg;
+  size_t n;
+  float *wt;
+  SiConvPlan *plan;
+
+  if (conv->groups <= 0 || conv->cin % conv->groups ||
+      conv->cout % conv->groups || conv->stride <= 0 || conv->kh <= 0 ||
+      conv->kw <= 0) {
+    g_set_error (error, SI_ERROR, SI_ERROR_UNSUPPORTED,
+        "conv: bad geometry (cin %d cout %d groups %d k %dx%d stride %d)",
+        conv->cin, conv->cout, conv->groups, conv->kh, conv->kw, conv->stride);
+    return NULL;
+  }
+  cin_g = conv->cin / conv->groups;
+  kg = conv->kh * conv->kw * cin_g;
+  n = (size_t) conv->cout * kg;
+  if ((size_t) kg * conv->groups > cu->conv_ws_floats) {
+    g_set_error (error, SI_ERROR, SI_ERROR_UNSUPPORTED,
+        "conv: %d x %d x %d taps exceed the CUDA im2col workspace", conv->kh,
+        conv->kw, conv->cin);
+    return NULL;
+  }
+
+  /* (cout, cin_g, kh, kw) -> (cout, kh, kw, cin_g) to match im2col */
+  wt = (float *) g_malloc (n * sizeof (float));
+  for (int co = 0; co < conv->cout; co++)
+    for (int ci = 0; ci < cin_g; ci++)
+      for (int ky = 0; ky < conv->kh; ky++)
+        for (int kx = 0; kx < conv->kw; kx++)
+          wt[(size_t) co * kg + (ky * conv->kw + kx) * cin_g + ci] =
+              conv->w[(((size_t) co * cin_g + ci) * conv->kh + ky) * conv->kw +
+                  kx];
+
+  plan = g_new0 (SiConvPlan, 1);
+  plan->conv = *conv;
+  plan->w = (float *) si_cuda_alloc (be, n * sizeof (float), error);
+  plan->b = plan->w ? (float *) si_cuda_alloc (
+                          be, (size_t) conv->cout * sizeof (float), error)
+                    : NULL;
+  if (plan->b == NULL)
+    goto fail;
+  /* pageable sources: consumed when the calls return, wt may go */
+  if (cudaMemcpyAsync (plan->w, wt, n * sizeof (float), cudaMemcpyHostToDevice,
+          cu->stream) != cudaSuccess ||
+      cudaMemcpyAsync (plan->b, conv->b, conv->cout * sizeof (float),
+          cudaMemcpyHostToDevice, cu->stream) != cudaSuccess) {
+    si_cuda_set_error (
+        error, cudaGetLastError (), "conv weights upload", __FILE__, __LINE__);
+    goto fail;
+  }
+  g_free (wt);
+  return plan;
+
+fail:
+  g_free (wt);
+  si_conv_release_cuda (be, plan);
+  return NULL;
+}
+
+void
+si_conv_release_cuda (SiBackend *be, SiConvPlan *plan)
+{
+  if (plan == NULL)
+    return;
+  si_cuda_free (be, plan->w);
+  si_cuda_free (be, plan->b);
+  g_free (plan);
+}
+
+/* col (rows, groups*kg) for output pixels [m0, m0 + rows): column
+ * g*kg + (ky*kw + kx)*cin_g + ci holds x[iy][ix][g*cin_g + ci] (0 in the
+ * padding).  One thread per element, consecutive threads on consecutive
+ * input channels. */
+__global__ void
+im2col_kernel (const float *x, int h, int w, int cin, int kh, int kw,
+    int stride, int pad, int groups, int wo, long m0, long rows, float *col)
+{
+  int cin_g = cin / groups, kg = kh * kw * cin_g, kt = kg * groups;
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= rows * kt)
+    return;
+  int q = (int) (t % kt);
+  long m = m0 + t / kt;
+  int g = q / kg, r = q % kg;
+  int ci = r % cin_g, tap = r / cin_g;
+  int ky = tap / kw, kx = tap % kw;
+  int oy = (int) (m / wo), ox = (int) (m % wo);
+  int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+  col[t] = (iy >= 0 && iy < h && ix >= 0 && ix < w)
+      ? x[((size_t) iy * w + ix) * cin + g * cin_g + ci]
+      : 0.0f;
+}
+
+gboolean
+si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
+    float *y, bool accumulate, bool relu, GError **error)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  const SiConv *cv = &plan->conv;
+  int ho = (h + 2 * cv->pad - cv->kh) / cv->stride + 1;
+  int wo = (w + 2 * cv->pad - cv->kw) / cv->stride + 1;
+  int cin_g = cv->cin / cv->groups, cout_g = cv->cout / cv->groups;
+  int kg = cv->kh * cv->kw * cin_g, kt = kg * cv->groups;
+  long m = (long) ho * wo;
+  SiGemm g;
+
+  if (ho <= 0 || wo <= 0)
+    return TRUE;
+  memset (&g, 0, sizeof (g));
+  g.trans_b = true; /* W (cout_g, kg) used as W^T */
+  g.alpha = 1.0f;
+  g.beta = accumulate ? 1.0f : 0.0f;
+  g.ldb = kg;
+  g.ldc = cv->cout;
+
+  if (cv->kh == 1 && cv->kw == 1 && cv->stride == 1 && cv->pad == 0 &&
+      cv->groups == 1) {
+    /* y (HW, cout) = x (HW, cin) W^T */
+    g.m = (int) m;
+    g.n = cv->cout;
+    g.k = cv->cin;
+    g.a = x;
+    g.lda = cv->cin;
+    g.b = plan->w;
+    g.c = y;
+    si_gemm_cuda (be, &g);
+  } else {
+    long slice = (long) (cu->conv_ws_floats / kt);
+    for (long m0 = 0; m0 < m; m0 += slice) {
+      long rows = MIN (slice, m - m0);
+      im2col_kernel<<<si_cuda_blocks (rows * kt, 256), 256, 0, cu->stream>>> (x,
+          h, w, cv->cin, cv->kh, cv->kw, cv->stride, cv->pad, cv->groups, wo,
+          m0, rows, cu->conv_ws);
+      SI_CUDA_TRY (cudaGetLastError (), error, FALSE);
+      for (int gi = 0; gi < cv->groups; gi++) {
+        g.m = (int) rows;
+        g.n = cout_g;
+        g.k = kg;
+        g.a = cu->conv_ws + (size_t) gi * kg;
+        g.lda = kt;
+        g.b = plan->w + (size_t) gi * cout_g * kg;
+        g.c = y + (size_t) m0 * cv->cout + (size_t) gi * cout_g;
+        si_gemm_cuda (be, &g);
+      }
+    }
+  }
+  si_bias_act_cuda (be, y, plan->b, (int) m, cv->cout, cv->cout, relu);
+  if (cu->deferred) {
+    g_propagate_error (error, cu->deferred);
+    cu->deferred = NULL;
+    return FALSE;
+  }
+  return TRUE;
+}

@@ -1,0 +1,84 @@
+/* gemm_cuda.c: the GEMM family on cuBLAS.  The row-major SiGemm goes
+ * through si_gemm_to_col_major() (gemm.h, the mapping the CPU backend runs
+ * through cblas), nothing else here reorders operands.  fp32: cublasSgemm
+ * with CUBLAS_DEFAULT_MATH (no TF32, parity mode); fp16: tensor cores on
+ * the same fp32 buffers with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_16F).
+ */
+#include "si-config.h"
+
+#include "backend_cuda.h"
+
+static cublasOperation_t
+cuda_op (bool trans)
+{
+  return trans ? CUBLAS_OP_T : CUBLAS_OP_N;
+}
+
+static bool
+cuda_gemm_check (SiBackend *be, const SiGemm *g)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+
+  if (si_gemm_is_valid (g))
+    return true;
+  if (cu->deferred == NULL)
+    g_set_error (&cu->deferred, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+        "gemm: inconsistent sizes m %d n %d k %d lda %d ldb %d ldc %d", g->m,
+        g->n, g->k, g->lda, g->ldb, g->ldc);
+  return false;
+}
+
+void
+si_gemm_cuda (SiBackend *be, const SiGemm *g)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  SiGemmColMajor cm;
+  cublasStatus_t st;
+
+  if (!cuda_gemm_check (be, g))
+    return;
+  si_gemm_to_col_major (g, &cm);
+  if (cm.m == 0 || cm.n == 0)
+    return;
+  if (cu->precision == SI_PRECISION_FP16)
+    st = cublasGemmEx (cu->cublas, cuda_op (cm.trans_a), cuda_op (cm.trans_b),
+        cm.m, cm.n, cm.k, &cm.alpha, cm.a, CUDA_R_32F, cm.lda, cm.b, CUDA_R_32F,
+        cm.ldb, &cm.beta, cm.c, CUDA_R_32F, cm.ldc, CUBLAS_COMPUTE_32F_FAST_16F,
+        CUBLAS_GEMM_DEFAULT);
+  else
+    st = cublasSgemm (cu->cublas, cuda_op (cm.trans_a), cuda_op (cm.trans_b),
+        cm.m, cm.n, cm.k, &cm.alpha, cm.a, cm.lda, cm.b, cm.ldb, &cm.beta, cm.c,
+        cm.ldc);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    si_cublas_defer (be, st, "gemm", __FILE__, __LINE__);
+}
+
+/* Strides follow their matrices through the mapping: the row-major A is
+ * cuBLAS's B and vice versa. */
+void
+si_gemm_batched_cuda (SiBackend *be, const SiGemm *g, int batch, long stride_a,
+    long stride_b, long stride_c)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  SiGemmColMajor cm;
+  cublasStatus_t st;
+
+  if (!cuda_gemm_check (be, g))
+    return;
+  si_gemm_to_col_major (g, &cm);
+  if (cm.m == 0 || cm.n == 0 || batch <= 0)
+    return;
+  if (cu->precision == SI_PRECISION_FP16)
+    st = cublasGemmStridedBatchedEx (cu->cublas, cuda_op (cm.trans_a),
+        cuda_op (cm.trans_b), cm.m, cm.n, cm.k, &cm.alpha, cm.a, CUDA_R_32F,
+        cm.lda, stride_b, cm.b, CUDA_R_32F, cm.ldb, stride_a, &cm.beta, cm.c,
+        CUDA_R_32F, cm.ldc, stride_c, batch, CUBLAS_COMPUTE_32F_FAST_16F,
+        CUBLAS_GEMM_DEFAULT);
+  else
+    st = cublasSgemmStridedBatched (cu->cublas, cuda_op (cm.trans_a),
+        cuda_op (cm.trans_b), cm.m, cm.n, cm.k, &cm.alpha, cm.a, cm.lda,
+        stride_b, cm.b, cm.ldb, stride_a, &cm.beta, cm.c, cm.ldc, stride_c,
+        batch);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    si_cublas_defer (be, st, "gemm_batched", __FILE__, __LINE__);
+}

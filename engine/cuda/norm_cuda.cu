@@ -1,0 +1,96 @@
+/* norm_cuda.cu: CUDA twin of norm_cpu.c: GroupNorm over an NHWC map with a
+ * per-channel bias added first (the neck, model-spec 4).  Like the CPU:
+ * per-channel sums of t and t^2 in double, combined per group, folded into
+ * a per-channel scale and shift, then y = x * scale + shift.
+ */
+#include "backend_cuda.h"
+
+#define GN_PIX 64 /* pixels per block of the statistics kernel */
+
+/* grid.x: pixel slices; each thread owns channels threadIdx.x + i*blockDim */
+__global__ void
+gn_stats_kernel (
+    const float *x, int hw, int c, const float *bias, double *sum, double *sq)
+{
+  int p0 = blockIdx.x * GN_PIX, p1 = min (p0 + GN_PIX, hw);
+  for (int k = threadIdx.x; k < c; k += blockDim.x) {
+    double s = 0.0, q = 0.0;
+    float bk = bias ? bias[k] : 0.0f;
+    for (int p = p0; p < p1; p++) {
+      double v = (double) x[(size_t) p * c + k] + bk;
+      s += v;
+      q += v * v;
+    }
+    atomicAdd (&sum[k], s);
+    atomicAdd (&sq[k], q);
+  }
+}
+
+__global__ void
+gn_affine_kernel (const double *sum, const double *sq, int hw, int c,
+    int groups, const float *bias, const float *gamma, const float *beta,
+    float eps, float *scale, float *shift)
+{
+  int k = blockIdx.x * blockDim.x + threadIdx.x;
+  if (k >= c)
+    return;
+  int cg = c / groups, g = k / cg;
+  double s = 0.0, q = 0.0, n = (double) cg * hw;
+  for (int j = g * cg; j < (g + 1) * cg; j++) {
+    s += sum[j];
+    q += sq[j];
+  }
+  double mean = s / n;
+  double var = q / n - mean * mean;
+  if (var < 0.0)
+    var = 0.0;
+  double rstd = 1.0 / sqrt (var + eps);
+  double gk = gamma ? gamma[k] : 1.0;
+  double bk = beta ? beta[k] : 0.0;
+  double b = bias ? bias[k] : 0.0;
+  scale[k] = (float) (rstd * gk);
+  shift[k] = (float) ((b - mean) * rstd * gk + bk);
+}
+
+__global__ void
+gn_apply_kernel (const float *x, long total, int c, const float *scale,
+    const float *shift, float *y)
+{
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= total)
+    return;
+  int k = (int) (t % c);
+  y[t] = x[t] * scale[k] + shift[k];
+}
+
+void
+si_group_norm_cuda (SiBackend *be, const float *x, int hw, int c, int groups,
+    const float *bias, const float *gamma, const float *beta, float eps,
+    float *y)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  double *sum = (double *) cu->gn_stats, *sq = sum + cu->gn_max_c;
+  float *scale = (float *) (sq + cu->gn_max_c), *shift = scale + cu->gn_max_c;
+
+  if (hw <= 0 || c <= 0)
+    return;
+  if (c > cu->gn_max_c || groups <= 0 || c % groups != 0) {
+    if (cu->deferred == NULL)
+      g_set_error (&cu->deferred, SI_ERROR, SI_ERROR_UNSUPPORTED,
+          "group_norm: %d channels in %d groups (CUDA limit %d channels)", c,
+          groups, cu->gn_max_c);
+    return;
+  }
+  SI_CUDA_DEFER (be,
+      cudaMemsetAsync (
+          sum, 0, (size_t) cu->gn_max_c * 2 * sizeof (double), cu->stream));
+  gn_stats_kernel<<<si_cuda_blocks (hw, GN_PIX), 256, 0, cu->stream>>> (
+      x, hw, c, bias, sum, sq);
+  SI_CUDA_LAUNCHED (be, "gn_stats_kernel");
+  gn_affine_kernel<<<si_cuda_blocks (c, 256), 256, 0, cu->stream>>> (
+      sum, sq, hw, c, groups, bias, gamma, beta, eps, scale, shift);
+  SI_CUDA_LAUNCHED (be, "gn_affine_kernel");
+  gn_apply_kernel<<<si_cuda_blocks ((long) hw * c, 256), 256, 0, cu->stream>>> (
+      x, (long) hw * c, c, scale, shift, y);
+  SI_CUDA_LAUNCHED (be, "gn_apply_kernel");
+}
