@@ -82,6 +82,12 @@ enum
   PROP_DROPPED,
 };
 
+typedef struct
+{
+  gint roi_id;
+  GQuark roi_type;
+} Mirror;
+
 struct _GstStageMetaPublish
 {
   GstBaseTransform parent;
@@ -111,7 +117,7 @@ struct _GstStageMetaPublish
   gint width, height;
   guint64 frame_number;
   GArray *dets;    /* SiPublishDetection, reused per frame */
-  GArray *skip_id; /* gint: ROI ids mirrored by the SiDetectionMeta */
+  GArray *mirrors; /* Mirror: the ROI metas that copy SiDetectionMeta */
 
   /* counters, under stats_lock; kept after stop() for the properties */
   GMutex stats_lock;
@@ -421,20 +427,27 @@ collect_si_meta (GstStageMetaPublish *self, GstBuffer *buf)
     p.w = (d->x2 - d->x1) * sx;
     p.h = (d->y2 - d->y1) * sy;
     g_array_append_val (self->dets, p);
-    if (d->roi_id >= 0)
-      g_array_append_val (self->skip_id, d->roi_id);
+    if (d->roi_id >= 0) {
+      Mirror mirror = { d->roi_id,
+        g_quark_from_string (d->label != NULL ? d->label : "object") };
+      g_array_append_val (self->mirrors, mirror);
+    }
   }
   return meta->model;
 }
 
+/* Other elements often leave ROI ids at 0: the id alone would hide their
+ * regions, so the type (label) has to match too. */
 static gboolean
-is_mirrored (GstStageMetaPublish *self, gint roi_id)
+is_mirror (GstStageMetaPublish *self, const GstVideoRegionOfInterestMeta *roi)
 {
   guint i;
 
-  for (i = 0; i < self->skip_id->len; i++)
-    if (g_array_index (self->skip_id, gint, i) == roi_id)
+  for (i = 0; i < self->mirrors->len; i++) {
+    const Mirror *m = &g_array_index (self->mirrors, Mirror, i);
+    if (m->roi_id == roi->id && m->roi_type == roi->roi_type)
       return TRUE;
+  }
   return FALSE;
 }
 
@@ -455,7 +468,7 @@ collect_roi_metas (GstStageMetaPublish *self, GstBuffer *buf)
     gdouble score;
     gint class_id;
 
-    if (is_mirrored (self, roi->id))
+    if (is_mirror (self, roi))
       continue;
     p.label = roi->roi_type != 0 ? g_quark_to_string (roi->roi_type) : NULL;
     p.class_id = -1;
@@ -487,7 +500,7 @@ gst_stage_meta_publish_transform_ip (GstBaseTransform *trans, GstBuffer *buf)
   gsize len;
 
   g_array_set_size (self->dets, 0);
-  g_array_set_size (self->skip_id, 0);
+  g_array_set_size (self->mirrors, 0);
   frame.model = collect_si_meta (self, buf);
   collect_roi_metas (self, buf);
 
@@ -701,7 +714,7 @@ gst_stage_meta_publish_finalize (GObject *object)
   g_free (self->kafka_config);
   g_free (self->last_reason);
   g_array_unref (self->dets);
-  g_array_unref (self->skip_id);
+  g_array_unref (self->mirrors);
   g_mutex_clear (&self->stats_lock);
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }
@@ -821,7 +834,7 @@ gst_stage_meta_publish_init (GstStageMetaPublish *self)
   self->connect_timeout = DEFAULT_CONNECT_TIMEOUT;
   self->flush_timeout = DEFAULT_FLUSH_TIMEOUT;
   self->dets = g_array_new (FALSE, FALSE, sizeof (SiPublishDetection));
-  self->skip_id = g_array_new (FALSE, FALSE, sizeof (gint));
+  self->mirrors = g_array_new (FALSE, FALSE, sizeof (Mirror));
   g_mutex_init (&self->stats_lock);
   gst_base_transform_set_passthrough (GST_BASE_TRANSFORM (self), TRUE);
 }
