@@ -95,7 +95,7 @@ def _load_file(path, chain):
     text, placeholders = _pre_substitute_base_vars(text)
 
     if ext == ".py":
-        own = _exec_python(text, path, chain)
+        own = _exec_python(text, path, chain, placeholders)
     elif ext == ".json":
         try:
             own = json.loads(text)
@@ -229,7 +229,7 @@ def _lookup(cfg, dotted, path, chain):
     return cur
 
 
-def _exec_python(text, path, chain):
+def _exec_python(text, path, chain, placeholders):
     # A placeholder left over means a {{...}} we do not understand; executing
     # it would give a confusing set-literal error.
     m = _ANY_BRACES_RE.search(text)
@@ -256,9 +256,16 @@ def _exec_python(text, path, chain):
             if tb.tb_frame.f_code.co_filename == path:
                 line = ":%d" % tb.tb_lineno
             tb = tb.tb_next
-        raise ConfigError("config %s%s: executing it raised %s: %s%s" %
-                          (path, line, type(e).__name__, e, _where(chain))) \
-            from None
+        hint = ""
+        if placeholders:
+            hint = (" (note: while the file runs, %s is a placeholder "
+                    "string; like mmcv, a base variable can only be used as "
+                    "a whole value, not inside an expression)" %
+                    ", ".join("{{_base_.%s}}" % v
+                              for v in sorted(set(placeholders.values()))))
+        raise ConfigError("config %s%s: executing it raised %s: %s%s%s" %
+                          (path, line, type(e).__name__, e, hint,
+                           _where(chain))) from None
     out = {}
     for k, v in ns.items():
         if k.startswith("__"):
