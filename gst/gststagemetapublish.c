@@ -41,6 +41,7 @@
 #include "si-detection-meta.h"
 
 #include <gst/video/video.h>
+#include <math.h>
 
 GST_DEBUG_CATEGORY_STATIC (gst_stage_meta_publish_debug);
 #define GST_CAT_DEFAULT gst_stage_meta_publish_debug
@@ -82,10 +83,13 @@ enum
   PROP_DROPPED,
 };
 
+/* What identifies a ROI meta written by si_detection_meta_attach_roi_metas */
 typedef struct
 {
   gint roi_id;
   GQuark roi_type;
+  gint class_id;
+  gdouble score;
 } Mirror;
 
 struct _GstStageMetaPublish
@@ -429,7 +433,8 @@ collect_si_meta (GstStageMetaPublish *self, GstBuffer *buf)
     g_array_append_val (self->dets, p);
     if (d->roi_id >= 0) {
       Mirror mirror = { d->roi_id,
-        g_quark_from_string (d->label != NULL ? d->label : "object") };
+        g_quark_from_string (d->label != NULL ? d->label : "object"),
+        d->class_id, d->score };
       g_array_append_val (self->mirrors, mirror);
     }
   }
@@ -437,15 +442,25 @@ collect_si_meta (GstStageMetaPublish *self, GstBuffer *buf)
 }
 
 /* Other elements often leave ROI ids at 0: the id alone would hide their
- * regions, so the type (label) has to match too. */
+ * regions, so type, class and score written by the mirror must match too. */
 static gboolean
-is_mirror (GstStageMetaPublish *self, const GstVideoRegionOfInterestMeta *roi)
+is_mirror (GstStageMetaPublish *self, GstVideoRegionOfInterestMeta *roi)
 {
+  GstStructure *s = NULL;
   guint i;
 
   for (i = 0; i < self->mirrors->len; i++) {
     const Mirror *m = &g_array_index (self->mirrors, Mirror, i);
-    if (m->roi_id == roi->id && m->roi_type == roi->roi_type)
+    gdouble score;
+    gint class_id;
+
+    if (m->roi_id != roi->id || m->roi_type != roi->roi_type)
+      continue;
+    if (s == NULL)
+      s = gst_video_region_of_interest_meta_get_param (roi, "detection");
+    if (s != NULL && gst_structure_get_int (s, "label_id", &class_id) &&
+        gst_structure_get_double (s, "confidence", &score) &&
+        class_id == m->class_id && fabs (score - m->score) < 1e-6)
       return TRUE;
   }
   return FALSE;
