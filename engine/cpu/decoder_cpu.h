@@ -9,6 +9,14 @@
 
 #include "backend.h"
 
+/* OpenMP pragmas when the build has OpenMP (threads over queries / groups,
+ * simd reductions), nothing otherwise. */
+#ifdef _OPENMP
+#define SI_OMP(directive) _Pragma (#directive)
+#else
+#define SI_OMP(directive)
+#endif
+
 /* decoder_misc_cpu.c */
 void si_layer_norm_cpu (SiBackend *be, const float *x, const float *res,
     const float *gamma, const float *beta, float *y, int rows, int n,

@@ -14,6 +14,7 @@ void
 si_layer_norm_cpu (SiBackend *be, const float *x, const float *res,
     const float *gamma, const float *beta, float *y, int rows, int n, bool relu)
 {
+  SI_OMP (omp parallel for schedule (static) if (rows * n > 16384))
   for (int i = 0; i < rows; i++) {
     const float *xi = x + (size_t) i * n;
     const float *ri = res ? res + (size_t) i * n : NULL;
@@ -45,11 +46,17 @@ void
 si_bias_act_cpu (SiBackend *be, float *y, const float *bias, int rows, int n,
     int ld, bool relu)
 {
+  SI_OMP (omp parallel for schedule (static) if ((long) rows * n > 16384))
   for (int i = 0; i < rows; i++) {
     float *yi = y + (size_t) i * ld;
-    for (int j = 0; j < n; j++) {
-      float v = yi[j] + bias[j];
-      yi[j] = relu ? si_relu (v) : v;
+    if (relu) {
+      SI_OMP (omp simd)
+      for (int j = 0; j < n; j++)
+        yi[j] = si_relu (yi[j] + bias[j]);
+    } else {
+      SI_OMP (omp simd)
+      for (int j = 0; j < n; j++)
+        yi[j] += bias[j];
     }
   }
 }
@@ -57,6 +64,7 @@ si_bias_act_cpu (SiBackend *be, float *y, const float *bias, int rows, int n,
 void
 si_sigmoid_cpu (SiBackend *be, float *x, long n)
 {
+  SI_OMP (omp parallel for schedule (static) if (n > 16384))
   for (long i = 0; i < n; i++)
     x[i] = si_sigmoidf (x[i]);
 }
@@ -65,6 +73,7 @@ void
 si_copy_batched_cpu (SiBackend *be, float *dst, long dst_stride,
     const float *src, long src_stride, long n, int batch)
 {
+  SI_OMP (omp parallel for schedule (static) if (n * batch > 16384))
   for (int b = 0; b < batch; b++)
     memcpy (dst + b * dst_stride, src + b * src_stride, n * sizeof (float));
 }

@@ -41,9 +41,11 @@ accumulate_level (const float *level, int h, int w, int d, int c0, int dg,
     if (cx[t] < 0 || cx[t] >= w || cy[t] < 0 || cy[t] >= h)
       continue;
     f = level + ((size_t) cy[t] * w + cx[t]) * d + c0;
+    SI_OMP (omp simd)
     for (int c = 0; c < dg; c++)
       val[c] += cw[t] * f[c];
   }
+  SI_OMP (omp simd)
   for (int c = 0; c < dg; c++)
     acc[c] += val[c] * wl;
 }
@@ -56,10 +58,12 @@ si_sample_features_cpu (SiBackend *be, const float *pts,
 {
   int d = g * dg;
 
-  for (int i = 0; i < n; i++) {
-    for (int gg = 0; gg < g; gg++) {
+  SI_OMP (omp parallel for schedule (static))
+  for (int ig = 0; ig < n * g; ig++) {
+    int gg = ig % g;
+    {
       for (int rr = 0; rr < r; rr++) {
-        size_t row = ((size_t) i * g + gg) * r + rr;
+        size_t row = (size_t) ig * r + rr;
         const float *pt = pts + row * 3;
         float *acc = out + row * dg;
         float wl[SI_NUM_LEVELS];
