@@ -1,0 +1,702 @@
+/* test-parity-ops.c: every op of the backend table on the backend under
+ * test (CUDA) against its CPU twin (plain-loop reference mode) on random
+ * and edge inputs: normalized error (nmse) with a per-op tolerance, exact
+ * bytes for the integer outputs (resized frames, LUT normalisation).
+ * Usage: test-parity-ops [fp16].  Skips (77) without a CUDA device.
+ */
+#include "parity.h"
+
+#include "preprocess.h"
+#include "si-math.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FOR_BOTH(i) for (int i = 0; i < 2; i++)
+#define BE(i) (pt->be[i])
+#define OPS(i) (pt->be[i]->ops)
+
+/* nmse tolerances: same formula on both sides / different summation order
+ * or device libm (fp32) / tensor-core GEMMs (fp16 mode) */
+#define TOL_ELEM 1e-12
+#define TOL_SUM 1e-10
+static double tol_gemm = 1e-10;
+
+static SiParity parity, *pt = &parity;
+static GRand *rng;
+
+static SiTwin
+twin_random (size_t n, float lo, float hi)
+{
+  float *h = si_parity_random (rng, n, lo, hi);
+  SiTwin t = si_twin_new (pt, h, n * sizeof (float));
+  g_free (h);
+  return t;
+}
+
+/* ---- GEMM family ---- */
+
+static void
+test_gemm_case (bool ta, bool tb, int m, int n, int k, int pad, float beta)
+{
+  char what[96];
+  int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+  int rows_a = ta ? k : m, rows_b = tb ? n : k;
+  SiTwin a = twin_random ((size_t) rows_a * lda, -1, 1);
+  SiTwin b = twin_random ((size_t) rows_b * ldb, -1, 1);
+  SiTwin c = twin_random ((size_t) m * ldc, -1, 1);
+
+  FOR_BOTH (i)
+  {
+    SiGemm g = { ta, tb, m, n, k, 1.5f, beta, TF (a, i), lda, TF (b, i), ldb,
+      TF (c, i), ldc };
+    OPS (i)->gemm (BE (i), &g);
+  }
+  snprintf (what, sizeof (what), "gemm %c%c m%d n%d k%d ld+%d beta %g",
+      ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, pad, beta);
+  si_parity_sync (pt, what);
+  si_parity_check (pt, what, &c, (size_t) m * ldc, tol_gemm);
+  si_twin_free (pt, &a);
+  si_twin_free (pt, &b);
+  si_twin_free (pt, &c);
+}
+
+static void
+test_gemm_batched (bool ta, bool tb)
+{
+  int m = 17, n = 33, k = 29, batch = 5;
+  long sa = (long) m * k + 7, sb = (long) k * n + 3, sc = (long) m * n + 1;
+  SiTwin a = twin_random (sa * batch, -1, 1);
+  SiTwin b = twin_random (sb * batch, -1, 1);
+  SiTwin c = twin_random (sc * batch, -1, 1);
+  char what[64];
+
+  FOR_BOTH (i)
+  {
+    SiGemm g = { ta, tb, m, n, k, 1.0f, 0.5f, TF (a, i), ta ? m : k, TF (b, i),
+      tb ? k : n, TF (c, i), n };
+    OPS (i)->gemm_batched (BE (i), &g, batch, sa, sb, sc);
+  }
+  snprintf (what, sizeof (what), "gemm_batched %c%c x%d", ta ? 'T' : 'N',
+      tb ? 'T' : 'N', batch);
+  si_parity_sync (pt, what);
+  si_parity_check (pt, what, &c, sc * batch, tol_gemm);
+  si_twin_free (pt, &a);
+  si_twin_free (pt, &b);
+  si_twin_free (pt, &c);
+}
+
+static void
+test_gemm (void)
+{
+  for (int t = 0; t < 4; t++) {
+    test_gemm_case (t & 1, t & 2, 37, 53, 71, 0, 0.0f);
+    test_gemm_case (t & 1, t & 2, 64, 256, 256, 3, 1.0f);
+    test_gemm_batched (t & 1, t & 2);
+  }
+  test_gemm_case (false, true, 1, 1, 1, 0, 0.0f);
+  test_gemm_case (false, false, 5, 7, 0, 0, 1.0f); /* k = 0: C = beta C */
+}
+
+/* ---- preprocessing ---- */
+
+static const char *format_names[] = { "RGB", "BGR", "RGBX", "BGRX", "XRGB",
+  "XBGR", "RGBA", "BGRA", "ARGB", "ABGR", "NV12", "I420" };
+
+static void
+test_resize_case (SiPixelFormat fmt, int w, int h, int nw, int nh)
+{
+  SiFrame f;
+  SiImageInfo info;
+  int bpp, off[3];
+  uint8_t *planes[3] = { NULL, NULL, NULL };
+  size_t work_bytes = si_preprocess_work_size (w, h, nw);
+  SiTwin work, rgb, lut, out;
+  float *lut_h = g_new (float, 3 * 256);
+  char what[96];
+  GError *error = NULL;
+
+  memset (&f, 0, sizeof (f));
+  memset (&info, 0, sizeof (info));
+  f.format = fmt;
+  f.width = w;
+  f.height = h;
+  if (si_pixel_format_packed (fmt, &bpp, off)) {
+    f.strides[0] = (size_t) w * bpp + 5; /* padded rows */
+    planes[0] = g_malloc (f.strides[0] * h);
+  } else {
+    int cw = (w + 1) / 2, ch = (h + 1) / 2;
+    f.strides[0] = w + 3;
+    planes[0] = g_malloc (f.strides[0] * h);
+    f.strides[1] =
+        fmt == SI_FORMAT_NV12 ? (size_t) cw * 2 + 1 : (size_t) cw + 2;
+    planes[1] = g_malloc (f.strides[1] * ch);
+    if (fmt == SI_FORMAT_I420) {
+      f.strides[2] = cw + 4;
+      planes[2] = g_malloc (f.strides[2] * ch);
+    }
+    for (int p = 1; p < 3; p++)
+      if (planes[p])
+        for (size_t i = 0; i < f.strides[p] * ch; i++)
+          planes[p][i] = (uint8_t) g_rand_int_range (rng, 0, 256);
+  }
+  for (size_t i = 0; i < f.strides[0] * h; i++)
+    planes[0][i] = (uint8_t) g_rand_int_range (rng, 0, 256);
+  /* saturated corners: black and white */
+  planes[0][0] = 0;
+  planes[0][1] = 255;
+  for (int p = 0; p < 3; p++)
+    f.planes[p] = planes[p];
+
+  info.width = w;
+  info.height = h;
+  info.new_w = nw;
+  info.new_h = nh;
+  info.pad_w = (nw + 31) / 32 * 32;
+  info.pad_h = (nh + 31) / 32 * 32;
+  for (int c = 0; c < 3; c++)
+    for (int x = 0; x < 256; x++)
+      lut_h[c * 256 + x] = si_normalize_value (x, 100.0f + c, 57.0f + c);
+
+  work = si_twin_new (pt, NULL, work_bytes);
+  rgb = si_twin_new (pt, NULL, (size_t) nw * nh * 3);
+  lut = si_twin_new (pt, lut_h, 3 * 256 * sizeof (float));
+  out = si_twin_new (pt, NULL, (size_t) info.pad_w * info.pad_h * 3 * 4);
+  snprintf (what, sizeof (what), "resize_frame %s %dx%d->%dx%d",
+      format_names[fmt], w, h, nw, nh);
+  FOR_BOTH (i)
+  {
+    if (!OPS (i)->resize_frame (
+            BE (i), &f, &info, work.p[i], TB (rgb, i), &error)) {
+      si_parity_fail (pt, "%s: %s: %s", what, pt->name[i], error->message);
+      g_clear_error (&error);
+    }
+    OPS (i)->normalize_pad (
+        BE (i), TB (rgb, i), &info, TF (lut, i), TF (out, i));
+  }
+  si_parity_sync (pt, what);
+  si_parity_check_exact (pt, what, &rgb);
+  snprintf (what, sizeof (what), "normalize_pad %s %dx%d pad %dx%d",
+      format_names[fmt], nw, nh, info.pad_w, info.pad_h);
+  si_parity_check_exact (pt, what, &out);
+
+  si_twin_free (pt, &work);
+  si_twin_free (pt, &rgb);
+  si_twin_free (pt, &lut);
+  si_twin_free (pt, &out);
+  for (int p = 0; p < 3; p++)
+    g_free (planes[p]);
+  g_free (lut_h);
+}
+
+static void
+test_preprocess (void)
+{
+  for (int fmt = SI_FORMAT_RGB; fmt <= SI_FORMAT_I420; fmt++) {
+    test_resize_case (fmt, 150, 110, 123, 90); /* golden-like downscale */
+    test_resize_case (fmt, 37, 23, 80, 50);    /* odd sizes, upscale */
+  }
+  test_resize_case (SI_FORMAT_RGB, 1, 1, 32, 32);    /* single source pixel */
+  test_resize_case (SI_FORMAT_NV12, 64, 48, 32, 24); /* exact 2x down */
+}
+
+/* ---- convolution, pool, norm, layout ---- */
+
+static void
+test_conv_case (int cin, int cout, int k, int stride, int groups, int h, int w,
+    bool acc, bool relu)
+{
+  SiConv cv = { 0 };
+  SiConvPlan *plan[2];
+  int pad = k / 2;
+  int ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
+  float *wt = si_parity_random (
+      rng, (size_t) cout * (cin / groups) * k * k, -0.2f, 0.2f);
+  float *b = si_parity_random (rng, cout, -1, 1);
+  SiTwin x = twin_random ((size_t) h * w * cin, -1, 1);
+  SiTwin y = twin_random ((size_t) ho * wo * cout, -1, 1);
+  GError *error = NULL;
+  char what[96];
+
+  cv.w = wt;
+  cv.b = b;
+  cv.cout = cout;
+  cv.cin = cin;
+  cv.kh = cv.kw = k;
+  cv.stride = stride;
+  cv.pad = pad;
+  cv.groups = groups;
+  snprintf (what, sizeof (what), "conv2d %d->%d %dx%d/%d g%d %dx%d%s%s", cin,
+      cout, k, k, stride, groups, h, w, acc ? " +res" : "",
+      relu ? " relu" : "");
+  FOR_BOTH (i)
+  {
+    plan[i] = OPS (i)->conv_prepare (BE (i), &cv, &error);
+    if (plan[i] == NULL ||
+        !OPS (i)->conv2d (
+            BE (i), plan[i], TF (x, i), h, w, TF (y, i), acc, relu, &error)) {
+      si_parity_fail (pt, "%s: %s: %s", what, pt->name[i], error->message);
+      g_clear_error (&error);
+    }
+  }
+  si_parity_sync (pt, what);
+  si_parity_check (pt, what, &y, (size_t) ho * wo * cout, tol_gemm);
+  FOR_BOTH (i)
+  {
+    if (plan[i])
+      OPS (i)->conv_release (BE (i), plan[i]);
+  }
+  si_twin_free (pt, &x);
+  si_twin_free (pt, &y);
+  g_free (wt);
+  g_free (b);
+}
+
+static void
+test_image_ops (void)
+{
+  test_conv_case (3, 16, 7, 2, 1, 37, 45, false, true); /* stem */
+  test_conv_case (16, 32, 1, 1, 1, 20, 24, false, false);
+  test_conv_case (16, 32, 1, 2, 1, 20, 24, true, true); /* downsample */
+  test_conv_case (32, 32, 3, 1, 1, 19, 23, true, true);
+  test_conv_case (32, 32, 3, 2, 1, 19, 23, false, true);
+  test_conv_case (64, 64, 3, 1, 32, 9, 11, false, true);  /* ResNeXt groups */
+  test_conv_case (64, 16, 3, 1, 1, 180, 180, true, true); /* im2col slices */
+
+  /* max pool: random, then all-negative (padding must not win) */
+  for (int t = 0; t < 2; t++) {
+    int h = 33, w = 40, c = 24, ho = 17, wo = 20;
+    SiTwin x =
+        twin_random ((size_t) h * w * c, t ? -5.0f : -1.0f, t ? -1.0f : 1.0f);
+    SiTwin y = si_twin_new (pt, NULL, (size_t) ho * wo * c * 4);
+    FOR_BOTH (i)
+    {
+      OPS (i)->maxpool3x3s2 (BE (i), TF (x, i), h, w, c, TF (y, i));
+    }
+    si_parity_sync (pt, "maxpool");
+    si_parity_check (pt, t ? "maxpool3x3s2 all negative" : "maxpool3x3s2", &y,
+        (size_t) ho * wo * c, 0.0);
+    si_twin_free (pt, &x);
+    si_twin_free (pt, &y);
+  }
+
+  /* group norm: with bias, affine or not, in place and not; a large
+   * offset tests the variance's cancellation */
+  for (int t = 0; t < 3; t++) {
+    int hw = 24 * 32, c = 64, groups = 32;
+    SiTwin x = twin_random (
+        (size_t) hw * c, t == 2 ? 99.0f : -2.0f, t == 2 ? 101.0f : 2.0f);
+    SiTwin y = si_twin_new (pt, NULL, (size_t) hw * c * 4);
+    SiTwin bias = twin_random (c, -1, 1);
+    SiTwin gamma = twin_random (c, 0.5f, 1.5f);
+    SiTwin beta = twin_random (c, -1, 1);
+    FOR_BOTH (i)
+    {
+      OPS (i)->group_norm (BE (i), TF (x, i), hw, c, groups, TF (bias, i),
+          t == 1 ? NULL : TF (gamma, i), t == 1 ? NULL : TF (beta, i), 1e-5f,
+          t == 0 ? TF (x, i) : TF (y, i));
+    }
+    si_parity_sync (pt, "group_norm");
+    si_parity_check (pt,
+        t == 0 ? "group_norm in place"
+               : (t == 1 ? "group_norm no affine" : "group_norm offset 100"),
+        t == 0 ? &x : &y, (size_t) hw * c, TOL_SUM);
+    si_twin_free (pt, &x);
+    si_twin_free (pt, &y);
+    si_twin_free (pt, &bias);
+    si_twin_free (pt, &gamma);
+    si_twin_free (pt, &beta);
+  }
+
+  {
+    int rows = 67, cols = 45;
+    SiTwin x = twin_random ((size_t) rows * cols, -1, 1);
+    SiTwin y = si_twin_new (pt, NULL, (size_t) rows * cols * 4);
+    FOR_BOTH (i)
+    {
+      OPS (i)->transpose (BE (i), TF (x, i), rows, cols, TF (y, i));
+    }
+    si_parity_sync (pt, "transpose");
+    si_parity_check (pt, "transpose 67x45", &y, (size_t) rows * cols, 0.0);
+    si_twin_free (pt, &x);
+    si_twin_free (pt, &y);
+  }
+}
+
+/* ---- decoder: small ops ---- */
+
+static void
+test_decoder_misc (void)
+{
+  int n = 37, c = 64;
+
+  for (int t = 0; t < 4; t++) {
+    bool res = t & 1, affine = t & 2;
+    SiTwin x = twin_random ((size_t) n * c, -3, 3);
+    SiTwin r = twin_random ((size_t) n * c, -1, 1);
+    SiTwin gm = twin_random (c, 0.5f, 1.5f), bt = twin_random (c, -1, 1);
+    char what[64];
+    FOR_BOTH (i)
+    {
+      /* in place on the residual when there is one */
+      OPS (i)->layer_norm (BE (i), TF (x, i), res ? TF (r, i) : NULL,
+          affine ? TF (gm, i) : NULL, TF (bt, i), res ? TF (r, i) : TF (x, i),
+          n, c, t == 3);
+    }
+    snprintf (what, sizeof (what), "layer_norm%s%s%s", res ? " +res" : "",
+        affine ? " affine" : "", t == 3 ? " relu" : "");
+    si_parity_sync (pt, what);
+    si_parity_check (pt, what, res ? &r : &x, (size_t) n * c, TOL_SUM);
+    si_twin_free (pt, &x);
+    si_twin_free (pt, &r);
+    si_twin_free (pt, &gm);
+    si_twin_free (pt, &bt);
+  }
+
+  {
+    int ld = c + 9;
+    SiTwin y = twin_random ((size_t) n * ld, -1, 1), b = twin_random (c, -1, 1);
+    FOR_BOTH (i)
+    {
+      OPS (i)->bias_act (BE (i), TF (y, i), TF (b, i), n, c, ld, true);
+      OPS (i)->bias_act (BE (i), TF (y, i), TF (b, i), n, c, ld, false);
+    }
+    si_parity_sync (pt, "bias_act");
+    si_parity_check (
+        pt, "bias_act ld>n relu, then plain", &y, (size_t) n * ld, 0.0);
+    si_twin_free (pt, &y);
+    si_twin_free (pt, &b);
+  }
+
+  {
+    float *h = si_parity_random (rng, 1000, -20, 20);
+    SiTwin x;
+    h[0] = 100.0f;
+    h[1] = -100.0f; /* saturation: 1 and 0 (no NaN) */
+    h[2] = 0.0f;
+    x = si_twin_new (pt, h, 1000 * sizeof (float));
+    FOR_BOTH (i)
+    {
+      OPS (i)->sigmoid (BE (i), TF (x, i), 1000);
+    }
+    si_parity_sync (pt, "sigmoid");
+    si_parity_check (pt, "sigmoid incl. +-100", &x, 1000, TOL_ELEM);
+    si_twin_free (pt, &x);
+    g_free (h);
+  }
+
+  {
+    SiTwin src = twin_random (7 * 50, -1, 1);
+    SiTwin dst = twin_random (7 * 60, -1, 1);
+    FOR_BOTH (i)
+    {
+      OPS (i)->copy_batched (
+          BE (i), TF (dst, i) + 3, 60, TF (src, i) + 1, 50, 40, 7);
+    }
+    si_parity_sync (pt, "copy_batched");
+    si_parity_check (pt, "copy_batched strided", &dst, 7 * 60, 0.0);
+    si_twin_free (pt, &src);
+    si_twin_free (pt, &dst);
+  }
+
+  {
+    float *cx = si_parity_random (rng, (size_t) n * 4, 0.05f, 1.0f);
+    SiTwin b, xyzr, xyxy, q, a, delta;
+    for (int k = 0; k < 4; k++)
+      cx[k] = k < 2 ? 0.5f : 1.0f; /* the default whole-image box */
+    b = si_twin_new (pt, cx, (size_t) n * 4 * sizeof (float));
+    xyzr = si_twin_new (pt, NULL, (size_t) n * 4 * sizeof (float));
+    xyxy = si_twin_new (pt, NULL, (size_t) n * 4 * sizeof (float));
+    q = twin_random ((size_t) n * c, -1, 1);
+    a = si_twin_new (pt, NULL, (size_t) n * c * sizeof (float));
+    delta = twin_random ((size_t) n * 4, -0.5f, 0.5f);
+    FOR_BOTH (i)
+    {
+      OPS (i)->init_boxes (
+          BE (i), TF (b, i), n, 123.0f, 90.0f, TF (xyzr, i), TF (xyxy, i));
+    }
+    si_parity_sync (pt, "init_boxes");
+    si_parity_check (pt, "init_boxes xyzr", &xyzr, (size_t) n * 4, TOL_ELEM);
+    si_parity_check (pt, "init_boxes xyxy", &xyxy, (size_t) n * 4, TOL_ELEM);
+    FOR_BOTH (i)
+    {
+      OPS (i)->posenc_add (BE (i), TF (xyzr, i), TF (q, i), TF (a, i), n, c);
+    }
+    si_parity_sync (pt, "posenc_add");
+    si_parity_check (pt, "posenc_add", &a, (size_t) n * c, TOL_ELEM);
+    FOR_BOTH (i)
+    {
+      /* in place, as the decoder does */
+      OPS (i)->refine_boxes (
+          BE (i), TF (xyzr, i), TF (delta, i), TF (xyzr, i), TF (xyxy, i), n);
+    }
+    si_parity_sync (pt, "refine_boxes");
+    si_parity_check (pt, "refine_boxes xyzr", &xyzr, (size_t) n * 4, TOL_ELEM);
+    si_parity_check (pt, "refine_boxes xyxy", &xyxy, (size_t) n * 4, TOL_ELEM);
+    si_twin_free (pt, &b);
+    si_twin_free (pt, &xyzr);
+    si_twin_free (pt, &xyxy);
+    si_twin_free (pt, &q);
+    si_twin_free (pt, &a);
+    si_twin_free (pt, &delta);
+    g_free (cx);
+  }
+}
+
+/* Top-k: scores must agree; indices may differ only between candidates
+ * whose reference scores are within 1e-6 (device and host expf). */
+static void
+test_topk_case (int n, int k, bool ties)
+{
+  float *h = si_parity_random (rng, n, -8, 4);
+  SiTwin lg, sc, ix, scratch;
+  float *s[2];
+  int32_t *id[2];
+  char what[64];
+  int bad = 0;
+
+  if (ties) {
+    for (int i = 0; i < n; i += 7)
+      h[i] = h[(i * 13) % n]; /* exact duplicates */
+    for (int i = 0; i < n; i += 97)
+      h[i] = 40.0f; /* sigmoid == 1.0f: ties across the k boundary */
+  }
+  lg = si_twin_new (pt, h, (size_t) n * sizeof (float));
+  sc = si_twin_new (pt, NULL, (size_t) k * sizeof (float));
+  ix = si_twin_new (pt, NULL, (size_t) k * sizeof (int32_t));
+  scratch = si_twin_new (pt, NULL, (size_t) n * 8);
+  FOR_BOTH (i)
+  {
+    OPS (i)->topk_sigmoid (
+        BE (i), TF (lg, i), n, k, TF (sc, i), TI (ix, i), scratch.p[i]);
+  }
+  snprintf (
+      what, sizeof (what), "topk_sigmoid n%d k%d%s", n, k, ties ? " ties" : "");
+  si_parity_sync (pt, what);
+  si_parity_check (pt, what, &sc, k, TOL_ELEM);
+  FOR_BOTH (i)
+  {
+    GError *error = NULL;
+    s[i] = g_new (float, k);
+    id[i] = g_new (int32_t, k);
+    if (!OPS (i)->download (
+            BE (i), s[i], sc.p[i], k * sizeof (float), &error) ||
+        !OPS (i)->download (
+            BE (i), id[i], ix.p[i], k * sizeof (int32_t), &error)) {
+      si_parity_fail (pt, "%s: download: %s", what, error->message);
+      g_clear_error (&error);
+    }
+  }
+  for (int j = 0; j < k; j++) {
+    if (id[0][j] == id[1][j])
+      continue;
+    if (id[1][j] < 0 || id[1][j] >= n ||
+        fabsf (si_sigmoidf (h[id[1][j]]) - s[0][j]) > 1e-6f)
+      bad++;
+  }
+  pt->checks++;
+  printf ("%s %-40s %d indices out of near-ties\n", bad ? "FAIL" : "ok  ", what,
+      bad);
+  if (bad)
+    pt->failures++;
+  FOR_BOTH (i)
+  {
+    g_free (s[i]);
+    g_free (id[i]);
+  }
+  si_twin_free (pt, &lg);
+  si_twin_free (pt, &sc);
+  si_twin_free (pt, &ix);
+  si_twin_free (pt, &scratch);
+  g_free (h);
+}
+
+/* ---- decoder: attention, sampler, mixing ---- */
+
+static float *
+random_xyzr (int n)
+{
+  float *b = g_new (float, (size_t) n * 4);
+  for (int i = 0; i < n; i++) {
+    b[4 * i] = (float) g_rand_double_range (rng, 0, 120);
+    b[4 * i + 1] = (float) g_rand_double_range (rng, 0, 90);
+    b[4 * i + 2] = (float) g_rand_double_range (rng, 2, 6);
+    b[4 * i + 3] = (float) g_rand_double_range (rng, -1.5, 1.5);
+  }
+  /* a duplicate box and a tiny far-away one (log (1e-7) bias) */
+  memcpy (b + 4, b, 4 * sizeof (float));
+  b[8] = 1000.0f;
+  b[9] = 1000.0f;
+  b[10] = -3.0f;
+  return b;
+}
+
+static void
+test_attention (void)
+{
+  int n = 37, heads = 8;
+  float *bx = random_xyzr (n);
+  SiTwin xyzr = si_twin_new (pt, bx, (size_t) n * 16);
+  SiTwin tau = twin_random (heads, 0.1f, 2.0f);
+  SiTwin bias = si_twin_new (pt, NULL, (size_t) heads * n * n * 4);
+  SiTwin lg = twin_random ((size_t) heads * n * n, -5, 5);
+
+  FOR_BOTH (i)
+  {
+    OPS (i)->iof_bias (
+        BE (i), TF (xyzr, i), TF (tau, i), TF (bias, i), n, heads);
+  }
+  si_parity_sync (pt, "iof_bias");
+  si_parity_check (pt, "iof_bias (dup, disjoint boxes)", &bias,
+      (size_t) heads * n * n, TOL_ELEM);
+  FOR_BOTH (i)
+  {
+    OPS (i)->softmax_bias (BE (i), TF (lg, i), TF (bias, i), heads * n, n);
+  }
+  si_parity_sync (pt, "softmax_bias");
+  si_parity_check (pt, "softmax_bias", &lg, (size_t) heads * n * n, TOL_SUM);
+  si_twin_free (pt, &xyzr);
+  si_twin_free (pt, &tau);
+  si_twin_free (pt, &bias);
+  si_twin_free (pt, &lg);
+  g_free (bx);
+}
+
+static void
+test_sampler (void)
+{
+  int n = 23, g = 4, p = 4, k = 8, r = p * k, dg = 16, d = g * dg;
+  int lh[SI_NUM_LEVELS] = { 24, 12, 6, 3 },
+      lw[SI_NUM_LEVELS] = { 32, 16, 8, 4 };
+  int strides[SI_NUM_LEVELS] = { 4, 8, 16, 32 };
+  float *bx = random_xyzr (n);
+  SiTwin xyzr = si_twin_new (pt, bx, (size_t) n * 16);
+  SiTwin off1 = twin_random ((size_t) n * g * p * 3, -1, 1);
+  SiTwin off2 = twin_random ((size_t) n * k * 3, -1, 1);
+  SiTwin pts = si_twin_new (pt, NULL, (size_t) n * g * r * 3 * 4);
+  SiTwin out = si_twin_new (pt, NULL, (size_t) n * g * r * dg * 4);
+  SiTwin lv[SI_NUM_LEVELS];
+
+  for (int l = 0; l < SI_NUM_LEVELS; l++)
+    lv[l] = twin_random ((size_t) lh[l] * lw[l] * d, -1, 1);
+  FOR_BOTH (i)
+  {
+    OPS (i)->sample_points (BE (i), TF (xyzr, i), TF (off1, i), TF (off2, i),
+        TF (pts, i), n, g, p, k);
+  }
+  si_parity_sync (pt, "sample_points");
+  si_parity_check (pt, "sample_points", &pts, (size_t) n * g * r * 3, TOL_ELEM);
+  FOR_BOTH (i)
+  {
+    const float *levels[SI_NUM_LEVELS];
+    for (int l = 0; l < SI_NUM_LEVELS; l++)
+      levels[l] = TF (lv[l], i);
+    OPS (i)->sample_features (
+        BE (i), TF (pts, i), levels, lh, lw, strides, n, g, r, dg, TF (out, i));
+  }
+  si_parity_sync (pt, "sample_features");
+  si_parity_check (pt, "sample_features (points off the map too)", &out,
+      (size_t) n * g * r * dg, TOL_SUM);
+  si_twin_free (pt, &xyzr);
+  si_twin_free (pt, &off1);
+  si_twin_free (pt, &off2);
+  si_twin_free (pt, &pts);
+  si_twin_free (pt, &out);
+  for (int l = 0; l < SI_NUM_LEVELS; l++)
+    si_twin_free (pt, &lv[l]);
+  g_free (bx);
+}
+
+static void
+test_mixing (void)
+{
+  int batch = 29, p = 4, k = 8, dg = 16, rows = p * k;
+
+  for (int t = 0; t < 2; t++) {
+    long bstride = 3 * (t ? rows : dg);
+    SiTwin x = twin_random ((size_t) batch * rows * dg, -2, 3);
+    SiTwin b = twin_random ((size_t) batch * bstride, -1, 1);
+    FOR_BOTH (i)
+    {
+      OPS (i)->ln2d_bias_relu (
+          BE (i), TF (x, i), TF (b, i), bstride, t, batch, rows, dg);
+    }
+    si_parity_sync (pt, "ln2d_bias_relu");
+    si_parity_check (pt, t ? "ln2d_bias_relu per row" : "ln2d_bias_relu", &x,
+        (size_t) batch * rows * dg, TOL_SUM);
+    si_twin_free (pt, &x);
+    si_twin_free (pt, &b);
+  }
+
+  {
+    size_t sz = (size_t) batch * p * k * dg;
+    SiTwin src = twin_random (sz, -1, 1);
+    SiTwin axt = si_twin_new (pt, NULL, sz * 4);
+    SiTwin lc = twin_random (sz, -1, 1);
+    SiTwin res = twin_random (sz, -1, 1);
+    FOR_BOTH (i)
+    {
+      OPS (i)->swap_axes (BE (i), TF (src, i), TF (axt, i), batch, p, k, dg);
+      /* u aliases res, as in the decoder */
+      OPS (i)->cascade_residual (BE (i), TF (lc, i), TF (axt, i), TF (res, i),
+          TF (res, i), batch, p, k, dg);
+    }
+    si_parity_sync (pt, "swap_axes");
+    si_parity_check (pt, "swap_axes", &axt, sz, 0.0);
+    si_parity_check (pt, "cascade_residual (u = res)", &res, sz, TOL_ELEM);
+    si_twin_free (pt, &src);
+    si_twin_free (pt, &axt);
+    si_twin_free (pt, &lc);
+    si_twin_free (pt, &res);
+  }
+
+  {
+    int gr = 16, gc = 16, l = 3;
+    /* gates laid out as (B, Dg, 2, L): row gate at [i][1][m], column gate
+     * at [j][0][m] for m = 1: inc 2L, as the decoder reads them */
+    SiTwin old = twin_random ((size_t) batch * gr * gc + 5, -1, 1);
+    SiTwin nw = twin_random ((size_t) batch * gr * gc, -1, 1);
+    SiTwin gates = twin_random ((size_t) batch * gr * 2 * l, 0, 1);
+    SiTwin out = si_twin_new (pt, NULL, (size_t) batch * gr * gc * 4);
+    FOR_BOTH (i)
+    {
+      OPS (i)->gate_mix (BE (i), TF (old, i) + 5, gr * gc, TF (nw, i), gr * gc,
+          TF (gates, i) + l + 1, gr * 2 * l, 2 * l, TF (gates, i) + 1,
+          gr * 2 * l, 2 * l, TF (out, i), batch, gr, gc);
+    }
+    si_parity_sync (pt, "gate_mix");
+    si_parity_check (
+        pt, "gate_mix strided gates", &out, (size_t) batch * gr * gc, TOL_ELEM);
+    si_twin_free (pt, &old);
+    si_twin_free (pt, &nw);
+    si_twin_free (pt, &gates);
+    si_twin_free (pt, &out);
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  bool fp16 = argc > 1 && g_strcmp0 (argv[1], "fp16") == 0;
+
+  si_parity_init (pt, fp16 ? SI_PRECISION_FP16 : SI_PRECISION_FP32);
+  if (fp16)
+    tol_gemm = 1e-5; /* fp16 operands, fp32 accumulation */
+  rng = g_rand_new_with_seed (20231002);
+
+  test_gemm ();
+  test_preprocess ();
+  test_image_ops ();
+  test_decoder_misc ();
+  test_topk_case (20 * 80, 20, false);
+  test_topk_case (100 * 80, 100, true);
+  test_topk_case (300 * 80, 300, true);
+  test_attention ();
+  test_sampler ();
+  test_mixing ();
+
+  g_rand_free (rng);
+  return si_parity_finish (pt);
+}
