@@ -92,6 +92,20 @@ def main():
                   (gmsg, "" if gok else " -> an engine difference, not a "
                    "converter one"))
         fails += not ok
+
+        # a float16 file loads (the engine widens it to float32) and runs
+        out16 = os.path.join(tmp, "tiny-f16.safetensors")
+        rc, log = cc.run_converter(cc.TINY_CONFIG, ckpt, "-o", out16,
+                                   "--dtype", "f16")
+        if rc != 0:
+            sys.exit("f16 conversion failed:\n" + log)
+        _, d16 = detect(si_detect, out16, image)
+        n16 = len(d16["detections"])
+        ok16 = n16 == len(conv["detections"])
+        print("%s: the float16 model file runs in the engine (%d detections;"
+              " %s)" % ("ok" if ok16 else "FAIL", n16,
+                        matches_golden(d16["detections"], io)[1]))
+        fails += not ok16
     return 1 if fails else 0
 
 
