@@ -1,0 +1,8 @@
+/* test-meta-header.c: the public meta header compiles on its own. */
+#include <si-detection-meta.h>
+
+int
+main (void)
+{
+  return si_detection_meta_get_info () == NULL;
+}
