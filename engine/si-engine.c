@@ -24,7 +24,11 @@ struct _SiContext
   size_t n_dets;
 };
 
-G_DEFINE_QUARK (si - engine - error - quark, si_error)
+GQuark
+si_error_quark (void)
+{
+  return g_quark_from_static_string ("si-engine-error-quark");
+}
 
 void
 si_context_options_init (SiContextOptions *options)
