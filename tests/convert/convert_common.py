@@ -31,9 +31,8 @@ def golden_dir(argv):
 
 
 def require_torch():
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("torch") is None:
         print("skipped: python3-torch is not installed (apt install "
               "python3-torch)")
         sys.exit(SKIP)
