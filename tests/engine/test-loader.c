@@ -429,6 +429,62 @@ test_truncated (void)
   g_free (bytes);
 }
 
+/* Small broken safetensors files through si_model_load(): the reader's
+ * checks reach the public API as SI_ERROR_FORMAT naming the problem. */
+static void
+test_corrupt_header (void)
+{
+  static const struct
+  {
+    const char *header;
+    guint64 hlen; /* 0: the header's length */
+    size_t data;
+    const char *needle;
+  } cases[] = {
+    { "{\"a\": {\"dtype\": ", 0, 4, "JSON" },
+    { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 5000,
+        4, "header length 5000" },
+    { "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+      "\"y\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+        0, 12, "overlap" },
+    { "{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 0, 8,
+        "out of range" },
+    { "{\"x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 0, 8,
+        "needs 12 bytes" },
+  };
+  char *path = g_build_filename (tmpdir, "corrupt.safetensors", NULL);
+  for (size_t i = 0; i < G_N_ELEMENTS (cases); i++) {
+    GByteArray *b = g_byte_array_new ();
+    guint64 hlen = cases[i].hlen ? cases[i].hlen : strlen (cases[i].header);
+    for (int k = 0; k < 8; k++) {
+      guint8 byte = (guint8) (hlen >> (8 * k));
+      g_byte_array_append (b, &byte, 1);
+    }
+    g_byte_array_append (
+        b, (const guint8 *) cases[i].header, (guint) strlen (cases[i].header));
+    for (size_t k = 0; k < cases[i].data; k++) {
+      guint8 zero = 0;
+      g_byte_array_append (b, &zero, 1);
+    }
+    g_assert_true (
+        g_file_set_contents (path, (const char *) b->data, b->len, NULL));
+    g_byte_array_unref (b);
+
+    GError *error = NULL;
+    g_assert_null (si_model_load (path, &error));
+    g_assert_nonnull (error);
+    g_test_message ("%s", error->message);
+    g_assert_error (error, SI_ERROR, SI_ERROR_FORMAT);
+    g_assert_nonnull (strstr (error->message, path));
+    if (strstr (error->message, cases[i].needle) == NULL)
+      g_error ("message \"%s\" does not mention \"%s\"", error->message,
+          cases[i].needle);
+    g_error_free (error);
+  }
+  g_unlink (path);
+  g_free (path);
+}
+
 static void
 test_missing_tensor (void)
 {
@@ -815,6 +871,7 @@ main (int argc, char **argv)
   g_test_add_func ("/loader/golden-loads", test_golden_loads);
   g_test_add_func ("/loader/missing-file", test_missing_file);
   g_test_add_func ("/loader/truncated", test_truncated);
+  g_test_add_func ("/loader/corrupt-header", test_corrupt_header);
   g_test_add_func ("/loader/missing-tensor", test_missing_tensor);
   g_test_add_func (
       "/loader/unused-tensors-not-required", test_unused_tensors_not_required);
