@@ -81,6 +81,31 @@ def compare_with_golden(out_path, golden_path, f16=False):
     return got
 
 
+def random_checkpoint(config, out_path):
+    """An mmdetection-style checkpoint with random tensors of exactly the
+    shapes the converter expects for `config`."""
+    import collections
+    import importlib.util
+    import mmcfg
+    import torch
+    spec = importlib.util.spec_from_file_location("convert_checkpoint",
+                                                  cc.CONVERTER)
+    conv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conv)
+    model = mmcfg.load(config)["model"]
+    conv.materialise_heads(model)
+    ex, _ = conv.expected_tensors(model)
+    gen = torch.Generator().manual_seed(0)
+    sd = collections.OrderedDict()
+    for k, shape in ex.shapes.items():
+        if k.endswith("num_batches_tracked") or \
+                k.endswith("relative_position_index"):
+            sd[k] = torch.randint(0, 169, shape, generator=gen)
+        else:
+            sd[k] = torch.randn(shape, generator=gen)
+    torch.save({"meta": {"epoch": 1}, "state_dict": sd}, out_path)
+
+
 def main():
     gdir = cc.golden_dir(sys.argv)
     cc.require_torch()
@@ -190,6 +215,38 @@ def main():
         expect_refusal("dx101 + tiny checkpoint with --allow-unsupported", rc,
                        log, "warning: backbone ResNeXt",
                        "'backbone.conv1.weight'")
+
+        # a (small) Swin model converts with --allow-unsupported; its int64
+        # relative_position_index buffers stay I64 next to F32 tensors
+        swin_cfg = os.path.join(cc.CONFIGS, "tiny",
+                                "stageinteractor_tiny_swin.py")
+        swin_ckpt = os.path.join(tmp, "swin.pth")
+        random_checkpoint(swin_cfg, swin_ckpt)
+        outs = os.path.join(tmp, "swin.safetensors")
+        rc, log = cc.run_converter(swin_cfg, swin_ckpt, "-o", outs)
+        expect_refusal("the tiny Swin model", rc, log,
+                       "backbone SwinTransformer is not supported")
+        rc, log = cc.run_converter(swin_cfg, swin_ckpt, "-o", outs,
+                                   "--allow-unsupported")
+        ok = rc == 0
+        if ok:
+            st = cc.SafeTensors(outs)
+            sd = torch.load(swin_ckpt, map_location="cpu")["state_dict"]
+            idx = "backbone.stages.0.blocks.1.attn.w_msa.relative_position_index"
+            ok = (st.header[idx]["dtype"] == "I64" and
+                  (st.array(idx) == sd[idx].numpy()).all() and
+                  all(st.raw(k) == sd[k].numpy().tobytes()
+                      for k in st.header))
+        check(ok, "tiny Swin converts with --allow-unsupported, I64 buffers "
+              "kept, every tensor byte-identical (rc %d)" % rc)
+
+        # a truncated checkpoint
+        trunc = os.path.join(tmp, "truncated.pth")
+        with open(ckpt, "rb") as f, open(trunc, "wb") as g:
+            g.write(f.read()[:os.path.getsize(ckpt) // 2])
+        rc, log = cc.run_converter(cc.TINY_CONFIG, trunc, "-o",
+                                   os.path.join(tmp, "x.safetensors"))
+        expect_refusal("a truncated checkpoint", rc, log, "truncated.pth")
 
         # the official config with the missing base
         rc, log = cc.run_converter(
