@@ -249,112 +249,131 @@ round_clamp (gfloat v, gint max)
   return (gint) (v + 0.5f);
 }
 
-static inline void
-add_rect (SiOverlayRender *r, cairo_t *cr, gint x, gint y, gint w, gint h,
-    gboolean record, gboolean even)
+/* Where one box and its tab go: everything clipped to the frame. */
+typedef struct
 {
-  SiRect rc;
+  SiRect rects[5]; /* outline edges, then the tab */
+  gint n_rects;
+  SiRect tab;
+  gboolean has_tab;
+  SiTextMask *lm, *sm; /* label and score masks, or NULL */
+  gint lx, sx, ty;     /* their positions (text row ty) */
+  guint32 color;       /* 0xRRGGBB */
+  gboolean dark_text;  /* black text on a light tab */
+} SiBoxGeom;
 
+static inline void
+geom_add (SiBoxGeom *g, gint x, gint y, gint w, gint h)
+{
   if (w <= 0 || h <= 0)
     return;
-  cairo_rectangle (cr, x, y, w, h);
-  if (!record)
-    return;
-  rc.x = x;
-  rc.y = y;
-  rc.w = w;
-  rc.h = h;
-  if (even) {
-    /* chroma is 2x2: keep every rectangle on whole chroma blocks */
-    rc.w += rc.x & 1;
-    rc.x &= ~1;
-    rc.h += rc.y & 1;
-    rc.y &= ~1;
-    rc.w += rc.w & 1;
-    rc.h += rc.h & 1;
+  g->rects[g->n_rects].x = x;
+  g->rects[g->n_rects].y = y;
+  g->rects[g->n_rects].w = w;
+  g->rects[g->n_rects].h = h;
+  g->n_rects++;
+}
+
+static gboolean
+box_geometry (SiOverlayRender *r, gint W, gint H, const SiOverlayStyle *style,
+    const SiOverlayBox *b, gint lw, SiBoxGeom *g)
+{
+  gint x1 = round_clamp (b->x1, W), x2 = round_clamp (b->x2, W);
+  gint y1 = round_clamp (b->y1, H), y2 = round_clamp (b->y2, H);
+  gint w = x2 - x1, h = y2 - y1;
+
+  if (w <= 0 || h <= 0)
+    return FALSE;
+  g->n_rects = 0;
+  /* outline: four edge rectangles inside the box */
+  if (w <= 2 * lw || h <= 2 * lw) {
+    geom_add (g, x1, y1, w, h);
+  } else {
+    geom_add (g, x1, y1, w, lw);
+    geom_add (g, x1, y2 - lw, w, lw);
+    geom_add (g, x1, y1 + lw, lw, h - 2 * lw);
+    geom_add (g, x2 - lw, y1 + lw, lw, h - 2 * lw);
   }
-  g_array_append_val (r->dirty, rc);
+
+  g->color = si_overlay_class_color (b->class_key);
+  g->dark_text = 0.299 * ((g->color >> 16) & 255) +
+          0.587 * ((g->color >> 8) & 255) + 0.114 * (g->color & 255) >
+      0.55 * 255;
+
+  /* label tab above the box (inside it at the top of the frame) */
+  g->lm = style->show_labels && b->label ? label_mask (r, b->label) : NULL;
+  g->sm =
+      style->show_scores && b->score >= 0.0f ? score_mask (r, b->score) : NULL;
+  g->has_tab = g->lm || g->sm;
+  if (g->has_tab) {
+    gint tab_w = TEXT_PAD + (g->lm ? g->lm->width : 0) +
+        (g->lm && g->sm ? 2 * TEXT_PAD : 0) + (g->sm ? g->sm->width : 0) +
+        TEXT_PAD;
+    gint tab_h = r->text_height + 2 * TEXT_PAD;
+    gint tx = x1, ty = y1 - tab_h;
+
+    if (ty < 0)
+      ty = MAX (0, MIN (y1, H - tab_h));
+    if (tx + tab_w > W)
+      tx = MAX (0, W - tab_w);
+    g->tab.x = tx;
+    g->tab.y = ty;
+    g->tab.w = MIN (tab_w, W - tx);
+    g->tab.h = MIN (tab_h, H - ty);
+    geom_add (g, g->tab.x, g->tab.y, g->tab.w, g->tab.h);
+    g->lx = tx + TEXT_PAD;
+    g->sx = g->lx + (g->lm ? g->lm->width + 2 * TEXT_PAD : 0);
+    g->ty = ty + TEXT_PAD;
+  }
+  return TRUE;
 }
 
 /* Draws every box with cr (pixel-aligned, no antialiasing on fills).
- * record: note each filled rectangle in r->dirty (even: 2x2 aligned). */
+ * dirty: when not NULL, every filled rectangle is appended to it. */
 static void
 draw_boxes (SiOverlayRender *r, cairo_t *cr, gint W, gint H,
     const SiOverlayStyle *style, const SiOverlayBox *boxes, guint n,
-    gboolean swap_rb, gboolean record, gboolean even)
+    gboolean swap_rb, GArray *dirty)
 {
   gint lw = MAX (1, (gint) (style->line_width + 0.5));
+  SiBoxGeom g;
   guint i;
+  gint k;
 
   cairo_set_antialias (cr, CAIRO_ANTIALIAS_NONE);
   cairo_set_operator (cr, CAIRO_OPERATOR_OVER);
   for (i = 0; i < n; i++) {
-    const SiOverlayBox *b = &boxes[i];
-    gint x1 = round_clamp (b->x1, W), x2 = round_clamp (b->x2, W);
-    gint y1 = round_clamp (b->y1, H), y2 = round_clamp (b->y2, H);
-    gint w = x2 - x1, h = y2 - y1;
-    guint32 c = si_overlay_class_color (b->class_key);
-    gdouble cr_ = ((c >> 16) & 255) / 255.0, cg = ((c >> 8) & 255) / 255.0;
-    gdouble cb = (c & 255) / 255.0;
-    SiTextMask *lm = NULL, *sm = NULL;
-    gint tab_w = 0, tab_h, tx, ty;
+    gdouble cr_, cg, cb;
 
-    if (w <= 0 || h <= 0)
+    if (!box_geometry (r, W, H, style, &boxes[i], lw, &g))
       continue;
-
-    /* outline: four edge rectangles inside the box */
-    if (w <= 2 * lw || h <= 2 * lw) {
-      add_rect (r, cr, x1, y1, w, h, record, even);
-    } else {
-      add_rect (r, cr, x1, y1, w, lw, record, even);
-      add_rect (r, cr, x1, y2 - lw, w, lw, record, even);
-      add_rect (r, cr, x1, y1 + lw, lw, h - 2 * lw, record, even);
-      add_rect (r, cr, x2 - lw, y1 + lw, lw, h - 2 * lw, record, even);
-    }
-
-    /* label tab above the box (inside it at the top of the frame) */
-    if (style->show_labels && b->label)
-      lm = label_mask (r, b->label);
-    if (style->show_scores && b->score >= 0.0f)
-      sm = score_mask (r, b->score);
-    if (lm || sm) {
-      tab_w = TEXT_PAD + (lm ? lm->width : 0) + (lm && sm ? 2 * TEXT_PAD : 0) +
-          (sm ? sm->width : 0) + TEXT_PAD;
-      tab_h = r->text_height + 2 * TEXT_PAD;
-      tx = x1;
-      ty = y1 - tab_h;
-      if (ty < 0)
-        ty = MAX (0, MIN (y1, H - tab_h));
-      if (tx + tab_w > W)
-        tx = MAX (0, W - tab_w);
-      add_rect (r, cr, tx, ty, MIN (tab_w, W - tx), MIN (tab_h, H - ty), record,
-          even);
-    }
-
+    for (k = 0; k < g.n_rects; k++)
+      cairo_rectangle (
+          cr, g.rects[k].x, g.rects[k].y, g.rects[k].w, g.rects[k].h);
+    if (dirty)
+      g_array_append_vals (dirty, g.rects, g.n_rects);
+    cr_ = ((g.color >> 16) & 255) / 255.0;
+    cg = ((g.color >> 8) & 255) / 255.0;
+    cb = (g.color & 255) / 255.0;
     if (swap_rb)
       cairo_set_source_rgb (cr, cb, cg, cr_);
     else
       cairo_set_source_rgb (cr, cr_, cg, cb);
     cairo_fill (cr);
 
-    if (lm || sm) {
-      gdouble luma = 0.299 * cr_ + 0.587 * cg + 0.114 * cb;
-      gint x = tx + TEXT_PAD, y = ty + TEXT_PAD;
-
-      if (luma > 0.55)
+    if (g.has_tab) {
+      if (g.dark_text)
         cairo_set_source_rgb (cr, 0, 0, 0);
       else
         cairo_set_source_rgb (cr, 1, 1, 1);
       /* the tab may be cut by the frame edge: keep text inside it */
       cairo_save (cr);
-      cairo_rectangle (cr, tx, ty, MIN (tab_w, W - tx), MIN (tab_h, H - ty));
+      cairo_rectangle (cr, g.tab.x, g.tab.y, g.tab.w, g.tab.h);
       cairo_clip (cr);
-      if (lm) {
-        cairo_mask_surface (cr, lm->mask, x, y);
-        x += lm->width + 2 * TEXT_PAD;
-      }
-      if (sm)
-        cairo_mask_surface (cr, sm->mask, x, y);
+      if (g.lm)
+        cairo_mask_surface (cr, g.lm->mask, g.lx, g.ty);
+      if (g.sm)
+        cairo_mask_surface (cr, g.sm->mask, g.sx, g.ty);
       cairo_restore (cr);
     }
   }
@@ -444,83 +463,167 @@ clamp8 (gint v)
   return (guint8) CLAMP (v, 0, 255);
 }
 
-/* NV12 / I420 through the layer: luma per pixel, chroma per 2x2 block from
- * the mean premultiplied colour and alpha of the block.  rc is even-aligned
- * (except at odd frame edges). */
-static void
-blend_yuv420 (SiOverlayRender *r, GstVideoFrame *frame, const SiRect *rc,
-    const SiYuvCoefs *k)
+/* Planes of a 4:2:0 frame (NV12: U and V interleaved, pixel stride 2). */
+typedef struct
 {
-  guint8 *ldata = cairo_image_surface_get_data (r->layer);
-  gint lstride = cairo_image_surface_get_stride (r->layer);
-  gint W = GST_VIDEO_FRAME_WIDTH (frame), H = GST_VIDEO_FRAME_HEIGHT (frame);
+  gint W, H;
+  guint8 *y, *u, *v;
+  gint ys, us, vs, cps;
+} SiYuv420;
+
+static void
+yuv420_init (SiYuv420 *p, GstVideoFrame *frame)
+{
   gboolean nv12 = GST_VIDEO_FRAME_FORMAT (frame) == GST_VIDEO_FORMAT_NV12;
-  guint8 *yp = GST_VIDEO_FRAME_PLANE_DATA (frame, 0);
-  gint ys = GST_VIDEO_FRAME_PLANE_STRIDE (frame, 0);
-  guint8 *up = GST_VIDEO_FRAME_PLANE_DATA (frame, 1);
-  gint us = GST_VIDEO_FRAME_PLANE_STRIDE (frame, 1);
-  guint8 *vp = nv12 ? up + 1 : GST_VIDEO_FRAME_PLANE_DATA (frame, 2);
-  gint vs = nv12 ? us : GST_VIDEO_FRAME_PLANE_STRIDE (frame, 2);
-  gint cps = nv12 ? 2 : 1;
-  gint x0 = rc->x, y0 = rc->y, x1 = MIN (W, rc->x + rc->w);
-  gint y1 = MIN (H, rc->y + rc->h);
-  gint x, y;
 
-  /* chroma first: it reads the layer that the luma pass clears */
-  for (y = y0; y < y1; y += 2) {
-    guint32 *l0 = (guint32 *) (ldata + (gsize) y * lstride);
-    guint32 *l1 =
-        y + 1 < H ? (guint32 *) (ldata + (gsize) (y + 1) * lstride) : NULL;
-    guint8 *u = up + (gsize) (y / 2) * us, *v = vp + (gsize) (y / 2) * vs;
+  p->W = GST_VIDEO_FRAME_WIDTH (frame);
+  p->H = GST_VIDEO_FRAME_HEIGHT (frame);
+  p->y = GST_VIDEO_FRAME_PLANE_DATA (frame, 0);
+  p->ys = GST_VIDEO_FRAME_PLANE_STRIDE (frame, 0);
+  p->u = GST_VIDEO_FRAME_PLANE_DATA (frame, 1);
+  p->us = GST_VIDEO_FRAME_PLANE_STRIDE (frame, 1);
+  p->v = nv12 ? p->u + 1 : GST_VIDEO_FRAME_PLANE_DATA (frame, 2);
+  p->vs = nv12 ? p->us : GST_VIDEO_FRAME_PLANE_STRIDE (frame, 2);
+  p->cps = nv12 ? 2 : 1;
+}
 
-    for (x = x0; x < x1; x += 2) {
-      guint32 px[4] = { l0[x], x + 1 < W ? l0[x + 1] : 0, l1 ? l1[x] : 0,
-        l1 && x + 1 < W ? l1[x + 1] : 0 };
-      gint cnt = 1 + (x + 1 < W) + (l1 != NULL) + (l1 && x + 1 < W);
-      gint sa = 0, sr = 0, sg = 0, sb = 0, i, a, rr, gg, bb, ia, t;
-      guint8 *pu, *pv;
+/* Opaque RGB -> Y, U, V with the frame's matrix and range. */
+static void
+rgb_to_yuv (const SiYuvCoefs *k, guint32 rgb, guint8 yuv[3])
+{
+  gint r = (rgb >> 16) & 255, g = (rgb >> 8) & 255, b = rgb & 255;
 
-      if ((px[0] | px[1] | px[2] | px[3]) == 0)
-        continue;
-      for (i = 0; i < 4; i++) {
-        sa += px[i] >> 24;
-        sr += (px[i] >> 16) & 255;
-        sg += (px[i] >> 8) & 255;
-        sb += px[i] & 255;
+  yuv[0] = clamp8 ((gint) div255 (k->off_y * 255 +
+      ((k->yr * r + k->yg * g + k->yb * b + (1 << 13)) >> 14)));
+  yuv[1] = clamp8 ((gint) div255 ((guint) MAX (
+      0, 128 * 255 + ((k->ur * r + k->ug * g + k->ub * b + (1 << 13)) >> 14))));
+  yuv[2] = clamp8 ((gint) div255 ((guint) MAX (
+      0, 128 * 255 + ((k->vr * r + k->vg * g + k->vb * b + (1 << 13)) >> 14))));
+}
+
+/* How many of the (1 or 2) pixels 2c, 2c + 1 below n lie in [lo, hi). */
+static inline gint
+span_cover (gint c, gint lo, gint hi, gint n, gint *total)
+{
+  gint a = 2 * c, cov = 0;
+
+  *total = a + 1 < n ? 2 : 1;
+  cov += a >= lo && a < hi;
+  cov += a + 1 < n && a + 1 >= lo && a + 1 < hi;
+  return cov;
+}
+
+/* An opaque rectangle straight into the planes: luma per pixel; a chroma
+ * sample takes the colour in proportion to the pixels of its 2x2 block
+ * that the rectangle covers (the mean the ARGB-layer route would give). */
+static void
+yuv420_fill_rect (const SiYuv420 *p, const SiRect *rc, const guint8 c[3])
+{
+  gint x0 = rc->x, y0 = rc->y, x1 = rc->x + rc->w, y1 = rc->y + rc->h;
+  gint y, cx, cy;
+
+  for (y = y0; y < y1; y++)
+    memset (p->y + (gsize) y * p->ys + x0, c[0], (gsize) (x1 - x0));
+
+  for (cy = y0 / 2; cy <= (y1 - 1) / 2; cy++) {
+    gint ty, ycov = span_cover (cy, y0, y1, p->H, &ty);
+    guint8 *u = p->u + (gsize) cy * p->us, *v = p->v + (gsize) cy * p->vs;
+
+    for (cx = x0 / 2; cx <= (x1 - 1) / 2; cx++) {
+      gint tx, cov = ycov * span_cover (cx, x0, x1, p->W, &tx), tot = tx * ty;
+      guint8 *pu = u + cx * p->cps, *pv = v + cx * p->cps;
+
+      if (cov == tot) {
+        *pu = c[1];
+        *pv = c[2];
+      } else {
+        *pu = (guint8) ((*pu * (tot - cov) + c[1] * cov + tot / 2) / tot);
+        *pv = (guint8) ((*pv * (tot - cov) + c[2] * cov + tot / 2) / tot);
       }
-      a = (sa + cnt / 2) / cnt;
-      rr = (sr + cnt / 2) / cnt;
-      gg = (sg + cnt / 2) / cnt;
-      bb = (sb + cnt / 2) / cnt;
-      ia = 255 - a;
-      pu = u + (x / 2) * cps;
-      pv = v + (x / 2) * cps;
-      t = *pu * ia + 128 * a +
-          ((k->ur * rr + k->ug * gg + k->ub * bb + (1 << 13)) >> 14);
-      *pu = clamp8 ((gint) div255 ((guint) MAX (t, 0)));
-      t = *pv * ia + 128 * a +
-          ((k->vr * rr + k->vg * gg + k->vb * bb + (1 << 13)) >> 14);
-      *pv = clamp8 ((gint) div255 ((guint) MAX (t, 0)));
     }
   }
+}
 
+/* Text: an A8 mask of neutral colour (luma yt) blended at (mx, my), cut to
+ * clip; chroma moves towards 128 by the block's mean coverage. */
+static void
+yuv420_blend_mask (const SiYuv420 *p, const SiTextMask *tm, gint mx, gint my,
+    const SiRect *clip, guint8 yt)
+{
+  const guint8 *mdata = cairo_image_surface_get_data (tm->mask);
+  gint ms = cairo_image_surface_get_stride (tm->mask);
+  gint x0 = MAX (mx, clip->x), y0 = MAX (my, clip->y);
+  gint x1 = MIN (mx + tm->width, clip->x + clip->w);
+  gint y1 = MIN (my + tm->height, clip->y + clip->h);
+  gint x, y, cx, cy;
+
+  if (x0 >= x1 || y0 >= y1)
+    return;
+  /* chroma first, from the mask alone */
+  for (cy = y0 / 2; cy <= (y1 - 1) / 2; cy++) {
+    guint8 *u = p->u + (gsize) cy * p->us, *v = p->v + (gsize) cy * p->vs;
+
+    for (cx = x0 / 2; cx <= (x1 - 1) / 2; cx++) {
+      gint sum = 0, tot = 0, m;
+
+      for (y = 2 * cy; y < 2 * cy + 2 && y < p->H; y++)
+        for (x = 2 * cx; x < 2 * cx + 2 && x < p->W; x++) {
+          tot++;
+          if (x >= x0 && x < x1 && y >= y0 && y < y1)
+            sum += mdata[(gsize) (y - my) * ms + (x - mx)];
+        }
+      if (sum == 0)
+        continue;
+      m = (sum + tot / 2) / tot;
+      u[cx * p->cps] = (guint8) div255 (u[cx * p->cps] * (255 - m) + 128 * m);
+      v[cx * p->cps] = (guint8) div255 (v[cx * p->cps] * (255 - m) + 128 * m);
+    }
+  }
   for (y = y0; y < y1; y++) {
-    guint32 *l = (guint32 *) (ldata + (gsize) y * lstride);
-    guint8 *py = yp + (gsize) y * ys;
+    const guint8 *mrow = mdata + (gsize) (y - my) * ms - mx;
+    guint8 *py = p->y + (gsize) y * p->ys;
 
     for (x = x0; x < x1; x++) {
-      guint32 pv = l[x];
-      guint a;
+      guint m = mrow[x];
 
-      if (pv == 0)
-        continue;
-      a = pv >> 24;
-      py[x] = clamp8 ((gint) div255 (py[x] * (255 - a) + k->off_y * a +
-          ((k->yr * ((pv >> 16) & 255) + k->yg * ((pv >> 8) & 255) +
-               k->yb * (pv & 255) + (1 << 13)) >>
-              14)));
+      if (m)
+        py[x] = (guint8) div255 (py[x] * (255 - m) + yt * m);
     }
-    memset (l + x0, 0, (gsize) (x1 - x0) * 4);
+  }
+}
+
+/* NV12 / I420: boxes and tabs filled in the planes, Cairo/Pango-rendered
+ * text masks blended on top, in drawing order. */
+static void
+render_yuv420 (SiOverlayRender *r, GstVideoFrame *frame,
+    const SiOverlayStyle *style, const SiOverlayBox *boxes, guint n)
+{
+  gint lw = MAX (1, (gint) (style->line_width + 0.5));
+  guint8 black[3], white[3];
+  SiYuvCoefs k;
+  SiYuv420 p;
+  SiBoxGeom g;
+  guint i;
+  gint j;
+
+  yuv420_init (&p, frame);
+  yuv_coefs_init (&k, &frame->info);
+  rgb_to_yuv (&k, 0x000000, black);
+  rgb_to_yuv (&k, 0xffffff, white);
+  for (i = 0; i < n; i++) {
+    guint8 c[3];
+
+    if (!box_geometry (r, p.W, p.H, style, &boxes[i], lw, &g))
+      continue;
+    rgb_to_yuv (&k, g.color, c);
+    for (j = 0; j < g.n_rects; j++)
+      yuv420_fill_rect (&p, &g.rects[j], c);
+    if (g.lm)
+      yuv420_blend_mask (
+          &p, g.lm, g.lx, g.ty, &g.tab, g.dark_text ? black[0] : white[0]);
+    if (g.sm)
+      yuv420_blend_mask (
+          &p, g.sm, g.sx, g.ty, &g.tab, g.dark_text ? black[0] : white[0]);
   }
 }
 
@@ -588,7 +691,7 @@ render_direct (SiOverlayRender *r, GstVideoFrame *frame, cairo_format_t cformat,
   }
   cr = cairo_create (surf);
   draw_boxes (r, cr, GST_VIDEO_FRAME_WIDTH (frame),
-      GST_VIDEO_FRAME_HEIGHT (frame), style, boxes, n, swap_rb, FALSE, FALSE);
+      GST_VIDEO_FRAME_HEIGHT (frame), style, boxes, n, swap_rb, NULL);
   if (cairo_status (cr) != CAIRO_STATUS_SUCCESS)
     GST_WARNING ("cairo: %s", cairo_status_to_string (cairo_status (cr)));
   cairo_destroy (cr);
@@ -603,8 +706,6 @@ render_layer (SiOverlayRender *r, GstVideoFrame *frame,
     GError **error)
 {
   gint W = GST_VIDEO_FRAME_WIDTH (frame), H = GST_VIDEO_FRAME_HEIGHT (frame);
-  gboolean yuv = GST_VIDEO_INFO_IS_YUV (&frame->info);
-  SiYuvCoefs k;
   cairo_t *cr;
   guint i;
 
@@ -626,25 +727,13 @@ render_layer (SiOverlayRender *r, GstVideoFrame *frame,
 
   g_array_set_size (r->dirty, 0);
   cr = cairo_create (r->layer);
-  draw_boxes (r, cr, W, H, style, boxes, n, FALSE, TRUE, yuv);
+  draw_boxes (r, cr, W, H, style, boxes, n, FALSE, r->dirty);
   cairo_destroy (cr);
   cairo_surface_flush (r->layer);
 
-  if (yuv)
-    yuv_coefs_init (&k, &frame->info);
-  for (i = 0; i < r->dirty->len; i++) {
-    SiRect rc = g_array_index (r->dirty, SiRect, i);
-
-    /* even alignment may step one past an odd frame edge */
-    rc.w = MIN (rc.w, W - rc.x);
-    rc.h = MIN (rc.h, H - rc.y);
-    if (rc.w <= 0 || rc.h <= 0)
-      continue;
-    if (yuv)
-      blend_yuv420 (r, frame, &rc, &k);
-    else
-      blend_packed (r, frame, &rc);
-  }
+  /* each rectangle is blended and cleared: overlaps blend once */
+  for (i = 0; i < r->dirty->len; i++)
+    blend_packed (r, frame, &g_array_index (r->dirty, SiRect, i));
   cairo_surface_mark_dirty (r->layer);
   return TRUE;
 }
@@ -670,6 +759,10 @@ si_overlay_render_frame (SiOverlayRender *render, GstVideoFrame *frame,
     return TRUE;
   if (!text_setup (render, style->font_desc, error))
     return FALSE;
+  if (format == GST_VIDEO_FORMAT_NV12 || format == GST_VIDEO_FORMAT_I420) {
+    render_yuv420 (render, frame, style, boxes, n_boxes);
+    return TRUE;
+  }
   if (direct_format (format, &cformat, &swap_rb) &&
       render_direct (render, frame, cformat, swap_rb, style, boxes, n_boxes))
     return TRUE;
