@@ -166,6 +166,7 @@ alloc_buffers (SiDecoder *dec, GError **error)
   const SiModel *m = dec->model;
   size_t n = m->num_query, c = m->content_dim, nc = m->num_classes;
   size_t pmax = 0, rmax = 0, kmax = 0, pg = 0, mb = 0, ms = 0, mmb = 0;
+  size_t rreuse = 0; /* R of the stages that reuse filters (static layers) */
   size_t ss1 = 0, ss2 = 0, off1 = 0, off2 = 0, f = 0, z = 0, ha = 0;
   size_t g = m->stages[0].G, dg = m->stages[0].Dg, nb, dump = 0;
 
@@ -173,6 +174,8 @@ alloc_buffers (SiDecoder *dec, GError **error)
     const SiStage *st = &m->stages[s];
     pmax = MAXI (pmax, (size_t) st->P);
     rmax = MAXI (rmax, (size_t) st->R);
+    if (st->reuse)
+      rreuse = MAXI (rreuse, (size_t) st->R);
     kmax = MAXI (kmax, (size_t) st->K);
     pg = MAXI (pg, (size_t) st->param_gen.out);
     mb = MAXI (mb, (size_t) st->mix_bias.out);
@@ -215,13 +218,13 @@ alloc_buffers (SiDecoder *dec, GError **error)
   BUF (mmb, n * mmb);
   BUF (ss1, n * ss1);
   BUF (ss2, n * ss2);
-  BUF (lc, nb * rmax * dg);
-  BUF (ax_in, nb * rmax * dg);
-  BUF (ax_out, nb * rmax * dg);
+  BUF (lc, nb * rreuse * dg);
+  BUF (ax_in, nb * rreuse * dg);
+  BUF (ax_out, nb * rreuse * dg);
   BUF (mmix, nb * dg * dg);
   BUF (mbank, (size_t) dec->max_L * nb * dg * dg);
-  BUF (sbank, nb * dec->bank_sg * rmax);
-  BUF (smix, nb * dec->bank_sg * rmax);
+  BUF (sbank, nb * dec->bank_sg * rreuse);
+  BUF (smix, nb * dec->bank_sg * rreuse);
   BUF (z, n * z);
   BUF (q2, n * c);
   BUF (ffn_h, n * f);

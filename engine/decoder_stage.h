@@ -50,12 +50,12 @@ struct _SiDecoder
   float *mmb;        /* (N, G*Lmax*Dg) */
   float *ss1;        /* (N, G*Sg) */
   float *ss2;        /* (N, G*Rmax) */
-  float *lc;         /* (B, Rmax, Dg) local layer output */
-  float *ax_in;      /* (B, K, Pmax, Dg) */
-  float *ax_out;     /* (B, K, Pmax, Dg) */
+  float *lc;         /* (B, R, Dg) local layer out (R of reuse stages) */
+  float *ax_in;      /* (B, K, P, Dg) axis layer in */
+  float *ax_out;     /* (B, K, P, Dg) axis layer out */
   float *mmix;       /* (B, Dg, Dg) */
   float *mbank;      /* (Lmax, B, Dg, Dg) */
-  float *sbank;      /* (B, bank_sg, R) */
+  float *sbank;      /* (B, bank_sg, R) first rows of the previous S */
   float *smix;       /* (B, bank_sg, R) */
   float *z;          /* (B, O, Dg) = (N, O*D) */
   float *q2;         /* (N, C) */
