@@ -1,0 +1,94 @@
+#!/usr/bin/python3
+# test_demo_heldout.py: the committed demo model finds every object of a few
+# fixed held-out synthetic frames (tests/train/data, split seed 2024, never
+# used in training): each ground-truth box is matched by a detection of the
+# right class with IoU >= 0.5, and no other detection scores >= the default
+# threshold 0.3.  --impl engine runs the C engine (si-detect JSON), --impl
+# torch the PyTorch model of tools/train.
+# Usage: test_demo_heldout.py --impl engine|torch --model M [--si-detect EXE]
+import argparse
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "train"))
+
+import numpy as np  # noqa: E402
+
+THRESHOLD = 0.3
+SKIP = 77
+
+
+def check(name, gt_boxes, gt_labels, boxes, scores, labels, classes):
+    import evaluate as ev
+    keep = scores >= THRESHOLD
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    ious = ev.iou_matrix(boxes, gt_boxes)
+    used = np.zeros(len(boxes), bool)
+    ok = True
+    for j in range(len(gt_boxes)):
+        cand = [i for i in range(len(boxes))
+                if not used[i] and labels[i] == gt_labels[j] and
+                ious[i, j] >= 0.5]
+        if not cand:
+            best = ious[:, j].max() if len(boxes) else 0.0
+            print("  %s: MISSED %s at %s (best IoU of any box %.2f)" %
+                  (name, classes[gt_labels[j]], gt_boxes[j].tolist(), best))
+            ok = False
+            continue
+        i = max(cand, key=lambda i: ious[i, j])
+        used[i] = True
+        print("  %s: %-8s IoU %.3f score %.3f" %
+              (name, classes[gt_labels[j]], ious[i, j], scores[i]))
+    for i in np.nonzero(~used)[0]:
+        print("  %s: EXTRA %s score %.3f box %s" %
+              (name, classes[labels[i]], scores[i],
+               [round(float(v), 1) for v in boxes[i]]))
+        ok = False
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--impl", choices=["engine", "torch"], required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--si-detect")
+    ap.add_argument("--data", default=os.path.join(HERE, "data"))
+    a = ap.parse_args()
+    if not os.path.exists(a.model):
+        print("FAIL: model missing: %s" % a.model)
+        return 1
+    import evaluate as ev
+    import synth
+    with open(os.path.join(a.data, "annotations.json")) as f:
+        ann = json.load(f)
+    classes = ann["classes"]
+    if a.impl == "engine":
+        if not a.si_detect or not os.path.exists(a.si_detect):
+            print("skipped: si-detect not built (%s)" % a.si_detect)
+            return SKIP
+        det = ev.EngineDetector(a.si_detect, a.model, None,
+                                threshold=THRESHOLD)
+    else:
+        det = ev.TorchDetector(a.model)
+    all_ok = True
+    for e in ann["images"]:
+        path = os.path.join(a.data, e["file"])
+        gb = np.array(e["boxes"], np.float64).reshape(-1, 4)
+        gl = np.array(e["labels"], np.int64)
+        if a.impl == "engine":
+            b, s, l = det.run_file(path)
+        else:
+            b, s, l = det(synth.read_ppm(path))
+        ok = check(e["file"], gb, gl, np.asarray(b, np.float64),
+                   np.asarray(s, np.float64), np.asarray(l, np.int64),
+                   classes)
+        print("%s: %d objects: %s" % (e["file"], len(gb),
+                                      "ok" if ok else "FAIL"))
+        all_ok = all_ok and ok
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
