@@ -405,7 +405,7 @@ gst_stage_meta_publish_set_caps (
 /* Our meta's detections, scaled to the negotiated frame size if the meta
  * refers to another one. Returns the model name. */
 static const gchar *
-collect_si_meta (GstStageMetaPublish *self, GstBuffer *buf)
+collect_si_meta (GstStageMetaPublish *self, GstBuffer *buf, gboolean *repeated)
 {
   SiDetectionMeta *meta = si_buffer_get_detection_meta (buf);
   gdouble sx = 1.0, sy = 1.0;
@@ -413,6 +413,7 @@ collect_si_meta (GstStageMetaPublish *self, GstBuffer *buf)
 
   if (meta == NULL)
     return NULL;
+  *repeated = si_detection_meta_is_repeated (meta);
   if (meta->width > 0 && meta->height > 0 && self->width > 0 &&
       self->height > 0) {
     sx = (gdouble) self->width / meta->width;
@@ -516,7 +517,7 @@ gst_stage_meta_publish_transform_ip (GstBaseTransform *trans, GstBuffer *buf)
 
   g_array_set_size (self->dets, 0);
   g_array_set_size (self->mirrors, 0);
-  frame.model = collect_si_meta (self, buf);
+  frame.model = collect_si_meta (self, buf, &frame.repeated);
   collect_roi_metas (self, buf);
 
   frame.frame_number = self->frame_number++;

@@ -103,6 +103,8 @@ si_publish_json_build (const SiPublishFrame *f, gsize *len)
     json_builder_add_string_value (b, f->model);
   else
     json_builder_add_null_value (b);
+  json_builder_set_member_name (b, "repeated");
+  json_builder_add_boolean_value (b, f->repeated);
   json_builder_set_member_name (b, "detections");
   json_builder_begin_array (b);
   for (i = 0; i < f->n_dets; i++)

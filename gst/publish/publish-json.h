@@ -21,12 +21,13 @@ typedef struct
 /* One frame; every pointer is borrowed for the duration of the call. */
 typedef struct
 {
-  const gchar *source_id;         /* camera name, never NULL */
-  guint64 frame_number;           /* 0-based, counted by the element */
-  gint64 pts_ns;                  /* < 0: no pts */
-  gint64 wall_time_us;            /* microseconds since the Unix epoch */
-  gint width, height;             /* frame size in pixels */
-  const gchar *model;             /* nullable */
+  const gchar *source_id; /* camera name, never NULL */
+  guint64 frame_number;   /* 0-based, counted by the element */
+  gint64 pts_ns;          /* < 0: no pts */
+  gint64 wall_time_us;    /* microseconds since the Unix epoch */
+  gint width, height;     /* frame size in pixels */
+  const gchar *model;     /* nullable */
+  gboolean repeated;      /* detections carried over from an earlier frame */
   const SiPublishDetection *dets; /* (n_dets) */
   guint n_dets;
 } SiPublishFrame;

@@ -138,6 +138,8 @@ pt_attach_metas (GstBuffer *buf, guint i)
       fail_unless (si_detection_meta_add (meta, exp[k].class_id, exp[k].label,
           (gfloat) exp[k].score, (gfloat) exp[k].x, (gfloat) exp[k].y,
           (gfloat) (exp[k].x + exp[k].w), (gfloat) (exp[k].y + exp[k].h)));
+    if (i % 4 == 2)
+      meta->flags |= SI_DETECTION_META_FLAG_REPEATED;
     /* The mirrors must not come out twice. */
     if (i % 2 == 0)
       si_detection_meta_attach_roi_metas (meta, buf);
@@ -487,6 +489,8 @@ pt_check_message (const gchar *text, gsize len, guint i, const gchar *source_id,
     fail_unless_equals_string (
         json_object_get_string_member (o, "model"), model);
 
+  fail_unless_equals_int (
+      json_object_get_boolean_member (o, "repeated"), i % 4 == 2);
   dets = json_object_get_array_member (o, "detections");
   fail_unless (json_array_get_length (dets) == n,
       "frame %u: %u detections, expected %u", i, json_array_get_length (dets),

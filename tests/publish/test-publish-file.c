@@ -288,26 +288,30 @@ GST_START_TEST (test_validator_rejects_bad_messages)
     /* score above 1 */
     "{\"version\":1,\"source_id\":\"c\",\"frame_number\":0,\"pts_ns\":null,"
     "\"timestamp\":\"2026-01-01T00:00:00.000000Z\",\"timestamp_us\":0,"
-    "\"width\":1,\"height\":1,\"model\":null,\"detections\":[{\"label\":"
+    "\"width\":1,\"height\":1,\"model\":null,\"repeated\":false,\"detections\":"
+    "[{\"label\":"
     "null,\"class_id\":null,\"score\":1.5,\"box\":{\"x\":0,\"y\":0,"
     "\"width\":1,\"height\":1},\"box_normalized\":{\"x\":0,\"y\":0,"
     "\"width\":1,\"height\":1}}]}",
     /* unknown member */
     "{\"version\":1,\"source_id\":\"c\",\"frame_number\":0,\"pts_ns\":null,"
     "\"timestamp\":\"2026-01-01T00:00:00.000000Z\",\"timestamp_us\":0,"
-    "\"width\":1,\"height\":1,\"model\":null,\"detections\":[],"
+    "\"width\":1,\"height\":1,\"model\":null,\"repeated\":false,\"detections\":"
+    "[],"
     "\"extra\":1}",
     /* frame number as a string, bad timestamp */
     "{\"version\":1,\"source_id\":\"c\",\"frame_number\":\"0\",\"pts_ns\":"
     "null,\"timestamp\":\"2026-01-01T00:00:00.000000Z\",\"timestamp_us\":"
-    "0,\"width\":1,\"height\":1,\"model\":null,\"detections\":[]}",
+    "0,\"width\":1,\"height\":1,\"model\":null,\"repeated\":false,"
+    "\"detections\":[]}",
     "{\"version\":1,\"source_id\":\"c\",\"frame_number\":0,\"pts_ns\":null,"
     "\"timestamp\":\"yesterday\",\"timestamp_us\":0,\"width\":1,"
-    "\"height\":1,\"model\":null,\"detections\":[]}",
+    "\"height\":1,\"model\":null,\"repeated\":false,\"detections\":[]}",
     /* version 2 */
     "{\"version\":2,\"source_id\":\"c\",\"frame_number\":0,\"pts_ns\":null,"
     "\"timestamp\":\"2026-01-01T00:00:00.000000Z\",\"timestamp_us\":0,"
-    "\"width\":1,\"height\":1,\"model\":null,\"detections\":[]}",
+    "\"width\":1,\"height\":1,\"model\":null,\"repeated\":false,\"detections\":"
+    "[]}",
   };
   guint i;
 
