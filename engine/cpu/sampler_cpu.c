@@ -22,32 +22,37 @@ si_sample_points_cpu (SiBackend *be, const float *xyzr, const float *off1,
             pts + (((size_t) i * g * p + gp) * k + kk) * 3);
 }
 
-/* Adds wl * bilinear (level, u, v) of channels [c0, c0 + dg) into acc. */
+/* Adds wl * bilinear (level, u, v) of channels [c0, c0 + dg) into acc;
+ * corners outside the map contribute nothing (zeros padding). */
 static void
 accumulate_level (const float *level, int h, int w, int d, int c0, int dg,
-    float u, float v, float wl, float *acc)
+    float u, float v, float wl, float *restrict acc)
 {
-  int x0 = (int) floorf (u), y0 = (int) floorf (v);
-  float fx = u - (float) x0, fy = v - (float) y0;
-  float cw[4] = { (1.0f - fx) * (1.0f - fy), fx * (1.0f - fy), (1.0f - fx) * fy,
-    fx * fy };
-  int cx[4] = { x0, x0 + 1, x0, x0 + 1 };
-  int cy[4] = { y0, y0, y0 + 1, y0 + 1 };
-  float val[dg];
+  int x0, y0;
+  float fx, fy, cw[4];
 
-  memset (val, 0, sizeof (val));
+  /* no corner inside (also NaN, and keeps the int conversion defined) */
+  if (!(u > -1.0f && u < (float) w && v > -1.0f && v < (float) h))
+    return;
+  x0 = (int) floorf (u);
+  y0 = (int) floorf (v);
+  fx = u - (float) x0;
+  fy = v - (float) y0;
+  cw[0] = (1.0f - fx) * (1.0f - fy);
+  cw[1] = fx * (1.0f - fy);
+  cw[2] = (1.0f - fx) * fy;
+  cw[3] = fx * fy;
   for (int t = 0; t < 4; t++) {
-    const float *f;
-    if (cx[t] < 0 || cx[t] >= w || cy[t] < 0 || cy[t] >= h)
+    int cx = x0 + (t & 1), cy = y0 + (t >> 1);
+    const float *restrict f;
+    float wt = cw[t] * wl;
+    if (cx < 0 || cx >= w || cy < 0 || cy >= h)
       continue;
-    f = level + ((size_t) cy[t] * w + cx[t]) * d + c0;
+    f = level + ((size_t) cy * w + cx) * d + c0;
     SI_OMP (omp simd)
     for (int c = 0; c < dg; c++)
-      val[c] += cw[t] * f[c];
+      acc[c] += wt * f[c];
   }
-  SI_OMP (omp simd)
-  for (int c = 0; c < dg; c++)
-    acc[c] += val[c] * wl;
 }
 
 void
