@@ -256,6 +256,7 @@ typedef struct
   gint n_rects;
   SiRect tab;
   gboolean has_tab;
+  gboolean tab_cut;    /* the frame edge cuts the tab: clip the text */
   SiTextMask *lm, *sm; /* label and score masks, or NULL */
   gint lx, sx, ty;     /* their positions (text row ty) */
   guint32 color;       /* 0xRRGGBB */
@@ -320,6 +321,7 @@ box_geometry (SiOverlayRender *r, gint W, gint H, const SiOverlayStyle *style,
     g->tab.y = ty;
     g->tab.w = MIN (tab_w, W - tx);
     g->tab.h = MIN (tab_h, H - ty);
+    g->tab_cut = g->tab.w < tab_w || g->tab.h < tab_h;
     geom_add (g, g->tab.x, g->tab.y, g->tab.w, g->tab.h);
     g->lx = tx + TEXT_PAD;
     g->sx = g->lx + (g->lm ? g->lm->width + 2 * TEXT_PAD : 0);
@@ -366,15 +368,19 @@ draw_boxes (SiOverlayRender *r, cairo_t *cr, gint W, gint H,
         cairo_set_source_rgb (cr, 0, 0, 0);
       else
         cairo_set_source_rgb (cr, 1, 1, 1);
-      /* the tab may be cut by the frame edge: keep text inside it */
-      cairo_save (cr);
-      cairo_rectangle (cr, g.tab.x, g.tab.y, g.tab.w, g.tab.h);
-      cairo_clip (cr);
+      /* the tab may be cut by the frame edge: keep text inside it (a clip
+       * costs, so only then) */
+      if (g.tab_cut) {
+        cairo_save (cr);
+        cairo_rectangle (cr, g.tab.x, g.tab.y, g.tab.w, g.tab.h);
+        cairo_clip (cr);
+      }
       if (g.lm)
         cairo_mask_surface (cr, g.lm->mask, g.lx, g.ty);
       if (g.sm)
         cairo_mask_surface (cr, g.sm->mask, g.sx, g.ty);
-      cairo_restore (cr);
+      if (g.tab_cut)
+        cairo_restore (cr);
     }
   }
 }
