@@ -95,6 +95,7 @@ GST_START_TEST (test_file_lines_match_metas)
   fail_unless_equals_uint64 (dropped, 0);
   g_strfreev (lines);
   remove_tmp (path);
+  gst_object_unref (e);
 }
 
 GST_END_TEST;
@@ -131,6 +132,7 @@ GST_START_TEST (test_file_array_is_one_json_array)
   g_object_unref (gen);
   g_object_unref (parser);
   remove_tmp (path);
+  gst_object_unref (e);
 }
 
 GST_END_TEST;
@@ -150,6 +152,7 @@ GST_START_TEST (test_empty_array_file_is_valid_json)
   fail_unless_equals_string (text, "[\n]\n");
   g_free (text);
   remove_tmp (path);
+  gst_object_unref (e);
 }
 
 GST_END_TEST;
@@ -183,6 +186,7 @@ GST_START_TEST (test_publish_empty_false_skips_empty_frames)
   fail_unless (lines[k] == NULL, "extra messages");
   g_strfreev (lines);
   remove_tmp (path);
+  gst_object_unref (e);
 }
 
 GST_END_TEST;
@@ -234,6 +238,38 @@ GST_START_TEST (test_pipeline_videotestsrc)
   gst_object_unref (pub);
   gst_object_unref (pipe);
   g_free (desc);
+  remove_tmp (path);
+}
+
+GST_END_TEST;
+
+/* Start, stop and restart: counters start over, the file is rewritten. */
+GST_START_TEST (test_state_changes_restart_cleanly)
+{
+  gchar *path = tmp_path ("states.jsonl");
+  GstElement *e = gst_element_factory_make ("stagemetapublish", NULL);
+  guint round;
+
+  g_object_set (e, "file-path", path, NULL);
+  for (round = 0; round < 3; round++) {
+    GstHarness *h;
+    guint64 published;
+    gchar **lines;
+
+    fail_unless_equals_int (
+        gst_element_set_state (e, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
+    fail_unless_equals_int (
+        gst_element_set_state (e, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
+    h = new_harness (e);
+    push_frames (h, 0, round + 1);
+    gst_harness_teardown (h);
+    g_object_get (e, "published", &published, NULL);
+    fail_unless_equals_uint64 (published, round + 1);
+    lines = read_lines (path);
+    fail_unless_equals_int (g_strv_length (lines), round + 1);
+    g_strfreev (lines);
+  }
+  gst_object_unref (e);
   remove_tmp (path);
 }
 
@@ -342,6 +378,7 @@ publish_file_suite (void)
   tcase_add_test (tc, test_empty_array_file_is_valid_json);
   tcase_add_test (tc, test_publish_empty_false_skips_empty_frames);
   tcase_add_test (tc, test_pipeline_videotestsrc);
+  tcase_add_test (tc, test_state_changes_restart_cleanly);
   tcase_add_test (tc, test_bad_file_path_is_bus_error);
   tcase_add_test (tc, test_example_message_is_valid);
   tcase_add_test (tc, test_validator_rejects_bad_messages);

@@ -230,6 +230,8 @@ GST_START_TEST (test_kafka_two_cameras_keyed_and_ordered)
 
   g_ptr_array_unref (recs);
   cluster_free (&c);
+  gst_object_unref (e[0]);
+  gst_object_unref (e[1]);
 }
 
 GST_END_TEST;
@@ -298,6 +300,7 @@ GST_START_TEST (test_kafka_delivery_failures_are_counted)
   gst_element_set_bus (e, NULL);
   gst_object_unref (bus);
   cluster_free (&c);
+  gst_object_unref (e);
 }
 
 GST_END_TEST;

@@ -288,6 +288,7 @@ GST_START_TEST (test_mqtt_frames_arrive_in_order)
   fail_unless_equals_uint64 (get_u64 (e, "dropped"), 0);
   sub_free (s);
   broker_free (&b);
+  gst_object_unref (e);
 }
 
 GST_END_TEST;
@@ -368,6 +369,40 @@ GST_START_TEST (test_mqtt_broker_restart_qos1_loses_only_overflow)
   gst_object_unref (bus);
   sub_free (s);
   broker_free (&b);
+  gst_object_unref (e);
+}
+
+GST_END_TEST;
+
+/* Stopping while the broker is away takes flush-timeout, not a reconnect
+ * backoff, and counts what never went out. */
+GST_START_TEST (test_mqtt_stop_while_broker_down_counts_unsent)
+{
+  Broker b = { 0 };
+  GstElement *e;
+  GstHarness *h;
+  gint64 t0, took;
+
+  broker_new (&b, NULL);
+  e = new_publisher (&b, 1);
+  g_object_set (e, "flush-timeout", 300, NULL);
+  h = new_harness (e);
+  push_frames (h, 0, 5);
+  fail_unless (wait_published (e, 5, 10));
+  pt_kill (b.pid);
+  b.pid = 0;
+  push_frames (h, 5, 3);
+  /* let libmosquitto notice and enter its reconnect backoff */
+  g_usleep (1500 * 1000);
+  t0 = g_get_monotonic_time ();
+  gst_harness_teardown (h);
+  took = g_get_monotonic_time () - t0;
+  fail_unless (
+      took < 3 * G_USEC_PER_SEC, "stop took %" G_GINT64_FORMAT " us", took);
+  fail_unless_equals_uint64 (get_u64 (e, "published"), 5);
+  fail_unless_equals_uint64 (get_u64 (e, "dropped"), 3);
+  broker_free (&b);
+  gst_object_unref (e);
 }
 
 GST_END_TEST;
@@ -424,6 +459,7 @@ GST_START_TEST (test_mqtt_login)
   push_frames (h, 0, 3);
   gst_harness_teardown (h);
   fail_unless_equals_uint64 (get_u64 (e, "published"), 3);
+  gst_object_unref (e);
   g_free (address);
   broker_free (&b);
 out:
@@ -431,6 +467,84 @@ out:
   g_rmdir (dir);
   g_free (extra);
   g_free (pwfile);
+  g_free (dir);
+}
+
+GST_END_TEST;
+
+static gboolean
+run_quiet (const gchar *cmdline)
+{
+  gint status = -1;
+  gchar *argv[] = { (gchar *) "sh", (gchar *) "-c", (gchar *) cmdline, NULL };
+
+  return g_spawn_sync (NULL, argv, NULL,
+             G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL |
+                 G_SPAWN_STDERR_TO_DEV_NULL,
+             NULL, NULL, NULL, NULL, &status, NULL) &&
+      status == 0;
+}
+
+/* A CA, a server certificate for 127.0.0.1 and a client certificate. */
+static gboolean
+make_certs (const gchar *dir)
+{
+  gchar *cmd = g_strdup_printf (
+      "set -e; cd '%s'; "
+      "K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'; "
+      "openssl req -x509 $K -keyout ca.key -out ca.pem -days 2 "
+      "-subj /CN=si-test-ca; "
+      "for who in server client; do "
+      "openssl req $K -keyout $who.key -out $who.csr -subj /CN=127.0.0.1; "
+      "echo subjectAltName=IP:127.0.0.1 > $who.ext; "
+      "openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key "
+      "-CAcreateserial -out $who.pem -days 2 -extfile $who.ext; done",
+      dir);
+  gboolean ok = run_quiet (cmd);
+
+  g_free (cmd);
+  return ok;
+}
+
+GST_START_TEST (test_mqtt_tls_with_client_certificate)
+{
+  Broker b = { 0 };
+  gchar *dir = g_dir_make_tmp ("si-mqtt-tls-XXXXXX", NULL);
+  gchar *extra, *ca, *cert, *key, *rm;
+  GstElement *e;
+  GstHarness *h;
+
+  if (!make_certs (dir)) {
+    GST_WARNING ("openssl unavailable: TLS not tested");
+    goto out;
+  }
+  ca = g_build_filename (dir, "ca.pem", NULL);
+  cert = g_build_filename (dir, "client.pem", NULL);
+  key = g_build_filename (dir, "client.key", NULL);
+  extra = g_strdup_printf ("allow_anonymous true\ncafile %s\n"
+                           "certfile %s/server.pem\nkeyfile %s/server.key\n"
+                           "require_certificate true",
+      ca, dir, dir);
+  broker_new (&b, extra);
+
+  e = new_publisher (&b, 1);
+  g_object_set (e, "ca-file", ca, "cert-file", cert, "key-file", key, NULL);
+  h = new_harness (e);
+  push_frames (h, 0, 4);
+  gst_harness_teardown (h);
+  /* qos 1: published counts the broker's acknowledgements */
+  fail_unless_equals_uint64 (get_u64 (e, "published"), 4);
+  gst_object_unref (e);
+
+  broker_free (&b);
+  g_free (extra);
+  g_free (ca);
+  g_free (cert);
+  g_free (key);
+out:
+  rm = g_strdup_printf ("rm -rf '%s'", dir);
+  run_quiet (rm);
+  g_free (rm);
   g_free (dir);
 }
 
@@ -459,9 +573,11 @@ publish_mqtt_suite (void)
   suite_add_tcase (s, tc);
   tcase_add_loop_test (tc, test_mqtt_frames_arrive_in_order, 0, 3);
   tcase_add_test (tc, test_mqtt_broker_restart_qos1_loses_only_overflow);
+  tcase_add_test (tc, test_mqtt_stop_while_broker_down_counts_unsent);
   tcase_add_test (tc, test_mqtt_wrong_address_is_named_error);
   tcase_add_test (tc, test_mqtt_login);
   tcase_add_test (tc, test_mqtt_missing_ca_file_is_named_error);
+  tcase_add_test (tc, test_mqtt_tls_with_client_certificate);
   return s;
 }
 
