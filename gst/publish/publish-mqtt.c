@@ -99,8 +99,13 @@ mqtt_send (gpointer ctx, const gchar *data, gsize len)
     if (m->qos > 0)
       m->inflight--;
     if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST) {
-      /* Lost the connection since the check: wait for the next one. */
-      m->connected = FALSE;
+      /* Lost the connection since the check (QoS 0 only: libmosquitto
+       * keeps QoS 1/2 messages itself). on_disconnect may not have run yet
+       * and on_connect may already have: retry shortly rather than trust
+       * the flag. */
+      if (!m->cancelled)
+        g_cond_wait_until (&m->cond, &m->lock,
+            g_get_monotonic_time () + 100 * G_TIME_SPAN_MILLISECOND);
       g_mutex_unlock (&m->lock);
       continue;
     }
