@@ -678,6 +678,98 @@ test_unaligned_weights (void)
   g_free (path);
 }
 
+/* Collects "a.b[2].c" paths of every scalar or array member reachable
+ * through objects and arrays of objects. */
+static void
+collect_paths (JsonObject *o, const char *prefix, GPtrArray *out)
+{
+  GList *members = json_object_get_members (o);
+  for (GList *l = members; l != NULL; l = l->next) {
+    const char *k = l->data;
+    JsonNode *n = json_object_get_member (o, k);
+    char *path = *prefix ? g_strdup_printf ("%s.%s", prefix, k) : g_strdup (k);
+    if (JSON_NODE_HOLDS_OBJECT (n)) {
+      collect_paths (json_node_get_object (n), path, out);
+      g_free (path);
+    } else if (JSON_NODE_HOLDS_ARRAY (n) &&
+        json_array_get_length (json_node_get_array (n)) > 0 &&
+        JSON_NODE_HOLDS_OBJECT (
+            json_array_get_element (json_node_get_array (n), 0))) {
+      JsonArray *a = json_node_get_array (n);
+      for (guint i = 0; i < json_array_get_length (a); i++) {
+        char *sub = g_strdup_printf ("%s[%u]", path, i);
+        JsonNode *e = json_array_get_element (a, i);
+        if (JSON_NODE_HOLDS_OBJECT (e))
+          collect_paths (json_node_get_object (e), sub, out);
+        g_free (sub);
+      }
+      g_free (path);
+    } else {
+      g_ptr_array_add (out, path);
+    }
+  }
+  g_list_free (members);
+}
+
+/* Random values in random config fields: loading must succeed or fail
+ * with an SI_ERROR and a message; never crash (ASan in CI). */
+static void
+test_fuzz_config (void)
+{
+  SiSafetensors *f = si_safetensors_open (golden_model, NULL);
+  JsonParser *p = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (
+      p, si_safetensors_metadata (f, "model"), -1, NULL));
+  GPtrArray *paths = g_ptr_array_new_with_free_func (g_free);
+  collect_paths (json_node_get_object (json_parser_get_root (p)), "", paths);
+  g_assert_cmpuint (paths->len, >, 50);
+  static const gint64 ints[] = { -1, 0, 1, 2, 3, 5, 7, 8, 16, 64, 100000,
+    G_MAXINT32, (gint64) G_MAXINT32 + 1, G_MININT64 };
+  GRand *rand = g_rand_new_with_seed (99);
+  int ok = 0, refused = 0;
+  int iters = g_test_slow () ? 200 : 40;
+  for (int it = 0; it < iters; it++) {
+    const char *path =
+        paths->pdata[g_rand_int_range (rand, 0, (gint32) paths->len)];
+    JsonNode *v = NULL;
+    switch (g_rand_int_range (rand, 0, 5)) {
+      case 0:
+      case 1:
+        v = int_node (ints[g_rand_int_range (rand, 0, G_N_ELEMENTS (ints))]);
+        break;
+      case 2:
+        v = str_node ("garbage");
+        break;
+      case 3:
+        v = json_node_new (JSON_NODE_NULL);
+        break;
+      default:
+        v = NULL; /* remove the member */
+    }
+    Edit e = { .cfg_path = path, .cfg_value = v };
+    char *file = write_model ("fuzz.safetensors", &e);
+    GError *error = NULL;
+    SiModel *m = si_model_load (file, &error);
+    if (m != NULL) {
+      ok++;
+      si_model_clear (&m);
+    } else {
+      g_assert_nonnull (error);
+      g_assert_true (error->domain == SI_ERROR);
+      g_test_message ("%s -> %s", path, error->message);
+      g_error_free (error);
+      refused++;
+    }
+    g_unlink (file);
+    g_free (file);
+  }
+  g_test_message ("config fuzz: %d loaded, %d refused", ok, refused);
+  g_rand_free (rand);
+  g_ptr_array_unref (paths);
+  g_object_unref (p);
+  si_safetensors_close (&f);
+}
+
 static void
 test_defaults (void)
 {
@@ -883,6 +975,7 @@ main (int argc, char **argv)
   g_test_add_func ("/loader/classes-mismatch", test_classes_mismatch);
   g_test_add_func ("/loader/f16-weights", test_f16_weights);
   g_test_add_func ("/loader/unaligned-weights", test_unaligned_weights);
+  g_test_add_func ("/loader/fuzz-config", test_fuzz_config);
   g_test_add_func ("/api/defaults", test_defaults);
   g_test_add_func ("/api/context-bad-options", test_context_bad_options);
   g_test_add_func ("/api/frame-validation", test_frame_validation);

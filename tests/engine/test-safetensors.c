@@ -302,6 +302,87 @@ test_writer_bad_path (void)
   si_safetensors_writer_free (&w);
 }
 
+/* Random damage to a small valid file: every variant must either open
+ * cleanly or fail with a FORMAT/IO error and a message; never crash (run
+ * under ASan in CI). */
+static void
+test_fuzz (void)
+{
+  char *good = tmp_path ("fuzz-src.safetensors");
+  char *bad = tmp_path ("fuzz.safetensors");
+  SiSafetensorsWriter *w = si_safetensors_writer_new ();
+  float v[24];
+  int64_t s1[2] = { 4, 6 }, s2[1] = { 3 }, s3[3] = { 2, 1, 2 };
+  for (int i = 0; i < 24; i++)
+    v[i] = (float) i;
+  si_safetensors_writer_add_f32 (w, "layer.weight", s1, 2, v);
+  si_safetensors_writer_add_f32 (w, "layer.bias", s2, 1, v);
+  si_safetensors_writer_add_f32 (w, "x", s3, 3, v);
+  si_safetensors_writer_add_metadata (w, "format", "stageinteractor");
+  g_assert_true (si_safetensors_writer_save (w, good, NULL));
+  si_safetensors_writer_free (&w);
+
+  char *src;
+  gsize len;
+  g_assert_true (g_file_get_contents (good, &src, &len, NULL));
+  GRand *rand = g_rand_new_with_seed (1234);
+  int opened = 0, refused = 0;
+  for (int it = 0; it < 3000; it++) {
+    char *buf = g_memdup2 (src, len);
+    gsize n = len;
+    int kind = g_rand_int_range (rand, 0, 4);
+    if (kind == 0) { /* flip bytes anywhere */
+      for (int k = g_rand_int_range (rand, 1, 4); k > 0; k--)
+        buf[g_rand_int_range (rand, 0, (gint32) len)] =
+            (char) g_rand_int_range (rand, 0, 256);
+    } else if (kind == 1) { /* printable junk inside the JSON */
+      static const char junk[] = "{}[],:\"0123456789-e. ";
+      for (int k = g_rand_int_range (rand, 1, 3); k > 0; k--)
+        buf[g_rand_int_range (rand, 8, (gint32) len - 100)] =
+            junk[g_rand_int_range (rand, 0, (gint32) sizeof junk - 1)];
+    } else if (kind == 2) { /* truncate */
+      n = (gsize) g_rand_int_range (rand, 0, (gint32) len);
+    } else { /* random header length */
+      guint64 h = g_rand_int (rand);
+      if (g_rand_boolean (rand))
+        h = (h << 32) | g_rand_int (rand);
+      for (int i = 0; i < 8; i++)
+        buf[i] = (char) (h >> (8 * i));
+    }
+    g_assert_true (g_file_set_contents (bad, buf, (gssize) n, NULL));
+    GError *error = NULL;
+    SiSafetensors *f = si_safetensors_open (bad, &error);
+    if (f != NULL) {
+      g_assert_no_error (error);
+      for (guint i = 0; i < si_safetensors_n_tensors (f); i++) {
+        const SiTensorInfo *t = si_safetensors_get (f, i);
+        volatile guint8 sum = 0;
+        for (size_t b = 0; b < t->nbytes; b++) /* bytes must be readable */
+          sum += ((const guint8 *) t->data)[b];
+        (void) sum;
+      }
+      si_safetensors_close (&f);
+      opened++;
+    } else {
+      g_assert_nonnull (error);
+      g_assert_true (g_error_matches (error, SI_ERROR, SI_ERROR_FORMAT) ||
+          g_error_matches (error, SI_ERROR, SI_ERROR_IO));
+      g_assert_cmpuint (strlen (error->message), >, 0);
+      g_error_free (error);
+      refused++;
+    }
+    g_free (buf);
+  }
+  g_test_message ("fuzz: %d opened, %d refused", opened, refused);
+  g_assert_cmpint (refused, >, 1000);
+  g_rand_free (rand);
+  g_free (src);
+  g_unlink (good);
+  g_unlink (bad);
+  g_free (good);
+  g_free (bad);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -326,6 +407,7 @@ main (int argc, char **argv)
       "/safetensors/metadata-not-string", test_metadata_not_string);
   g_test_add_func ("/safetensors/uncovered-bytes", test_uncovered_bytes);
   g_test_add_func ("/safetensors/writer-bad-path", test_writer_bad_path);
+  g_test_add_func ("/safetensors/fuzz", test_fuzz);
 
   int rc = g_test_run ();
   /* remove what the tests left (all files live directly in tmpdir) */
