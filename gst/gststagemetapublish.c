@@ -272,8 +272,11 @@ start_config_fill (GstStageMetaPublish *self, StartConfig *sc)
 
   GST_OBJECT_LOCK (self);
   sc->method = self->method;
+  /* The schema wants a non-empty source_id. */
   cfg->source_id = keep (sc, 0,
-      self->source_id != NULL ? self->source_id : GST_OBJECT_NAME (self));
+      self->source_id != NULL && self->source_id[0] != '\0'
+          ? self->source_id
+          : GST_OBJECT_NAME (self));
   cfg->address = keep (sc, 1, self->address);
   cfg->topic = keep (sc, 2, self->topic != NULL ? self->topic : "");
   cfg->file_path = keep (sc, 3, self->file_path);

@@ -308,6 +308,13 @@ si_publish_mqtt_open (
         "MQTT qos must be 0, 1 or 2, not %d", cfg->qos);
     return FALSE;
   }
+  if (cfg->topic == NULL ||
+      mosquitto_pub_topic_check (cfg->topic) != MOSQ_ERR_SUCCESS) {
+    g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+        "invalid MQTT topic \"%s\" (empty, or with + or # wildcards)",
+        cfg->topic ? cfg->topic : "");
+    return FALSE;
+  }
   if (!parse_address (cfg->address, tls ? 8883 : 1883, &host, &port, error))
     return FALSE;
 

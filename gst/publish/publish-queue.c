@@ -3,8 +3,8 @@
  * it so that its delivery callbacks may settle messages from any thread. */
 #include "publish-queue.h"
 
-/* How long the sender sleeps in service() when idle: bounds the latency of
- * Kafka delivery reports. */
+/* How long an idle sender sleeps between two service() calls: bounds the
+ * delay of Kafka delivery reports (not of sends). */
 #define SI_PUBLISH_SERVICE_MS 50
 
 typedef struct
@@ -85,9 +85,15 @@ sender_main (gpointer data)
 
     if (m == NULL) {
       if (ops->service != NULL) {
+        /* Serve delivery reports, then sleep until a push or the next
+         * round: a new message never waits for the service interval. */
         g_mutex_unlock (&q->lock);
-        ops->service (ctx, SI_PUBLISH_SERVICE_MS);
+        ops->service (ctx, 0);
         g_mutex_lock (&q->lock);
+        if (q->pending.length == 0 && !q->stopping)
+          g_cond_wait_until (&q->cond, &q->lock,
+              g_get_monotonic_time () +
+                  SI_PUBLISH_SERVICE_MS * G_TIME_SPAN_MILLISECOND);
       } else {
         g_cond_wait (&q->cond, &q->lock);
       }

@@ -550,6 +550,20 @@ out:
 
 GST_END_TEST;
 
+GST_START_TEST (test_mqtt_wildcard_topic_is_named_error)
+{
+  const gchar *needles[] = { "cams/+/detections", NULL };
+  GstElement *e = gst_element_factory_make ("stagemetapublish", NULL);
+
+  gst_util_set_object_arg (G_OBJECT (e), "method", "mqtt");
+  g_object_set (
+      e, "address", "127.0.0.1:1", "topic", "cams/+/detections", NULL);
+  expect_start_error (e, needles);
+  gst_object_unref (e);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_mqtt_missing_ca_file_is_named_error)
 {
   const gchar *needles[] = { "127.0.0.1:1", "/nonexistent/ca.pem", NULL };
@@ -577,6 +591,7 @@ publish_mqtt_suite (void)
   tcase_add_test (tc, test_mqtt_wrong_address_is_named_error);
   tcase_add_test (tc, test_mqtt_login);
   tcase_add_test (tc, test_mqtt_missing_ca_file_is_named_error);
+  tcase_add_test (tc, test_mqtt_wildcard_topic_is_named_error);
   tcase_add_test (tc, test_mqtt_tls_with_client_certificate);
   return s;
 }
