@@ -42,7 +42,8 @@ static void
 test_gemm_case (bool ta, bool tb, int m, int n, int k, int pad, float beta)
 {
   char what[96];
-  int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+  int lda = MAX (ta ? m : k, 1) + pad, ldb = MAX (tb ? k : n, 1) + pad;
+  int ldc = MAX (n, 1) + pad;
   int rows_a = ta ? k : m, rows_b = tb ? n : k;
   SiTwin a = twin_random ((size_t) rows_a * lda, -1, 1);
   SiTwin b = twin_random ((size_t) rows_b * ldb, -1, 1);

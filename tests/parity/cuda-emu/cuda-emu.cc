@@ -1,0 +1,630 @@
+/* cuda-emu.cc: host implementation of the emulated CUDA runtime and cuBLAS
+ * (cuda_runtime.h, cublas_v2.h in this directory).  Kernels: the first
+ * block of a launch runs its threads as fibers (ucontext); if none of them
+ * reached a barrier, the other blocks run their threads as plain calls,
+ * otherwise as fibers too.  cuBLAS: column-major loops with the argument
+ * checks of the cuBLAS documentation.  Device memory is malloc'ed, so
+ * ASan / valgrind see out-of-bounds kernel accesses.
+ */
+#include "cublas_v2.h"
+#include "cuda_runtime.h"
+
+#include <map>
+#include <stdio.h>
+#include <stdlib.h>
+#include <ucontext.h>
+#include <vector>
+
+uint3 threadIdx, blockIdx;
+dim3 blockDim, gridDim;
+
+static cudaError_t last_error = cudaSuccess;
+static int device_count = 1;
+static int fail_after = -1;
+static int malloc_calls;
+static size_t device_bytes;
+static std::map<void *, size_t> allocations;
+
+/* ---- fibers ---- */
+
+#define FIBER_STACK (256 * 1024)
+
+struct Fiber
+{
+  ucontext_t ctx;
+  std::vector<char> stack;
+  uint3 tid;
+  bool done, waiting;
+  unsigned int phase; /* shuffle buffer toggle */
+};
+
+static std::vector<Fiber> fibers;
+static ucontext_t sched_ctx;
+static int current = -1; /* fiber running, -1: direct mode */
+static bool barrier_hit;
+static const std::function<void ()> *running_body;
+
+static void
+fiber_entry (void)
+{
+  (*running_body) ();
+  fibers[current].done = true;
+  /* returning resumes uc_link, the scheduler */
+}
+
+static void
+run_block_fibers (unsigned int n)
+{
+  if (fibers.size () < n)
+    fibers.resize (n);
+  for (unsigned int i = 0; i < n; i++) {
+    Fiber &f = fibers[i];
+    if (f.stack.empty ())
+      f.stack.resize (FIBER_STACK);
+    getcontext (&f.ctx);
+    f.ctx.uc_stack.ss_sp = f.stack.data ();
+    f.ctx.uc_stack.ss_size = f.stack.size ();
+    f.ctx.uc_link = &sched_ctx;
+    makecontext (&f.ctx, fiber_entry, 0);
+    f.tid.x = i % blockDim.x;
+    f.tid.y = (i / blockDim.x) % blockDim.y;
+    f.tid.z = i / (blockDim.x * blockDim.y);
+    f.done = false;
+    f.waiting = false;
+    f.phase = 0;
+  }
+  for (;;) {
+    bool any_live = false;
+    for (unsigned int i = 0; i < n; i++) {
+      Fiber &f = fibers[i];
+      if (f.done || f.waiting)
+        continue;
+      current = (int) i;
+      threadIdx = f.tid;
+      swapcontext (&sched_ctx, &f.ctx);
+      current = -1;
+    }
+    for (unsigned int i = 0; i < n; i++)
+      if (!fibers[i].done) {
+        any_live = true;
+        fibers[i].waiting = false; /* everyone reached the barrier */
+      }
+    if (!any_live)
+      break;
+  }
+}
+
+void
+__syncthreads (void)
+{
+  if (current < 0) {
+    fprintf (stderr,
+        "cuda-emu: __syncthreads outside fiber mode: the "
+        "barrier is not reached by every thread of a block\n");
+    abort ();
+  }
+  barrier_hit = true;
+  fibers[current].waiting = true;
+  swapcontext (&fibers[current].ctx, &sched_ctx);
+}
+
+unsigned int
+si_emu_shfl_phase (void)
+{
+  if (current < 0)
+    return 0;
+  fibers[current].phase ^= 1u;
+  return fibers[current].phase;
+}
+
+void
+si_emu_launch (const SiEmuConfig &cfg, const std::function<void ()> &body)
+{
+  unsigned long threads =
+      (unsigned long) cfg.block.x * cfg.block.y * cfg.block.z;
+  bool fiber_mode;
+
+  if (threads == 0 || threads > 1024 || cfg.block.z > 64 || cfg.grid.x == 0 ||
+      cfg.grid.y == 0 || cfg.grid.z == 0 || cfg.grid.y > 65535 ||
+      cfg.grid.z > 65535 || cfg.smem > 48 * 1024 || (threads % 32) != 0) {
+    /* a block size that is not a warp multiple is legal CUDA, but the
+     * kernels here use full-warp shuffles: reject it loudly */
+    fprintf (stderr,
+        "cuda-emu: bad launch grid (%u, %u, %u) block (%u, %u, "
+        "%u) smem %zu\n",
+        cfg.grid.x, cfg.grid.y, cfg.grid.z, cfg.block.x, cfg.block.y,
+        cfg.block.z, cfg.smem);
+    last_error = cudaErrorInvalidConfiguration;
+    return;
+  }
+  gridDim = cfg.grid;
+  blockDim = cfg.block;
+  running_body = &body;
+  barrier_hit = false;
+  fiber_mode = true; /* block 0 decides */
+  for (unsigned int bz = 0; bz < cfg.grid.z; bz++)
+    for (unsigned int by = 0; by < cfg.grid.y; by++)
+      for (unsigned int bx = 0; bx < cfg.grid.x; bx++) {
+        blockIdx.x = bx;
+        blockIdx.y = by;
+        blockIdx.z = bz;
+        if (fiber_mode) {
+          run_block_fibers ((unsigned int) threads);
+          if (!barrier_hit)
+            fiber_mode = false;
+          continue;
+        }
+        for (unsigned int t = 0; t < threads; t++) {
+          threadIdx.x = t % cfg.block.x;
+          threadIdx.y = (t / cfg.block.x) % cfg.block.y;
+          threadIdx.z = t / (cfg.block.x * cfg.block.y);
+          body ();
+        }
+      }
+  running_body = NULL;
+}
+
+/* ---- runtime ---- */
+
+extern "C" {
+
+void
+si_emu_set_device_count (int count)
+{
+  device_count = count;
+}
+
+void
+si_emu_fail_malloc_after (int calls)
+{
+  fail_after = calls;
+  malloc_calls = 0;
+}
+
+size_t
+si_emu_device_bytes (void)
+{
+  return device_bytes;
+}
+
+int
+si_emu_malloc_calls (void)
+{
+  return malloc_calls;
+}
+
+cudaError_t
+cudaGetDeviceCount (int *count)
+{
+  *count = device_count;
+  return device_count > 0 ? cudaSuccess : cudaErrorNoDevice;
+}
+
+cudaError_t
+cudaSetDevice (int device)
+{
+  return device >= 0 && device < device_count ? cudaSuccess
+                                              : cudaErrorInvalidDevice;
+}
+
+cudaError_t
+cudaGetDeviceProperties (struct cudaDeviceProp *prop, int device)
+{
+  memset (prop, 0, sizeof (*prop));
+  snprintf (prop->name, sizeof (prop->name), "cuda-emu (host) #%d", device);
+  prop->major = 9;
+  prop->minor = 0;
+  prop->totalGlobalMem = (size_t) 8 << 30;
+  prop->multiProcessorCount = 1;
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaGetLastError (void)
+{
+  cudaError_t e = last_error;
+  last_error = cudaSuccess;
+  return e;
+}
+
+cudaError_t
+cudaPeekAtLastError (void)
+{
+  return last_error;
+}
+
+const char *
+cudaGetErrorName (cudaError_t error)
+{
+  switch (error) {
+    case cudaSuccess:
+      return "cudaSuccess";
+    case cudaErrorInvalidValue:
+      return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+      return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+      return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevice:
+      return "cudaErrorInvalidDevice";
+    case cudaErrorNoDevice:
+      return "cudaErrorNoDevice";
+    default:
+      return "cudaErrorUnknown";
+  }
+}
+
+const char *
+cudaGetErrorString (cudaError_t error)
+{
+  switch (error) {
+    case cudaSuccess:
+      return "no error";
+    case cudaErrorMemoryAllocation:
+      return "out of memory";
+    case cudaErrorInvalidConfiguration:
+      return "invalid configuration argument";
+    case cudaErrorNoDevice:
+      return "no CUDA-capable device is detected";
+    default:
+      return "emulated CUDA error";
+  }
+}
+
+static cudaError_t
+fail (cudaError_t e)
+{
+  last_error = e;
+  return e;
+}
+
+cudaError_t
+cudaMalloc (void **ptr, size_t bytes)
+{
+  malloc_calls++;
+  if (fail_after >= 0 && malloc_calls > fail_after)
+    return fail (cudaErrorMemoryAllocation);
+  *ptr = malloc (bytes ? bytes : 1);
+  if (*ptr == NULL)
+    return fail (cudaErrorMemoryAllocation);
+  /* garbage, as fresh device memory: a read before write shows */
+  memset (*ptr, 0xa5, bytes);
+  allocations[*ptr] = bytes;
+  device_bytes += bytes;
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaFree (void *ptr)
+{
+  if (ptr == NULL)
+    return cudaSuccess;
+  auto it = allocations.find (ptr);
+  if (it == allocations.end ())
+    return fail (cudaErrorInvalidValue);
+  device_bytes -= it->second;
+  allocations.erase (it);
+  free (ptr);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaHostAlloc (void **ptr, size_t bytes, unsigned int flags)
+{
+  (void) flags;
+  *ptr = malloc (bytes ? bytes : 1);
+  return *ptr ? cudaSuccess : fail (cudaErrorMemoryAllocation);
+}
+
+cudaError_t
+cudaFreeHost (void *ptr)
+{
+  free (ptr);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaMemcpyAsync (void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+    cudaStream_t stream)
+{
+  (void) kind;
+  (void) stream;
+  if (bytes && (dst == NULL || src == NULL))
+    return fail (cudaErrorInvalidValue);
+  if (bytes)
+    memmove (dst, src, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaMemcpy2DAsync (void *dst, size_t dpitch, const void *src, size_t spitch,
+    size_t width, size_t height, cudaMemcpyKind kind, cudaStream_t stream)
+{
+  (void) kind;
+  (void) stream;
+  if (width > dpitch || width > spitch)
+    return fail (cudaErrorInvalidValue);
+  for (size_t r = 0; r < height; r++)
+    memmove ((char *) dst + r * dpitch, (const char *) src + r * spitch, width);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaMemsetAsync (void *ptr, int value, size_t bytes, cudaStream_t stream)
+{
+  (void) stream;
+  memset (ptr, value, bytes);
+  return cudaSuccess;
+}
+
+struct SiEmuStream
+{
+  int dummy;
+};
+struct SiEmuEvent
+{
+  int dummy;
+};
+
+cudaError_t
+cudaStreamCreateWithFlags (cudaStream_t *stream, unsigned int flags)
+{
+  (void) flags;
+  *stream = new SiEmuStream ();
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaStreamDestroy (cudaStream_t stream)
+{
+  delete stream;
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaStreamSynchronize (cudaStream_t stream)
+{
+  (void) stream;
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaEventCreateWithFlags (cudaEvent_t *event, unsigned int flags)
+{
+  (void) flags;
+  *event = new SiEmuEvent ();
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaEventDestroy (cudaEvent_t event)
+{
+  delete event;
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaEventRecord (cudaEvent_t event, cudaStream_t stream)
+{
+  (void) event;
+  (void) stream;
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaEventSynchronize (cudaEvent_t event)
+{
+  (void) event;
+  return cudaSuccess;
+}
+
+/* ---- cuBLAS ---- */
+
+struct SiEmuCublas
+{
+  cudaStream_t stream;
+  cublasMath_t math;
+};
+
+cublasStatus_t
+cublasCreate (cublasHandle_t *handle)
+{
+  *handle = new SiEmuCublas ();
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasDestroy (cublasHandle_t handle)
+{
+  delete handle;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasSetStream (cublasHandle_t handle, cudaStream_t stream)
+{
+  handle->stream = stream;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasSetMathMode (cublasHandle_t handle, cublasMath_t mode)
+{
+  handle->math = mode;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+const char *
+cublasGetStatusName (cublasStatus_t status)
+{
+  switch (status) {
+    case CUBLAS_STATUS_SUCCESS:
+      return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "CUBLAS_STATUS_ALLOC_FAILED";
+    default:
+      return "CUBLAS_STATUS_OTHER";
+  }
+}
+
+const char *
+cublasGetStatusString (cublasStatus_t status)
+{
+  return status == CUBLAS_STATUS_SUCCESS ? "success"
+                                         : "emulated cuBLAS failure";
+}
+
+/* C (m, n) = alpha op(A) op(B) + beta C, column-major, cuBLAS's checks. */
+static cublasStatus_t
+gemm_cm (cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+    float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+    float *C, int ldc)
+{
+  if (m < 0 || n < 0 || k < 0 ||
+      lda < (ta == CUBLAS_OP_N ? max (1, m) : max (1, k)) ||
+      ldb < (tb == CUBLAS_OP_N ? max (1, k) : max (1, n)) || ldc < max (1, m)) {
+    fprintf (stderr,
+        "cuda-emu: cublas gemm invalid: %c%c m %d n %d k %d "
+        "lda %d ldb %d ldc %d\n",
+        ta == CUBLAS_OP_N ? 'N' : 'T', tb == CUBLAS_OP_N ? 'N' : 'T', m, n, k,
+        lda, ldb, ldc);
+    return CUBLAS_STATUS_INVALID_VALUE;
+  }
+  for (int j = 0; j < n; j++)
+    for (int i = 0; i < m; i++) {
+      float acc = 0.0f;
+      for (int p = 0; p < k; p++) {
+        float a = ta == CUBLAS_OP_N ? A[i + (size_t) p * lda]
+                                    : A[p + (size_t) i * lda];
+        float b = tb == CUBLAS_OP_N ? B[p + (size_t) j * ldb]
+                                    : B[j + (size_t) p * ldb];
+        acc += a * b;
+      }
+      float *c = &C[i + (size_t) j * ldc];
+      *c = alpha * acc + (beta == 0.0f ? 0.0f : beta * *c);
+    }
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasSgemm (cublasHandle_t handle, cublasOperation_t transa,
+    cublasOperation_t transb, int m, int n, int k, const float *alpha,
+    const float *A, int lda, const float *B, int ldb, const float *beta,
+    float *C, int ldc)
+{
+  (void) handle;
+  return gemm_cm (
+      transa, transb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+}
+
+cublasStatus_t
+cublasSgemmStridedBatched (cublasHandle_t handle, cublasOperation_t transa,
+    cublasOperation_t transb, int m, int n, int k, const float *alpha,
+    const float *A, int lda, long long strideA, const float *B, int ldb,
+    long long strideB, const float *beta, float *C, int ldc, long long strideC,
+    int batchCount)
+{
+  (void) handle;
+  if (batchCount < 0)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  for (int b = 0; b < batchCount; b++) {
+    cublasStatus_t st =
+        gemm_cm (transa, transb, m, n, k, *alpha, A + b * strideA, lda,
+            B + b * strideB, ldb, *beta, C + b * strideC, ldc);
+    if (st != CUBLAS_STATUS_SUCCESS)
+      return st;
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+/* fp16 compute: operands rounded to 11 significant bits (fp16 mantissa),
+ * fp32 accumulation, as CUBLAS_COMPUTE_32F_FAST_16F does. */
+static float
+round_fp16 (float x)
+{
+#ifdef __FLT16_MAX__
+  return (float) (_Float16) x; /* IEEE half: range, subnormals, rounding */
+#else
+  if (x == 0.0f || !isfinite (x))
+    return x;
+  int e;
+  float m = frexpf (x, &e);
+  return ldexpf (rintf (m * 2048.0f) / 2048.0f, e);
+#endif
+}
+
+static cublasStatus_t
+gemm_ex_check (
+    cudaDataType a, cudaDataType b, cudaDataType c, cublasComputeType_t ct)
+{
+  if (a != CUDA_R_32F || b != CUDA_R_32F || c != CUDA_R_32F ||
+      (ct != CUBLAS_COMPUTE_32F && ct != CUBLAS_COMPUTE_32F_FAST_16F))
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+static cublasStatus_t
+gemm_ex_one (cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+    float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+    float *C, int ldc, bool half)
+{
+  if (!half)
+    return gemm_cm (ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  /* round copies of the operands (only the parts the product reads) */
+  int cols_a = ta == CUBLAS_OP_N ? k : m, rows_a = ta == CUBLAS_OP_N ? m : k;
+  int cols_b = tb == CUBLAS_OP_N ? n : k, rows_b = tb == CUBLAS_OP_N ? k : n;
+  size_t na = cols_a ? (size_t) lda * (cols_a - 1) + rows_a : 0;
+  size_t nb = cols_b ? (size_t) ldb * (cols_b - 1) + rows_b : 0;
+  std::vector<float> a (na), b (nb);
+  for (size_t i = 0; i < na; i++)
+    a[i] = round_fp16 (A[i]);
+  for (size_t i = 0; i < nb; i++)
+    b[i] = round_fp16 (B[i]);
+  return gemm_cm (
+      ta, tb, m, n, k, alpha, a.data (), lda, b.data (), ldb, beta, C, ldc);
+}
+
+cublasStatus_t
+cublasGemmEx (cublasHandle_t handle, cublasOperation_t transa,
+    cublasOperation_t transb, int m, int n, int k, const void *alpha,
+    const void *A, cudaDataType Atype, int lda, const void *B,
+    cudaDataType Btype, int ldb, const void *beta, void *C, cudaDataType Ctype,
+    int ldc, cublasComputeType_t computeType, cublasGemmAlgo_t algo)
+{
+  (void) handle;
+  (void) algo;
+  cublasStatus_t st = gemm_ex_check (Atype, Btype, Ctype, computeType);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return st;
+  return gemm_ex_one (transa, transb, m, n, k, *(const float *) alpha,
+      (const float *) A, lda, (const float *) B, ldb, *(const float *) beta,
+      (float *) C, ldc, computeType == CUBLAS_COMPUTE_32F_FAST_16F);
+}
+
+cublasStatus_t
+cublasGemmStridedBatchedEx (cublasHandle_t handle, cublasOperation_t transa,
+    cublasOperation_t transb, int m, int n, int k, const void *alpha,
+    const void *A, cudaDataType Atype, int lda, long long strideA,
+    const void *B, cudaDataType Btype, int ldb, long long strideB,
+    const void *beta, void *C, cudaDataType Ctype, int ldc, long long strideC,
+    int batchCount, cublasComputeType_t computeType, cublasGemmAlgo_t algo)
+{
+  (void) handle;
+  (void) algo;
+  cublasStatus_t st = gemm_ex_check (Atype, Btype, Ctype, computeType);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    return st;
+  for (int b = 0; b < batchCount; b++) {
+    st = gemm_ex_one (transa, transb, m, n, k, *(const float *) alpha,
+        (const float *) A + b * strideA, lda, (const float *) B + b * strideB,
+        ldb, *(const float *) beta, (float *) C + b * strideC, ldc,
+        computeType == CUBLAS_COMPUTE_32F_FAST_16F);
+    if (st != CUBLAS_STATUS_SUCCESS)
+      return st;
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+} /* extern "C" */

@@ -1,0 +1,203 @@
+/* cuda_runtime.h (emulation): the subset of the CUDA runtime that
+ * engine/cuda/ uses, implemented on the host (cuda-emu.cc) so that the
+ * CUDA backend's own code, host side and kernels, runs on the CPU in the
+ * parity suite.  Device memory is host memory, streams are synchronous,
+ * kernels run block by block, the threads of a block as fibers (barriers
+ * and warp shuffles are block-wide).  Not CUDA: no timing, no concurrency,
+ * device libm is the host's.  Compiled as C (backend_cuda.c) and C++
+ * (the .cu files after cu2cpp.py).
+ */
+#ifndef SI_CUDA_EMU_RUNTIME_H
+#define SI_CUDA_EMU_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum
+{
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorInvalidDevice = 101,
+  cudaErrorInsufficientDriver = 35,
+  cudaErrorNoDevice = 100,
+  cudaErrorLaunchFailure = 719,
+} cudaError_t;
+
+typedef enum
+{
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4,
+} cudaMemcpyKind;
+
+#define cudaStreamNonBlocking 0x01
+#define cudaEventDisableTiming 0x02
+#define cudaHostAllocDefault 0x00
+
+typedef struct SiEmuStream *cudaStream_t;
+typedef struct SiEmuEvent *cudaEvent_t;
+
+struct cudaDeviceProp
+{
+  char name[256];
+  int major, minor;
+  size_t totalGlobalMem;
+  int multiProcessorCount;
+};
+
+cudaError_t cudaGetDeviceCount (int *count);
+cudaError_t cudaSetDevice (int device);
+cudaError_t cudaGetDeviceProperties (struct cudaDeviceProp *prop, int device);
+cudaError_t cudaGetLastError (void);
+cudaError_t cudaPeekAtLastError (void);
+const char *cudaGetErrorName (cudaError_t error);
+const char *cudaGetErrorString (cudaError_t error);
+
+cudaError_t cudaMalloc (void **ptr, size_t bytes);
+cudaError_t cudaFree (void *ptr);
+cudaError_t cudaHostAlloc (void **ptr, size_t bytes, unsigned int flags);
+cudaError_t cudaFreeHost (void *ptr);
+cudaError_t cudaMemcpyAsync (void *dst, const void *src, size_t bytes,
+    cudaMemcpyKind kind, cudaStream_t stream);
+cudaError_t cudaMemcpy2DAsync (void *dst, size_t dpitch, const void *src,
+    size_t spitch, size_t width, size_t height, cudaMemcpyKind kind,
+    cudaStream_t stream);
+cudaError_t cudaMemsetAsync (
+    void *ptr, int value, size_t bytes, cudaStream_t stream);
+
+cudaError_t cudaStreamCreateWithFlags (
+    cudaStream_t *stream, unsigned int flags);
+cudaError_t cudaStreamDestroy (cudaStream_t stream);
+cudaError_t cudaStreamSynchronize (cudaStream_t stream);
+cudaError_t cudaEventCreateWithFlags (cudaEvent_t *event, unsigned int flags);
+cudaError_t cudaEventDestroy (cudaEvent_t event);
+cudaError_t cudaEventRecord (cudaEvent_t event, cudaStream_t stream);
+cudaError_t cudaEventSynchronize (cudaEvent_t event);
+
+/* Test hooks: the device count reported (default 1) and the number of
+ * cudaMalloc calls after which cudaMalloc fails (-1: never). */
+void si_emu_set_device_count (int count);
+void si_emu_fail_malloc_after (int calls);
+/* Bytes currently allocated with cudaMalloc, and the number of calls. */
+size_t si_emu_device_bytes (void);
+int si_emu_malloc_calls (void);
+
+#ifdef __cplusplus
+}
+
+/* ---- device side (C++ only: the kernels) ---- */
+
+#include <functional>
+#include <math.h>
+#include <string.h>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static
+
+struct uint3
+{
+  unsigned int x, y, z;
+};
+
+struct dim3
+{
+  unsigned int x, y, z;
+  dim3 (unsigned int a = 1, unsigned int b = 1, unsigned int c = 1)
+      : x (a), y (b), z (c)
+  {
+  }
+};
+
+extern uint3 threadIdx, blockIdx;
+extern dim3 blockDim, gridDim;
+
+struct SiEmuConfig
+{
+  dim3 grid, block;
+  size_t smem;
+  cudaStream_t stream;
+};
+
+static inline SiEmuConfig
+si_emu_cfg (dim3 grid, dim3 block, size_t smem = 0, cudaStream_t s = NULL)
+{
+  SiEmuConfig c = { grid, block, smem, s };
+  return c;
+}
+
+/* Runs body once per (block, thread) and sets the last error on a bad
+ * configuration (as a launch would). */
+void si_emu_launch (const SiEmuConfig &cfg, const std::function<void ()> &body);
+
+void __syncthreads (void);
+/* Per-thread toggle between two exchange buffers, so that one barrier per
+ * shuffle suffices. */
+unsigned int si_emu_shfl_phase (void);
+
+/* Warp shuffles as a block-wide exchange: every thread of the block must
+ * take part (true of the block reductions of engine/cuda/reduce.cuh). */
+template <typename T>
+static inline T
+__shfl_xor_sync (unsigned int mask, T v, int offset)
+{
+  static T slots[2][1024];
+  unsigned int tid =
+      threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  unsigned int ph = si_emu_shfl_phase ();
+  (void) mask;
+  slots[ph][tid] = v;
+  __syncthreads ();
+  return slots[ph][(tid & ~31u) | ((tid & 31u) ^ (unsigned int) offset)];
+}
+
+template <typename T>
+static inline T
+atomicAdd (T *p, T v)
+{
+  T old = *p; /* fibers of one OS thread: nothing runs in between */
+  *p = old + v;
+  return old;
+}
+
+static inline unsigned int
+__float_as_uint (float f)
+{
+  unsigned int u;
+  memcpy (&u, &f, 4);
+  return u;
+}
+
+static inline float
+__uint_as_float (unsigned int u)
+{
+  float f;
+  memcpy (&f, &u, 4);
+  return f;
+}
+
+static inline int
+min (int a, int b)
+{
+  return a < b ? a : b;
+}
+
+static inline int
+max (int a, int b)
+{
+  return a > b ? a : b;
+}
+
+#endif /* __cplusplus */
+
+#endif /* SI_CUDA_EMU_RUNTIME_H */
