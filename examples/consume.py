@@ -20,7 +20,8 @@ def summarize(msg, as_json):
         return json.dumps(msg, separators=(",", ":"))
     latency_ms = (time.time() * 1e6 - msg["timestamp_us"]) / 1000.0
     dets = ", ".join(
-        f"{d['label'] or '?'} {d['score'] if d['score'] is not None else '?'}"
+        f"{d['label'] or '?'} "
+        f"{'?' if d['score'] is None else format(d['score'], '.2f')}"
         f"@({d['box']['x']:.0f},{d['box']['y']:.0f},"
         f"{d['box']['width']:.0f}x{d['box']['height']:.0f})"
         for d in msg["detections"])
