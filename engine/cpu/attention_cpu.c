@@ -11,6 +11,7 @@ void
 si_iof_bias_cpu (SiBackend *be, const float *xyzr, const float *tau,
     float *bias, int n, int heads)
 {
+  SI_OMP (omp parallel for schedule (static) if (n >= 64))
   for (int i = 0; i < n; i++) {
     float bi[4];
     si_decode_box (xyzr + 4 * i, bi);
@@ -28,6 +29,7 @@ void
 si_softmax_bias_cpu (
     SiBackend *be, float *logits, const float *bias, int rows, int n)
 {
+  SI_OMP (omp parallel for schedule (static) if ((long) rows * n > 16384))
   for (int i = 0; i < rows; i++) {
     float *l = logits + (size_t) i * n;
     const float *b = bias + (size_t) i * n;

@@ -9,6 +9,8 @@
 
 #include "backend.h"
 
+#include <math.h>
+
 /* OpenMP pragmas when the build has OpenMP (threads over queries / groups,
  * simd reductions), nothing otherwise. */
 #ifdef _OPENMP
@@ -16,6 +18,25 @@
 #else
 #define SI_OMP(directive)
 #endif
+
+/* Mean and 1/sqrt(var + 1e-5) of x (n), biased variance, in one pass of
+ * sums shifted by x[0] (no cancellation when |mean| >> std). */
+static inline void
+si_cpu_mean_rstd (const float *x, size_t n, float *mean, float *rstd)
+{
+  float s = x[0], sum = 0.0f, sq = 0.0f, m, var;
+
+  SI_OMP (omp simd reduction (+ : sum, sq))
+  for (size_t i = 0; i < n; i++) {
+    float d = x[i] - s;
+    sum += d;
+    sq += d * d;
+  }
+  m = sum / (float) n;
+  var = sq / (float) n - m * m;
+  *mean = s + m;
+  *rstd = 1.0f / sqrtf ((var > 0.0f ? var : 0.0f) + 1e-5f);
+}
 
 /* decoder_misc_cpu.c */
 void si_layer_norm_cpu (SiBackend *be, const float *x, const float *res,

@@ -14,30 +14,32 @@ void
 si_layer_norm_cpu (SiBackend *be, const float *x, const float *res,
     const float *gamma, const float *beta, float *y, int rows, int n, bool relu)
 {
-  SI_OMP (omp parallel for schedule (static) if (rows * n > 16384))
+  SI_OMP (omp parallel for schedule (static) if (rows * n > 65536))
   for (int i = 0; i < rows; i++) {
     const float *xi = x + (size_t) i * n;
-    const float *ri = res ? res + (size_t) i * n : NULL;
     float *yi = y + (size_t) i * n;
-    double sum = 0.0, sq = 0.0;
     float mean, rstd;
 
-    for (int j = 0; j < n; j++) {
-      float v = ri ? xi[j] + ri[j] : xi[j];
-      yi[j] = v;
-      sum += v;
+    if (res) {
+      const float *ri = res + (size_t) i * n;
+      SI_OMP (omp simd)
+      for (int j = 0; j < n; j++)
+        yi[j] = xi[j] + ri[j];
+      xi = yi;
     }
-    mean = (float) (sum / n);
-    for (int j = 0; j < n; j++) {
-      double d = yi[j] - mean;
-      sq += d * d;
-    }
-    rstd = (float) (1.0 / sqrt (sq / n + 1e-5));
-    for (int j = 0; j < n; j++) {
-      float v = (yi[j] - mean) * rstd;
-      if (gamma)
-        v = v * gamma[j] + beta[j];
-      yi[j] = relu ? si_relu (v) : v;
+    si_cpu_mean_rstd (xi, n, &mean, &rstd);
+    if (gamma) {
+      SI_OMP (omp simd)
+      for (int j = 0; j < n; j++) {
+        float v = (xi[j] - mean) * rstd * gamma[j] + beta[j];
+        yi[j] = relu ? si_relu (v) : v;
+      }
+    } else {
+      SI_OMP (omp simd)
+      for (int j = 0; j < n; j++) {
+        float v = (xi[j] - mean) * rstd;
+        yi[j] = relu ? si_relu (v) : v;
+      }
     }
   }
 }
@@ -95,13 +97,16 @@ si_posenc_add_cpu (
     SiBackend *be, const float *xyzr, const float *q, float *a, int n, int c)
 {
   int nf = c / 4;
+  float dim_t[nf];
 
+  for (int j = 0; j < nf; j++)
+    dim_t[j] = si_posenc_dim_t (j, nf);
   for (int i = 0; i < n; i++) {
     const float *b = xyzr + 4 * i;
     float v[4] = { b[0] / 1000.0f, b[1] / 1000.0f, b[2], b[3] };
     for (int k = 0; k < 4; k++) {
       for (int j = 0; j < nf; j++) {
-        float t = v[k] / si_posenc_dim_t (j, nf);
+        float t = v[k] / dim_t[j];
         size_t o = (size_t) i * c + k * nf + j;
         a[o] = q[o] + ((j & 1) ? cosf (t) : sinf (t));
       }

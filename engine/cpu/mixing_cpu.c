@@ -14,32 +14,22 @@ static void
 ln2d_one (float *x, const float *bias, bool per_row, int rows, int cols)
 {
   size_t sz = (size_t) rows * cols;
-  float sum = 0.0f, sq = 0.0f, mean, rstd;
+  float mean, rstd;
 
   for (int i = 0; i < rows; i++) {
     float *xi = x + (size_t) i * cols;
     if (per_row) {
       float bi = bias[i];
-      SI_OMP (omp simd reduction (+ : sum))
-      for (int j = 0; j < cols; j++) {
+      SI_OMP (omp simd)
+      for (int j = 0; j < cols; j++)
         xi[j] += bi;
-        sum += xi[j];
-      }
     } else {
-      SI_OMP (omp simd reduction (+ : sum))
-      for (int j = 0; j < cols; j++) {
+      SI_OMP (omp simd)
+      for (int j = 0; j < cols; j++)
         xi[j] += bias[j];
-        sum += xi[j];
-      }
     }
   }
-  mean = sum / (float) sz;
-  SI_OMP (omp simd reduction (+ : sq))
-  for (size_t t = 0; t < sz; t++) {
-    float d = x[t] - mean;
-    sq += d * d;
-  }
-  rstd = 1.0f / sqrtf (sq / (float) sz + 1e-5f);
+  si_cpu_mean_rstd (x, sz, &mean, &rstd);
   SI_OMP (omp simd)
   for (size_t t = 0; t < sz; t++)
     x[t] = si_relu ((x[t] - mean) * rstd);
