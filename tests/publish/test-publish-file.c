@@ -4,6 +4,8 @@
  * the documented example and the validator itself. */
 #include "publish-test-util.h"
 
+#include "si-detection-meta.h"
+
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <glib/gstdio.h>
@@ -275,6 +277,45 @@ GST_START_TEST (test_state_changes_restart_cleanly)
 
 GST_END_TEST;
 
+/* A meta whose boxes refer to another frame size is scaled to the caps. */
+GST_START_TEST (test_meta_of_other_size_is_scaled)
+{
+  gchar *path = tmp_path ("scaled.jsonl");
+  GstElement *e = gst_element_factory_make ("stagemetapublish", NULL);
+  GstBuffer *buf =
+      gst_buffer_new_allocate (NULL, PT_WIDTH * PT_HEIGHT * 4, NULL);
+  SiDetectionMeta *meta;
+  JsonParser *p = json_parser_new ();
+  JsonObject *det, *box;
+  GstHarness *h;
+  gchar **lines;
+
+  meta = si_buffer_add_detection_meta (buf, "m", 2 * PT_WIDTH, 2 * PT_HEIGHT);
+  si_detection_meta_add (meta, 3, "motorcycle", 0.5f, 10, 20, 50, 60);
+  g_object_set (e, "file-path", path, NULL);
+  h = new_harness (e);
+  fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_OK);
+  gst_harness_teardown (h);
+
+  lines = read_lines (path);
+  fail_unless (json_parser_load_from_data (p, lines[0], -1, NULL));
+  det = json_array_get_object_element (
+      json_object_get_array_member (
+          json_node_get_object (json_parser_get_root (p)), "detections"),
+      0);
+  box = json_object_get_object_member (det, "box");
+  fail_unless (json_object_get_double_member (box, "x") == 5.0);
+  fail_unless (json_object_get_double_member (box, "y") == 10.0);
+  fail_unless (json_object_get_double_member (box, "width") == 20.0);
+  fail_unless (json_object_get_double_member (box, "height") == 20.0);
+  g_object_unref (p);
+  g_strfreev (lines);
+  gst_object_unref (e);
+  remove_tmp (path);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_bad_file_path_is_bus_error)
 {
   GstElement *e = gst_element_factory_make ("stagemetapublish", NULL);
@@ -379,6 +420,7 @@ publish_file_suite (void)
   tcase_add_test (tc, test_publish_empty_false_skips_empty_frames);
   tcase_add_test (tc, test_pipeline_videotestsrc);
   tcase_add_test (tc, test_state_changes_restart_cleanly);
+  tcase_add_test (tc, test_meta_of_other_size_is_scaled);
   tcase_add_test (tc, test_bad_file_path_is_bus_error);
   tcase_add_test (tc, test_example_message_is_valid);
   tcase_add_test (tc, test_validator_rejects_bad_messages);
