@@ -21,11 +21,14 @@ typedef struct
   float *pool; /* (H/4, W/4, stem_channels) */
   float *t1;   /* block scratch: conv1 output */
   float *t2;   /* block scratch: conv2 output (bottleneck) */
-  float
-      *out[SI_NUM_LEVELS]; /* C2..C5 (H/2^(l+2), W/2^(l+2), out_channels[l]) */
+  /* C2..C5 (H/2^(l+2), W/2^(l+2), out_channels[l]) in the map layout */
+  float *out[SI_NUM_LEVELS];
+  /* the same as NHWC; may alias dead scratch: written after the last conv */
+  float *nhwc[SI_NUM_LEVELS];
 } SiBackboneBuffers;
 
-/* Floats each buffer needs for inputs of up to px pixels. */
+/* Floats each buffer needs for inputs of up to px pixels (nhwc[l] needs
+ * out[l] floats). */
 typedef struct
 {
   size_t stem, pool, t1, t2, out[SI_NUM_LEVELS];
@@ -38,7 +41,7 @@ SiBackboneNet *si_backbone_net_new (
     SiBackend *be, const SiBackbone *bb, GError **error);
 void si_backbone_net_free (SiBackboneNet **bn);
 
-/* input (H, W, 3) -> buf->out[0..3]. */
+/* input (H, W, 3) NHWC -> buf->out[0..3] (map layout) -> buf->nhwc[0..3]. */
 gboolean si_backbone_run (SiBackboneNet *bn, const float *input, int h, int w,
     const SiBackboneBuffers *buf, GError **error);
 

@@ -80,7 +80,13 @@ struct _SiBackendOps
       const SiImageInfo *info, const float *lut, float *out);
 
   /* Convolution with BN folded: a plan holds the weights in the backend's
-   * layout (made once at si_net_new). */
+   * layout (made once at si_net_new).
+   * Map layout: conv2d and maxpool3x3s2 read and write maps in the
+   * backend's own map layout, which is NHWC except that a backend may keep
+   * maps whose C is a multiple of 16 blocked as (C/16, H, W, 16) (the CPU's
+   * oneDNN path does); a map with another C (the 3-channel network input)
+   * is always NHWC.  Both layouts hold H*W*C floats.  map_to_nhwc converts
+   * a map to NHWC at the end (NULL: the backend is always NHWC). */
   SiConvPlan *(*conv_prepare) (SiBackend *be, const SiConv *conv,
       GError **error);
   void (*conv_release) (SiBackend *be, SiConvPlan *plan);
@@ -99,6 +105,9 @@ struct _SiBackendOps
   void (*group_norm) (SiBackend *be, const float *x, int hw, int c,
       int groups, const float *bias, const float *gamma, const float *beta,
       float eps, float *y);
+  /* dst (H, W, C) NHWC = src (H, W, C) in the map layout; dst != src. */
+  void (*map_to_nhwc) (SiBackend *be, const float *src, int h, int w, int c,
+      float *dst);
   /* Backend-to-backend copy of bytes. */
   void (*copy) (SiBackend *be, void *dst, const void *src, size_t bytes);
   /* dst (cols, rows) = src (rows, cols)^T, e.g. NCHW (C, HW) -> NHWC. */

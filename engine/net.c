@@ -114,17 +114,26 @@ net_alloc_arena (SiNet *net, GError **error)
 
   /* run_input's NCHW staging is dead before the pool is written */
   net->input_chw = net->bbuf.pool;
-  /* the neck runs after the backbone: its outputs reuse dead scratch */
-  net->levels[0] = s.stem >= lsz[0] ? net->bbuf.stem : NULL;
-  net->levels[1] = s.pool >= lsz[1] ? net->bbuf.pool : NULL;
-  if (s.t1 >= lsz[2] + lsz[3]) {
-    net->levels[2] = net->bbuf.t1;
-    net->levels[3] = net->bbuf.t1 + lsz[2];
+  /* After the last conv the scratch is dead: the NHWC copies of C2..C5
+   * go there, and the neck writes F_l over the map-layout C_l it no
+   * longer needs.  Buffers are allocated where an alias does not fit. */
+  {
+    float *scratch[SI_NUM_LEVELS] = { net->bbuf.stem, net->bbuf.t1,
+      net->bbuf.pool, net->bbuf.t2 };
+    size_t scratch_sz[SI_NUM_LEVELS] = { s.stem, s.t1, MAX (s.pool, 3 * px),
+      MAX (s.t2, 1) };
+    for (int l = 0; l < SI_NUM_LEVELS; l++) {
+      net->bbuf.nhwc[l] = scratch_sz[l] >= s.out[l] ? scratch[l] : NULL;
+      net->levels[l] = s.out[l] >= lsz[l] ? net->bbuf.out[l] : NULL;
+      if ((net->bbuf.nhwc[l] == NULL &&
+              !(net->bbuf.nhwc[l] =
+                      arena_alloc (net, s.out[l] * sizeof (float), error))) ||
+          (net->levels[l] == NULL &&
+              !(net->levels[l] =
+                      arena_alloc (net, lsz[l] * sizeof (float), error))))
+        return FALSE;
+    }
   }
-  for (int l = 0; l < SI_NUM_LEVELS; l++)
-    if (net->levels[l] == NULL &&
-        !(net->levels[l] = arena_alloc (net, lsz[l] * sizeof (float), error)))
-      return FALSE;
 
   si_preprocess_make_lut (m, lut);
   if (!net->be->ops->upload (net->be, net->lut, lut, sizeof (lut), error))
@@ -272,7 +281,7 @@ net_run_body (SiNet *net, const SiImageInfo *info, const SiRunParams *params,
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     lh[l] = info->pad_h / (4 << l);
     lw[l] = info->pad_w / (4 << l);
-    cin[l] = net->bbuf.out[l];
+    cin[l] = net->bbuf.nhwc[l];
     lv[l] = net->levels[l];
   }
 
@@ -287,7 +296,7 @@ net_run_body (SiNet *net, const SiImageInfo *info, const SiRunParams *params,
     for (int l = 0; l < SI_NUM_LEVELS; l++) {
       char name[32];
       g_snprintf (name, sizeof (name), "backbone.%d", l);
-      if (!dump_nhwc (net, name, net->bbuf.out[l], lh[l], lw[l],
+      if (!dump_nhwc (net, name, net->bbuf.nhwc[l], lh[l], lw[l],
               m->backbone.out_channels[l], error))
         return FALSE;
     }

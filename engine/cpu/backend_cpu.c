@@ -29,6 +29,23 @@ si_cpu_backend_set_reference (SiBackend *be, bool reference)
   si_cpu_priv (be)->reference = reference;
 }
 
+void
+si_cpu_backend_set_nhwc_maps (SiBackend *be, bool nhwc)
+{
+  si_cpu_priv (be)->nhwc_maps = nhwc;
+}
+
+bool
+si_cpu_map_blocked (SiBackend *be, int c)
+{
+#ifdef SI_HAVE_DNNL
+  SiCpuBackend *cpu = si_cpu_priv (be);
+  return !cpu->reference && !cpu->nhwc_maps && c % 16 == 0;
+#else
+  return false;
+#endif
+}
+
 static gboolean
 cpu_init (SiBackend *be, const SiContextOptions *options, GError **error)
 {
@@ -41,6 +58,10 @@ cpu_init (SiBackend *be, const SiContextOptions *options, GError **error)
   cpu->num_threads = n;
   env = g_getenv ("SI_CPU_REFERENCE");
   cpu->reference = env != NULL && env[0] != '\0' && env[0] != '0';
+  env = g_getenv ("SI_CPU_NHWC_MAPS");
+  cpu->nhwc_maps = env != NULL && env[0] != '\0' && env[0] != '0';
+  env = g_getenv ("SI_CPU_WINOGRAD");
+  cpu->winograd = env == NULL || env[0] != '0';
 #ifdef _OPENMP
   omp_set_num_threads (n);
 #endif
@@ -155,6 +176,7 @@ const SiBackendOps si_cpu_backend_ops = {
   .conv2d = si_conv2d_cpu,
   .maxpool3x3s2 = si_maxpool3x3s2_cpu,
   .group_norm = si_group_norm_cpu,
+  .map_to_nhwc = si_map_to_nhwc_cpu,
   .copy = si_copy_cpu,
   .transpose = si_transpose_cpu,
 

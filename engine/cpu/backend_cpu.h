@@ -13,6 +13,10 @@ typedef struct
   int num_threads;
   /* TRUE: plain-loop reference paths only (no oneDNN), for tests. */
   bool reference;
+  /* TRUE: the fast path keeps every map NHWC (no blocked layout). */
+  bool nhwc_maps;
+  /* FALSE: no Winograd for 3x3 stride-1 convs (SI_CPU_WINOGRAD=0). */
+  bool winograd;
   void *dnnl_engine; /* dnnl_engine_t, NULL without oneDNN */
   void *dnnl_stream; /* dnnl_stream_t */
   void *scratch;     /* oneDNN scratchpad shared by every primitive */
@@ -27,6 +31,15 @@ si_cpu_priv (SiBackend *be)
 
 /* Selects the plain-loop reference implementations (tests). */
 void si_cpu_backend_set_reference (SiBackend *be, bool reference);
+
+/* Forces NHWC maps on the fast path too (e.g. to compare conv2d outputs
+ * of the fast path with NHWC twins directly); also SI_CPU_NHWC_MAPS=1.
+ * Slower: no Winograd. */
+void si_cpu_backend_set_nhwc_maps (SiBackend *be, bool nhwc);
+
+/* TRUE when maps of c channels are kept blocked (c/16, H, W, 16): the
+ * oneDNN path with c % 16 == 0 (see "Map layout" in backend.h). */
+bool si_cpu_map_blocked (SiBackend *be, int c);
 
 /* gemm_cpu.c */
 void si_cpu_sgemm_col_major (const SiGemmColMajor *cm);
@@ -60,6 +73,8 @@ void si_group_norm_cpu (SiBackend *be, const float *x, int hw, int c,
     float eps, float *y);
 
 /* layout_cpu.c */
+void si_map_to_nhwc_cpu (
+    SiBackend *be, const float *src, int h, int w, int c, float *dst);
 void si_copy_cpu (SiBackend *be, void *dst, const void *src, size_t bytes);
 void si_transpose_cpu (
     SiBackend *be, const float *src, int rows, int cols, float *dst);

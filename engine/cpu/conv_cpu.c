@@ -32,10 +32,13 @@ aligned_try_alloc (size_t bytes)
 typedef struct
 {
   int h, w;
-  bool acc, relu;
+  bool acc, relu, nhwc_maps;
   dnnl_primitive_t prim;
   dnnl_memory_t src, wei, bias, dst, scratch;
   size_t scratch_bytes;
+  /* (cin, H, W) copy of an NHWC input with cin % 16 != 0: oneDNN's fast
+   * first-layer kernels want plain NCHW */
+  float *src_nchw;
 } ConvEntry;
 
 typedef struct
@@ -127,6 +130,7 @@ entry_clear (ConvEntry *e)
     dnnl_memory_destroy (e->dst);
   if (e->scratch)
     dnnl_memory_destroy (e->scratch);
+  free (e->src_nchw);
   memset (e, 0, sizeof (*e));
 }
 #endif
@@ -246,10 +250,18 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
   dnnl_primitive_desc_t pd = NULL;
   ConvEntry *e;
   void *wdata;
+  dnnl_convolution_desc_t wdesc;
+  bool winograd = false;
+  /* map layout (backend.h): blocked for C % 16 == 0 unless nhwc_maps */
+  bool bin = !cpu->nhwc_maps && cv->cin % 16 == 0;
+  bool bout = !cpu->nhwc_maps && cv->cout % 16 == 0;
+  /* plain-NCHW copy of a small-C NHWC input (first layer) */
+  bool nchw_in = cv->cin % 16 != 0;
 
   for (int i = 0; i < plan->n_cache; i++) {
     e = &plan->cache[i];
-    if (e->h == h && e->w == w && e->acc == acc && e->relu == relu)
+    if (e->h == h && e->w == w && e->acc == acc && e->relu == relu &&
+        e->nhwc_maps == cpu->nhwc_maps)
       return e;
   }
   if (plan->n_cache < CONV_CACHE) {
@@ -268,11 +280,12 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
     /* right/bottom padding so that the output size matches exactly */
     dnnl_dims_t pad_r = { (ho - 1) * cv->stride + cv->kh - h - cv->pad,
       (wo - 1) * cv->stride + cv->kw - w - cv->pad };
-    DNNL_TRY (
-        dnnl_memory_desc_init_by_tag (&src_md, 4, sd, dnnl_f32, dnnl_nhwc),
+    /* the map layout of backend.h: blocked when C % 16 == 0 */
+    DNNL_TRY (dnnl_memory_desc_init_by_tag (&src_md, 4, sd, dnnl_f32,
+                  bin ? dnnl_nChw16c : (nchw_in ? dnnl_nchw : dnnl_nhwc)),
         "src md");
-    DNNL_TRY (
-        dnnl_memory_desc_init_by_tag (&dst_md, 4, dd, dnnl_f32, dnnl_nhwc),
+    DNNL_TRY (dnnl_memory_desc_init_by_tag (
+                  &dst_md, 4, dd, dnnl_f32, bout ? dnnl_nChw16c : dnnl_nhwc),
         "dst md");
     DNNL_TRY (dnnl_memory_desc_init_by_tag (&bias_md, 1, bd, dnnl_f32, dnnl_x),
         "bias md");
@@ -288,6 +301,15 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
                     &wei_md, 5, wd, dnnl_f32, dnnl_format_tag_any),
           "weights md");
     }
+    /* Winograd F(4x4, 3x3) for 3x3 stride-1 convs on blocked maps:
+     * about twice as fast as the direct conv on AVX-512; direct when the
+     * library has no Winograd kernel for the shape. */
+    if (cpu->winograd && cv->kh == 3 && cv->kw == 3 && cv->stride == 1 &&
+        cv->groups == 1 && bin && bout &&
+        dnnl_convolution_forward_desc_init (&wdesc, dnnl_forward_inference,
+            dnnl_convolution_winograd, &src_md, &wei_md, &bias_md, &dst_md,
+            strides, pad, pad_r) == dnnl_success)
+      winograd = true;
     DNNL_TRY (dnnl_convolution_forward_desc_init (&desc, dnnl_forward_inference,
                   dnnl_convolution_direct, &src_md, &wei_md, &bias_md, &dst_md,
                   strides, pad, pad_r),
@@ -305,8 +327,13 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
         dnnl_post_ops_append_eltwise (po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
         "relu post-op");
   DNNL_TRY (dnnl_primitive_attr_set_post_ops (attr, po), "set post ops");
-  DNNL_TRY (dnnl_primitive_desc_create (&pd, &desc, attr, eng, NULL),
-      "convolution pd");
+  if (!winograd ||
+      dnnl_primitive_desc_create (&pd, &wdesc, attr, eng, NULL) !=
+          dnnl_success) {
+    pd = NULL;
+    DNNL_TRY (dnnl_primitive_desc_create (&pd, &desc, attr, eng, NULL),
+        "convolution pd");
+  }
 
   {
     const dnnl_memory_desc_t *wmd =
@@ -336,6 +363,14 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
   }
   DNNL_TRY (
       dnnl_memory_create (&e->src, &src_md, eng, DNNL_MEMORY_NONE), "memory");
+  if (nchw_in) {
+    e->src_nchw = aligned_try_alloc (sizeof (float) * cv->cin * h * w);
+    if (e->src_nchw == NULL) {
+      g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
+          "conv: cannot allocate the input copy");
+      goto fail;
+    }
+  }
   DNNL_TRY (
       dnnl_memory_create (&e->dst, &dst_md, eng, DNNL_MEMORY_NONE), "memory");
   DNNL_TRY (
@@ -348,6 +383,7 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
   e->w = w;
   e->acc = acc;
   e->relu = relu;
+  e->nhwc_maps = cpu->nhwc_maps;
   return e;
 
 fail:
@@ -379,6 +415,11 @@ conv2d_dnnl (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
 
   if (e == NULL)
     return FALSE;
+  if (e->src_nchw) {
+    /* (HW, cin) -> (cin, HW) */
+    si_transpose_cpu (be, x, h * w, plan->conv.cin, e->src_nchw);
+    x = e->src_nchw;
+  }
   DNNL_TRY (dnnl_memory_set_data_handle (e->src, (void *) x), "set handle");
   DNNL_TRY (dnnl_memory_set_data_handle (e->dst, y), "set handle");
   args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, e->src };

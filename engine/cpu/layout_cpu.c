@@ -1,6 +1,6 @@
 /* layout_cpu.c: copies and layout changes on the CPU (reference, plain
- * loops): memory copy and the 2-D transpose used for NCHW (C, HW) <-> NHWC
- * (HW, C).
+ * loops): memory copy, the 2-D transpose used for NCHW (C, HW) <-> NHWC
+ * (HW, C), and blocked maps (C/16, H, W, 16) of the oneDNN path -> NHWC.
  */
 #include "backend_cpu.h"
 
@@ -27,6 +27,28 @@ si_transpose_cpu (
       for (int r = r0; r < r1; r++)
         for (int c = c0; c < c1; c++)
           dst[(size_t) c * rows + r] = src[(size_t) r * cols + c];
+    }
+  }
+}
+
+void
+si_map_to_nhwc_cpu (
+    SiBackend *be, const float *src, int h, int w, int c, float *dst)
+{
+  size_t hw = (size_t) h * w;
+
+  if (!si_cpu_map_blocked (be, c)) {
+    si_copy_cpu (be, dst, src, hw * c * sizeof (float));
+    return;
+  }
+  /* (C/16, HW, 16) -> (HW, C) */
+#pragma omp parallel for schedule(static)
+  for (size_t p = 0; p < hw; p++) {
+    float *o = dst + p * c;
+    for (int b = 0; b < c / 16; b++) {
+      const float *s = src + ((size_t) b * hw + p) * 16;
+      for (int j = 0; j < 16; j++)
+        o[b * 16 + j] = s[j];
     }
   }
 }

@@ -1,13 +1,13 @@
 /* pool_cpu.c: max pooling on the CPU (reference, plain loops): the ResNet
- * stem's 3x3 / stride 2 / pad 1 pool on NHWC maps; padding never wins.
+ * stem's 3x3 / stride 2 / pad 1 pool on NHWC maps, or on blocked maps
+ * (C/16, H, W, 16) as C/16 NHWC maps of 16 channels; padding never wins.
  */
 #include "backend_cpu.h"
 
 #include <float.h>
 
-void
-si_maxpool3x3s2_cpu (
-    SiBackend *be, const float *x, int h, int w, int c, float *y)
+static void
+maxpool_nhwc (const float *x, int h, int w, int c, float *y)
 {
   int ho = (h + 2 - 3) / 2 + 1, wo = (w + 2 - 3) / 2 + 1;
 
@@ -32,4 +32,19 @@ si_maxpool3x3s2_cpu (
       }
     }
   }
+}
+
+void
+si_maxpool3x3s2_cpu (
+    SiBackend *be, const float *x, int h, int w, int c, float *y)
+{
+  int ho = (h + 2 - 3) / 2 + 1, wo = (w + 2 - 3) / 2 + 1;
+
+  if (!si_cpu_map_blocked (be, c)) {
+    maxpool_nhwc (x, h, w, c, y);
+    return;
+  }
+  for (int b = 0; b < c / 16; b++)
+    maxpool_nhwc (
+        x + (size_t) b * h * w * 16, h, w, 16, y + (size_t) b * ho * wo * 16);
 }

@@ -1,7 +1,7 @@
-/* test-image-conv.c: the CPU backend's fast convolution path (oneDNN,
- * NHWC, fused residual sum and ReLU) against the plain-loop reference
- * convolution on random data (suite unit), plus max pool and GroupNorm
- * against direct formulas.
+/* test-image-conv.c: the CPU backend's fast convolution path (oneDNN on
+ * the map layout, Winograd, fused residual sum and ReLU) against the
+ * plain-loop reference convolution on random data (suite unit), plus max
+ * pool (blocked maps) and GroupNorm against direct formulas.
  */
 #include "backend.h"
 #include "cpu/backend_cpu.h"
@@ -17,6 +17,30 @@ random_floats (GRand *r, size_t n)
   for (size_t i = 0; i < n; i++)
     p[i] = (float) g_rand_double_range (r, -1.0, 1.0);
   return p;
+}
+
+/* NHWC (H, W, C) -> the backend's map layout (backend.h): blocked
+ * (C/16, H, W, 16) when the CPU keeps it so. */
+static float *
+to_map (SiBackend *be, const float *nhwc, int h, int w, int c)
+{
+  size_t hw = (size_t) h * w;
+  float *m = g_memdup2 (nhwc, hw * c * sizeof (float));
+  if (si_cpu_map_blocked (be, c))
+    for (size_t p = 0; p < hw; p++)
+      for (int k = 0; k < c; k++)
+        m[((size_t) (k / 16) * hw + p) * 16 + k % 16] = nhwc[p * c + k];
+  return m;
+}
+
+/* map layout -> NHWC through the backend op; frees m */
+static float *
+from_map (SiBackend *be, float *m, int h, int w, int c)
+{
+  float *out = g_new (float, (size_t) h *w *c);
+  be->ops->map_to_nhwc (be, m, h, w, c, out);
+  g_free (m);
+  return out;
 }
 
 static double
@@ -46,6 +70,7 @@ check_conv (SiBackend *be, GRand *r, int cin, int cout, int k, int stride,
   float *x = random_floats (r, (size_t) h * w * cin);
   float *y = random_floats (r, ny);
   float *y_ref = g_memdup2 (y, ny * sizeof (float));
+  float *xm = to_map (be, x, h, w, cin), *ym = to_map (be, y, ho, wo, cout);
   double err;
 
   cv.w = wt;
@@ -60,13 +85,16 @@ check_conv (SiBackend *be, GRand *r, int cin, int cout, int k, int stride,
   si_conv2d_reference (&cv, x, h, w, y_ref, acc, relu);
   plan = be->ops->conv_prepare (be, &cv, &error);
   g_assert_no_error (error);
-  g_assert_true (be->ops->conv2d (be, plan, x, h, w, y, acc, relu, &error));
+  g_assert_true (be->ops->conv2d (be, plan, xm, h, w, ym, acc, relu, &error));
   g_assert_no_error (error);
   /* a second run hits the primitive cache */
   if (!acc) {
-    memset (y, 0, ny * sizeof (float));
-    g_assert_true (be->ops->conv2d (be, plan, x, h, w, y, acc, relu, &error));
+    memset (ym, 0, ny * sizeof (float));
+    g_assert_true (be->ops->conv2d (be, plan, xm, h, w, ym, acc, relu, &error));
   }
+  g_free (y);
+  y = from_map (be, ym, ho, wo, cout);
+  g_free (xm);
   err = rel_l2 (y, y_ref, ny);
   g_print ("conv %d->%d k%d s%d g%d %dx%d acc=%d relu=%d: rel L2 %.3g\n", cin,
       cout, k, stride, groups, h, w, acc, relu, err);
@@ -97,6 +125,10 @@ test_conv_vs_reference (void)
   check_conv (be, r, 64, 128, 1, 2, 1, 12, 10, false, false);
   check_conv (be, r, 32, 32, 3, 1, 4, 11, 7, true, true);
   check_conv (be, r, 40, 24, 3, 2, 1, 9, 15, true, false);
+  /* 3x3 stride 1 on blocked maps: Winograd */
+  check_conv (be, r, 64, 64, 3, 1, 1, 24, 32, false, true);
+  check_conv (be, r, 128, 128, 3, 1, 1, 13, 21, true, true);
+  check_conv (be, r, 64, 256, 1, 1, 1, 24, 32, true, true);
   si_backend_free (&be);
   g_rand_free (r);
 }
@@ -108,7 +140,7 @@ test_pool_and_group_norm (void)
   SiContextOptions opts = { .backend = SI_BACKEND_CPU };
   SiBackend *be = si_backend_new (SI_BACKEND_CPU, &opts, &error);
   GRand *r = g_rand_new_with_seed (5);
-  int h = 9, w = 12, c = 16, g = 4;
+  int h = 9, w = 12, c = 32, g = 4;
   int ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1;
   float *x = random_floats (r, (size_t) h * w * c);
   float *y = g_new (float, (size_t) ho *wo *c);
@@ -116,7 +148,13 @@ test_pool_and_group_norm (void)
   float *beta = random_floats (r, c), *z = g_new (float, (size_t) h *w *c);
 
   g_assert_no_error (error);
-  be->ops->maxpool3x3s2 (be, x, h, w, c, y);
+  {
+    float *xm = to_map (be, x, h, w, c), *ym = to_map (be, y, ho, wo, c);
+    be->ops->maxpool3x3s2 (be, xm, h, w, c, ym);
+    g_free (y);
+    y = from_map (be, ym, ho, wo, c);
+    g_free (xm);
+  }
   for (int oy = 0; oy < ho; oy++)
     for (int ox = 0; ox < wo; ox++)
       for (int k = 0; k < c; k++) {

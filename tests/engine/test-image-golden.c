@@ -355,10 +355,11 @@ run_backbone_neck (bool reference)
   buf.t2 = g_new (float, MAX (s.t2, 1));
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     buf.out[l] = g_new (float, s.out[l]);
+    buf.nhwc[l] = g_new (float, s.out[l]);
     lh[l] = hp >> (l + 2);
     lw[l] = wp >> (l + 2);
     lv[l] = g_new (float, (size_t) lh[l] * lw[l] * d);
-    cin[l] = buf.out[l];
+    cin[l] = buf.nhwc[l];
   }
   bn = si_backbone_net_new (be, bb, &error);
   g_assert_no_error (error);
@@ -375,7 +376,7 @@ run_backbone_neck (bool reference)
     size_t nb = hw * bb->out_channels[l], nl = hw * d;
     float *chw = g_new (float, MAX (nb, nl));
     g_snprintf (name, sizeof (name), "backbone.%d", l);
-    hwc_to_chw (buf.out[l], hw, bb->out_channels[l], chw);
+    hwc_to_chw (buf.nhwc[l], hw, bb->out_channels[l], chw);
     check_tensor (name, chw, nb);
     g_snprintf (name, sizeof (name), "neck.%d", l);
     hwc_to_chw (lv[l], hw, d, chw);
@@ -391,6 +392,7 @@ run_backbone_neck (bool reference)
   g_free (buf.t2);
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     g_free (buf.out[l]);
+    g_free (buf.nhwc[l]);
     g_free (lv[l]);
   }
   g_free (in);
