@@ -7,6 +7,7 @@
  */
 #include "backend.h"
 #include "decoder.h"
+#include "postprocess.h"
 #include "cpu/decoder_cpu.h"
 #include "safetensors.h"
 #include "si-math.h"
@@ -369,6 +370,97 @@ test_sample_features (void)
   g_assert_cmpfloat (wl[0], >, wl[1]);
 }
 
+static void
+test_posenc (void)
+{
+  /* x = 1000 -> v = 1: block x is sin/cos (1 / dim_t[j]); y = 0 gives
+   * sin 0 = 0, cos 0 = 1; dim_t[0] = 1, dim_t[2] = 10000^(2/NF) */
+  const int c = 16, nf = 4;
+  const float xyzr[4] = { 1000.0f, 0.0f, 0.5f, -2.0f };
+  float q[16] = { 0 }, a[16];
+  float d2 = powf (10000.0f, 2.0f / nf);
+
+  si_posenc_add_cpu (NULL, xyzr, q, a, 1, c);
+  g_assert_cmpfloat_with_epsilon (a[0], sinf (1.0f), 1e-6);
+  g_assert_cmpfloat_with_epsilon (a[1], cosf (1.0f), 1e-6);
+  g_assert_cmpfloat_with_epsilon (a[2], sinf (1.0f / d2), 1e-6);
+  g_assert_cmpfloat_with_epsilon (a[3], cosf (1.0f / d2), 1e-6);
+  g_assert_cmpfloat_with_epsilon (a[nf + 0], 0.0f, 1e-7);
+  g_assert_cmpfloat_with_epsilon (a[nf + 1], 1.0f, 1e-7);
+  /* z and r are not divided by 1000 */
+  g_assert_cmpfloat_with_epsilon (a[2 * nf], sinf (0.5f), 1e-6);
+  g_assert_cmpfloat_with_epsilon (a[3 * nf + 1], cosf (-2.0f), 1e-6);
+}
+
+static void
+test_boxes (void)
+{
+  /* init box of a 200 x 100 image: centre, z = log2 sqrt (wh), r = log2
+   * (h / w) */
+  const float cxcywh[4] = { 0.5f, 0.5f, 1.0f, 1.0f };
+  const float delta[4] = { 0.5f, -0.25f, 1.0f, 0.0f };
+  float xyzr[4], xyxy[4], out[4];
+
+  si_init_boxes_cpu (NULL, cxcywh, 1, 200.0f, 100.0f, xyzr, xyxy);
+  g_assert_cmpfloat_with_epsilon (xyzr[0], 100.0f, 1e-5);
+  g_assert_cmpfloat_with_epsilon (xyzr[1], 50.0f, 1e-5);
+  g_assert_cmpfloat_with_epsilon (xyzr[2], log2f (sqrtf (20000.0f)), 1e-5);
+  g_assert_cmpfloat_with_epsilon (xyzr[3], -1.0f, 1e-6);
+  g_assert_cmpfloat_with_epsilon (xyxy[0], 0.0f, 1e-4);
+  g_assert_cmpfloat_with_epsilon (xyxy[3], 100.0f, 1e-4);
+  /* dx in widths, dy in heights; z doubles the size */
+  si_refine_boxes_cpu (NULL, xyzr, delta, out, xyxy, 1);
+  g_assert_cmpfloat_with_epsilon (out[0], 200.0f, 1e-4);
+  g_assert_cmpfloat_with_epsilon (out[1], 25.0f, 1e-4);
+  g_assert_cmpfloat_with_epsilon (xyxy[2] - xyxy[0], 400.0f, 1e-3);
+  g_assert_cmpfloat_with_epsilon (xyxy[3] - xyxy[1], 200.0f, 1e-3);
+}
+
+static void
+test_select (void)
+{
+  SiDetection d[4] = { { .score = 0.9f }, { .score = 0.5f }, { .score = 0.3f },
+    { .score = 0.1f } };
+  SiRunParams p = { .threshold = 0.3f, .max_detections = 0 };
+
+  g_assert_cmpuint (si_postprocess_select (d, 4, &p), ==, 3);
+  p.max_detections = 2;
+  g_assert_cmpuint (si_postprocess_select (d, 4, &p), ==, 2);
+  p.threshold = 0.0f;
+  p.max_detections = 0;
+  g_assert_cmpuint (si_postprocess_select (d, 4, &p), ==, 4);
+  p.threshold = 0.95f;
+  g_assert_cmpuint (si_postprocess_select (d, 4, &p), ==, 0);
+}
+
+/* Configurations the stage code does not implement are refused. */
+static void
+test_unsupported (void)
+{
+  g_autofree char *path =
+      g_build_filename (case_dir, "model.safetensors", NULL);
+  GError *error = NULL;
+  SiModel *model = si_model_load (path, &error);
+  SiBackend *be = si_backend_new (SI_BACKEND_CPU, NULL, &error);
+  SiDecoder *dec;
+  int s = model->num_stages - 1;
+
+  g_assert_no_error (error);
+  g_assert_true (model->stages[s].reuse);
+  model->stages[s].lim = 2;
+  dec = si_decoder_new (be, model, &error);
+  g_assert_null (dec);
+  g_assert_error (error, SI_ERROR, SI_ERROR_UNSUPPORTED);
+  g_assert_nonnull (strstr (error->message, "lim 2"));
+  g_clear_error (&error);
+  model->stages[s].lim = 1;
+  dec = si_decoder_new (be, model, &error);
+  g_assert_no_error (error);
+  si_decoder_free (&dec);
+  si_backend_free (&be);
+  si_model_unref (model);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -380,6 +472,10 @@ main (int argc, char **argv)
   g_test_add_func ("/decoder/ops/ln2d", test_ln2d);
   g_test_add_func ("/decoder/ops/gate-mix", test_gate_mix);
   g_test_add_func ("/decoder/ops/sample-features", test_sample_features);
+  g_test_add_func ("/decoder/ops/posenc", test_posenc);
+  g_test_add_func ("/decoder/ops/boxes", test_boxes);
+  g_test_add_func ("/decoder/postprocess/select", test_select);
+  g_test_add_func ("/decoder/unsupported", test_unsupported);
   g_test_add_func ("/decoder/golden/tensors", test_golden_tensors);
   g_test_add_func ("/decoder/golden/detections", test_golden_detections);
   return g_test_run ();
