@@ -412,6 +412,11 @@ si_safetensors_open (const char *path, GError **error)
   f->by_name = g_hash_table_new (g_str_hash, g_str_equal);
   f->metadata = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
 
+  if (g_file_test (path, G_FILE_TEST_IS_DIR)) {
+    g_set_error (
+        error, SI_ERROR, SI_ERROR_IO, "%s: cannot open: is a directory", path);
+    goto fail;
+  }
   f->map = g_mapped_file_new (path, FALSE, &ferr);
   if (f->map == NULL) {
     g_set_error (error, SI_ERROR, SI_ERROR_IO, "%s: cannot open: %s", path,

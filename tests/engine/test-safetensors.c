@@ -148,6 +148,7 @@ test_missing_file (void)
   char *path = tmp_path ("does-not-exist.safetensors");
   expect_open_error (path, SI_ERROR_IO, "cannot open", NULL);
   g_free (path);
+  expect_open_error (tmpdir, SI_ERROR_IO, "is a directory", NULL);
 }
 
 static void
