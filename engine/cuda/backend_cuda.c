@@ -314,6 +314,17 @@ cuda_sync (SiBackend *be, GError **error)
   return cuda_take_deferred (cu, error);
 }
 
+/* Device-to-device, stream-ordered. */
+static void
+cuda_copy (SiBackend *be, void *dst, const void *src, size_t bytes)
+{
+  if (bytes == 0 || dst == src)
+    return;
+  SI_CUDA_DEFER (be,
+      cudaMemcpyAsync (dst, src, bytes, cudaMemcpyDeviceToDevice,
+          si_cuda_priv (be)->stream));
+}
+
 const uint8_t *
 si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
     const size_t *bytes, int n_planes, GError **error)
@@ -366,6 +377,8 @@ const SiBackendOps si_cuda_backend_ops = {
   .conv2d = si_conv2d_cuda,
   .maxpool3x3s2 = si_maxpool3x3s2_cuda,
   .group_norm = si_group_norm_cuda,
+  .map_to_nhwc = NULL, /* maps are always NHWC here */
+  .copy = cuda_copy,
   .transpose = si_transpose_cuda,
 
   .layer_norm = si_layer_norm_cuda,
