@@ -10,7 +10,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <string.h>
@@ -441,20 +440,21 @@ pt_message_frame (const gchar *text, gsize len)
   return f;
 }
 
+/* The element writes numbers at float precision: equal as floats. */
+static gboolean
+same_float (JsonObject *o, const gchar *member, gdouble want)
+{
+  return (gfloat) json_object_get_double_member (o, member) == (gfloat) want;
+}
+
 static void
 check_box (JsonObject *box, gdouble x, gdouble y, gdouble w, gdouble h,
     const gchar *what)
 {
-  const gdouble eps = 1e-9;
-
-  fail_unless (
-      fabs (json_object_get_double_member (box, "x") - x) < eps, "%s.x", what);
-  fail_unless (
-      fabs (json_object_get_double_member (box, "y") - y) < eps, "%s.y", what);
-  fail_unless (fabs (json_object_get_double_member (box, "width") - w) < eps,
-      "%s.width", what);
-  fail_unless (fabs (json_object_get_double_member (box, "height") - h) < eps,
-      "%s.height", what);
+  fail_unless (same_float (box, "x", x), "%s.x", what);
+  fail_unless (same_float (box, "y", y), "%s.y", what);
+  fail_unless (same_float (box, "width", w), "%s.width", what);
+  fail_unless (same_float (box, "height", h), "%s.height", what);
 }
 
 guint64

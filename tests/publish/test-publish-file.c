@@ -316,6 +316,49 @@ GST_START_TEST (test_meta_of_other_size_is_scaled)
 
 GST_END_TEST;
 
+/* Labels come from other elements too: quotes, backslashes, control
+ * characters and UTF-8 must survive the JSON text. */
+GST_START_TEST (test_labels_are_escaped)
+{
+  static const gchar *const label =
+      "a \"quoted\" back\\slash\ttab\x01 \xc3\xa9";
+  gchar *path = tmp_path ("escaped.jsonl");
+  GstElement *e = gst_element_factory_make ("stagemetapublish", NULL);
+  GstBuffer *buf =
+      gst_buffer_new_allocate (NULL, PT_WIDTH * PT_HEIGHT * 4, NULL);
+  JsonParser *p = json_parser_new ();
+  JsonObject *det;
+  GstHarness *h;
+  gchar **lines;
+
+  gst_buffer_add_video_region_of_interest_meta (buf, label, 1, 2, 3, 4);
+  g_object_set (e, "file-path", path, "source-id", "cam \"x\"", NULL);
+  h = new_harness (e);
+  fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_OK);
+  gst_harness_teardown (h);
+
+  lines = read_lines (path);
+  fail_unless_equals_int (g_strv_length (lines), 1);
+  fail_unless (
+      json_parser_load_from_data (p, lines[0], -1, NULL), "%s", lines[0]);
+  fail_unless_equals_string (
+      json_object_get_string_member (
+          json_node_get_object (json_parser_get_root (p)), "source_id"),
+      "cam \"x\"");
+  det = json_array_get_object_element (
+      json_object_get_array_member (
+          json_node_get_object (json_parser_get_root (p)), "detections"),
+      0);
+  fail_unless_equals_string (
+      json_object_get_string_member (det, "label"), label);
+  g_object_unref (p);
+  g_strfreev (lines);
+  gst_object_unref (e);
+  remove_tmp (path);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_bad_file_path_is_bus_error)
 {
   GstElement *e = gst_element_factory_make ("stagemetapublish", NULL);
@@ -421,6 +464,7 @@ publish_file_suite (void)
   tcase_add_test (tc, test_pipeline_videotestsrc);
   tcase_add_test (tc, test_state_changes_restart_cleanly);
   tcase_add_test (tc, test_meta_of_other_size_is_scaled);
+  tcase_add_test (tc, test_labels_are_escaped);
   tcase_add_test (tc, test_bad_file_path_is_bus_error);
   tcase_add_test (tc, test_example_message_is_valid);
   tcase_add_test (tc, test_validator_rejects_bad_messages);
