@@ -49,8 +49,7 @@ test_gemm_case (bool ta, bool tb, int m, int n, int k, int pad, float beta)
   SiTwin b = twin_random ((size_t) rows_b * ldb, -1, 1);
   SiTwin c = twin_random ((size_t) m * ldc, -1, 1);
 
-  FOR_BOTH (i)
-  {
+  FOR_BOTH (i) {
     SiGemm g = { ta, tb, m, n, k, 1.5f, beta, TF (a, i), lda, TF (b, i), ldb,
       TF (c, i), ldc };
     OPS (i)->gemm (BE (i), &g);
@@ -74,8 +73,7 @@ test_gemm_batched (bool ta, bool tb)
   SiTwin c = twin_random (sc * batch, -1, 1);
   char what[64];
 
-  FOR_BOTH (i)
-  {
+  FOR_BOTH (i) {
     SiGemm g = { ta, tb, m, n, k, 1.0f, 0.5f, TF (a, i), ta ? m : k, TF (b, i),
       tb ? k : n, TF (c, i), n };
     OPS (i)->gemm_batched (BE (i), &g, batch, sa, sb, sc);
@@ -167,8 +165,7 @@ test_resize_case (SiPixelFormat fmt, int w, int h, int nw, int nh)
   out = si_twin_new (pt, NULL, (size_t) info.pad_w * info.pad_h * 3 * 4);
   snprintf (what, sizeof (what), "resize_frame %s %dx%d->%dx%d",
       format_names[fmt], w, h, nw, nh);
-  FOR_BOTH (i)
-  {
+  FOR_BOTH (i) {
     if (!OPS (i)->resize_frame (
             BE (i), &f, &info, work.p[i], TB (rgb, i), &error)) {
       si_parity_fail (pt, "%s: %s: %s", what, pt->name[i], error->message);
@@ -203,6 +200,97 @@ test_preprocess (void)
   test_resize_case (SI_FORMAT_NV12, 64, 48, 32, 24); /* exact 2x down */
 }
 
+/* ---- map layout (backend.h): NHWC, or blocked (C/16, H, W, 16) where a
+ * backend says so through map_to_nhwc; probed on a (1, 2, C) map ---- */
+
+static bool
+map_blocked (int i, int c)
+{
+  size_t n = 2 * (size_t) c;
+  float *h, *o;
+  void *src, *dst;
+  bool blocked;
+  GError *error = NULL;
+
+  if (OPS (i)->map_to_nhwc == NULL || c % 16)
+    return false;
+  h = g_new (float, n);
+  o = g_new (float, n);
+  for (size_t k = 0; k < n; k++)
+    h[k] = (float) k;
+  src = OPS (i)->alloc (BE (i), n * sizeof (float), &error);
+  dst = OPS (i)->alloc (BE (i), n * sizeof (float), &error);
+  if (!src || !dst ||
+      !OPS (i)->upload (BE (i), src, h, n * sizeof (float), &error)) {
+    fprintf (stderr, "FAIL: map probe: %s\n", error ? error->message : "?");
+    exit (1);
+  }
+  OPS (i)->map_to_nhwc (BE (i), src, 1, 2, c, dst);
+  if (!OPS (i)->download (BE (i), o, dst, n * sizeof (float), &error)) {
+    fprintf (stderr, "FAIL: map probe: %s\n", error->message);
+    exit (1);
+  }
+  blocked = memcmp (h, o, n * sizeof (float)) != 0;
+  OPS (i)->free (BE (i), src);
+  OPS (i)->free (BE (i), dst);
+  g_free (h);
+  g_free (o);
+  return blocked;
+}
+
+/* A map given in NHWC, stored in each backend's own layout. */
+static SiTwin
+twin_map (const float *nhwc, int hw, int c)
+{
+  size_t n = (size_t) hw * c;
+  SiTwin t = si_twin_new (pt, nhwc, n * sizeof (float));
+  GError *error = NULL;
+
+  FOR_BOTH (i) {
+    float *b;
+    if (!map_blocked (i, c))
+      continue;
+    b = g_new (float, n);
+    for (int p = 0; p < hw; p++)
+      for (int k = 0; k < c; k++)
+        b[((size_t) (k / 16) * hw + p) * 16 + k % 16] =
+            nhwc[(size_t) p * c + k];
+    if (!OPS (i)->upload (BE (i), t.p[i], b, n * sizeof (float), &error)) {
+      fprintf (stderr, "FAIL: upload: %s\n", error->message);
+      exit (1);
+    }
+    g_free (b);
+  }
+  return t;
+}
+
+static SiTwin
+twin_map_random (int hw, int c, float lo, float hi)
+{
+  float *h = si_parity_random (rng, (size_t) hw * c, lo, hi);
+  SiTwin t = twin_map (h, hw, c);
+  g_free (h);
+  return t;
+}
+
+/* Compares two maps after bringing both to NHWC. */
+static void
+check_map (const char *what, SiTwin *t, int h, int w, int c, double tol)
+{
+  size_t bytes = (size_t) h * w * c * sizeof (float);
+  SiTwin o = si_twin_new (pt, NULL, bytes);
+
+  FOR_BOTH (i) {
+    if (OPS (i)->map_to_nhwc)
+      OPS (i)->map_to_nhwc (BE (i), t->p[i], h, w, c, o.p[i]);
+    else
+      OPS (i)->copy (BE (i), o.p[i], t->p[i], bytes);
+  }
+  si_parity_sync (pt, what);
+  si_parity_check (pt, what, &o, (size_t) h * w * c, tol);
+  si_twin_free (pt, &o);
+}
+
 /* ---- convolution, pool, norm, layout ---- */
 
 static void
@@ -216,8 +304,8 @@ test_conv_case (int cin, int cout, int k, int stride, int groups, int h, int w,
   float *wt = si_parity_random (
       rng, (size_t) cout * (cin / groups) * k * k, -0.2f, 0.2f);
   float *b = si_parity_random (rng, cout, -1, 1);
-  SiTwin x = twin_random ((size_t) h * w * cin, -1, 1);
-  SiTwin y = twin_random ((size_t) ho * wo * cout, -1, 1);
+  SiTwin x = twin_map_random (h * w, cin, -1, 1);
+  SiTwin y = twin_map_random (ho * wo, cout, -1, 1);
   GError *error = NULL;
   char what[96];
 
@@ -232,8 +320,7 @@ test_conv_case (int cin, int cout, int k, int stride, int groups, int h, int w,
   snprintf (what, sizeof (what), "conv2d %d->%d %dx%d/%d g%d %dx%d%s%s", cin,
       cout, k, k, stride, groups, h, w, acc ? " +res" : "",
       relu ? " relu" : "");
-  FOR_BOTH (i)
-  {
+  FOR_BOTH (i) {
     plan[i] = OPS (i)->conv_prepare (BE (i), &cv, &error);
     if (plan[i] == NULL ||
         !OPS (i)->conv2d (
@@ -243,9 +330,8 @@ test_conv_case (int cin, int cout, int k, int stride, int groups, int h, int w,
     }
   }
   si_parity_sync (pt, what);
-  si_parity_check (pt, what, &y, (size_t) ho * wo * cout, tol_gemm);
-  FOR_BOTH (i)
-  {
+  check_map (what, &y, ho, wo, cout, tol_gemm);
+  FOR_BOTH (i) {
     if (plan[i])
       OPS (i)->conv_release (BE (i), plan[i]);
   }
@@ -266,19 +352,20 @@ test_image_ops (void)
   test_conv_case (64, 64, 3, 1, 32, 9, 11, false, true);  /* ResNeXt groups */
   test_conv_case (64, 16, 3, 1, 1, 180, 180, true, true); /* im2col slices */
 
-  /* max pool: random, then all-negative (padding must not win) */
-  for (int t = 0; t < 2; t++) {
-    int h = 33, w = 40, c = 24, ho = 17, wo = 20;
-    SiTwin x =
-        twin_random ((size_t) h * w * c, t ? -5.0f : -1.0f, t ? -1.0f : 1.0f);
+  /* max pool: random, then all-negative (padding must not win); C 24 is
+   * NHWC everywhere, C 32 may be blocked */
+  for (int t = 0; t < 3; t++) {
+    int h = 33, w = 40, c = t == 2 ? 32 : 24, ho = 17, wo = 20;
+    SiTwin x = twin_map_random (
+        h * w, c, t == 1 ? -5.0f : -1.0f, t == 1 ? -1.0f : 1.0f);
     SiTwin y = si_twin_new (pt, NULL, (size_t) ho * wo * c * 4);
-    FOR_BOTH (i)
-    {
+    FOR_BOTH (i) {
       OPS (i)->maxpool3x3s2 (BE (i), TF (x, i), h, w, c, TF (y, i));
     }
     si_parity_sync (pt, "maxpool");
-    si_parity_check (pt, t ? "maxpool3x3s2 all negative" : "maxpool3x3s2", &y,
-        (size_t) ho * wo * c, 0.0);
+    check_map (t == 1 ? "maxpool3x3s2 all negative"
+                      : (t ? "maxpool3x3s2 C 32" : "maxpool3x3s2"),
+        &y, ho, wo, c, 0.0);
     si_twin_free (pt, &x);
     si_twin_free (pt, &y);
   }
@@ -293,8 +380,7 @@ test_image_ops (void)
     SiTwin bias = twin_random (c, -1, 1);
     SiTwin gamma = twin_random (c, 0.5f, 1.5f);
     SiTwin beta = twin_random (c, -1, 1);
-    FOR_BOTH (i)
-    {
+    FOR_BOTH (i) {
       OPS (i)->group_norm (BE (i), TF (x, i), hw, c, groups, TF (bias, i),
           t == 1 ? NULL : TF (gamma, i), t == 1 ? NULL : TF (beta, i), 1e-5f,
           t == 0 ? TF (x, i) : TF (y, i));
@@ -315,12 +401,23 @@ test_image_ops (void)
     int rows = 67, cols = 45;
     SiTwin x = twin_random ((size_t) rows * cols, -1, 1);
     SiTwin y = si_twin_new (pt, NULL, (size_t) rows * cols * 4);
-    FOR_BOTH (i)
-    {
+    FOR_BOTH (i) {
       OPS (i)->transpose (BE (i), TF (x, i), rows, cols, TF (y, i));
     }
     si_parity_sync (pt, "transpose");
     si_parity_check (pt, "transpose 67x45", &y, (size_t) rows * cols, 0.0);
+    si_twin_free (pt, &x);
+    si_twin_free (pt, &y);
+  }
+
+  {
+    SiTwin x = twin_random (1000, -1, 1), y = twin_random (1000, -1, 1);
+    FOR_BOTH (i) {
+      OPS (i)->copy (
+          BE (i), TF (y, i) + 7, TF (x, i) + 3, 900 * sizeof (float));
+    }
+    si_parity_sync (pt, "copy");
+    si_parity_check (pt, "copy (offsets)", &y, 1000, 0.0);
     si_twin_free (pt, &x);
     si_twin_free (pt, &y);
   }
@@ -339,8 +436,7 @@ test_decoder_misc (void)
     SiTwin r = twin_random ((size_t) n * c, -1, 1);
     SiTwin gm = twin_random (c, 0.5f, 1.5f), bt = twin_random (c, -1, 1);
     char what[64];
-    FOR_BOTH (i)
-    {
+    FOR_BOTH (i) {
       /* in place on the residual when there is one */
       OPS (i)->layer_norm (BE (i), TF (x, i), res ? TF (r, i) : NULL,
           affine ? TF (gm, i) : NULL, TF (bt, i), res ? TF (r, i) : TF (x, i),
@@ -359,8 +455,7 @@ test_decoder_misc (void)
   {
     int ld = c + 9;
     SiTwin y = twin_random ((size_t) n * ld, -1, 1), b = twin_random (c, -1, 1);
-    FOR_BOTH (i)
-    {
+    FOR_BOTH (i) {
       OPS (i)->bias_act (BE (i), TF (y, i), TF (b, i), n, c, ld, true);
       OPS (i)->bias_act (BE (i), TF (y, i), TF (b, i), n, c, ld, false);
     }
@@ -378,8 +473,7 @@ test_decoder_misc (void)
     h[1] = -100.0f; /* saturation: 1 and 0 (no NaN) */
     h[2] = 0.0f;
     x = si_twin_new (pt, h, 1000 * sizeof (float));
-    FOR_BOTH (i)
-    {
+    FOR_BOTH (i) {
       OPS (i)->sigmoid (BE (i), TF (x, i), 1000);
     }
     si_parity_sync (pt, "sigmoid");
@@ -391,8 +485,7 @@ test_decoder_misc (void)
   {
     SiTwin src = twin_random (7 * 50, -1, 1);
     SiTwin dst = twin_random (7 * 60, -1, 1);
-    FOR_BOTH (i)
-    {
+    FOR_BOTH (i) {
       OPS (i)->copy_batched (
           BE (i), TF (dst, i) + 3, 60, TF (src, i) + 1, 50, 40, 7);
     }
@@ -413,22 +506,19 @@ test_decoder_misc (void)
     q = twin_random ((size_t) n * c, -1, 1);
     a = si_twin_new (pt, NULL, (size_t) n * c * sizeof (float));
     delta = twin_random ((size_t) n * 4, -0.5f, 0.5f);
-    FOR_BOTH (i)
-    {
+    FOR_BOTH (i) {
       OPS (i)->init_boxes (
           BE (i), TF (b, i), n, 123.0f, 90.0f, TF (xyzr, i), TF (xyxy, i));
     }
     si_parity_sync (pt, "init_boxes");
     si_parity_check (pt, "init_boxes xyzr", &xyzr, (size_t) n * 4, TOL_ELEM);
     si_parity_check (pt, "init_boxes xyxy", &xyxy, (size_t) n * 4, TOL_ELEM);
-    FOR_BOTH (i)
-    {
+    FOR_BOTH (i) {
       OPS (i)->posenc_add (BE (i), TF (xyzr, i), TF (q, i), TF (a, i), n, c);
     }
     si_parity_sync (pt, "posenc_add");
     si_parity_check (pt, "posenc_add", &a, (size_t) n * c, TOL_ELEM);
-    FOR_BOTH (i)
-    {
+    FOR_BOTH (i) {
       /* in place, as the decoder does */
       OPS (i)->refine_boxes (
           BE (i), TF (xyzr, i), TF (delta, i), TF (xyzr, i), TF (xyxy, i), n);
@@ -468,8 +558,7 @@ test_topk_case (int n, int k, bool ties)
   sc = si_twin_new (pt, NULL, (size_t) k * sizeof (float));
   ix = si_twin_new (pt, NULL, (size_t) k * sizeof (int32_t));
   scratch = si_twin_new (pt, NULL, (size_t) n * 8);
-  FOR_BOTH (i)
-  {
+  FOR_BOTH (i) {
     OPS (i)->topk_sigmoid (
         BE (i), TF (lg, i), n, k, TF (sc, i), TI (ix, i), scratch.p[i]);
   }
@@ -477,8 +566,7 @@ test_topk_case (int n, int k, bool ties)
       what, sizeof (what), "topk_sigmoid n%d k%d%s", n, k, ties ? " ties" : "");
   si_parity_sync (pt, what);
   si_parity_check (pt, what, &sc, k, TOL_ELEM);
-  FOR_BOTH (i)
-  {
+  FOR_BOTH (i) {
     GError *error = NULL;
     s[i] = g_new (float, k);
     id[i] = g_new (int32_t, k);
@@ -502,8 +590,7 @@ test_topk_case (int n, int k, bool ties)
       bad);
   if (bad)
     pt->failures++;
-  FOR_BOTH (i)
-  {
+  FOR_BOTH (i) {
     g_free (s[i]);
     g_free (id[i]);
   }
@@ -544,16 +631,14 @@ test_attention (void)
   SiTwin bias = si_twin_new (pt, NULL, (size_t) heads * n * n * 4);
   SiTwin lg = twin_random ((size_t) heads * n * n, -5, 5);
 
-  FOR_BOTH (i)
-  {
+  FOR_BOTH (i) {
     OPS (i)->iof_bias (
         BE (i), TF (xyzr, i), TF (tau, i), TF (bias, i), n, heads);
   }
   si_parity_sync (pt, "iof_bias");
   si_parity_check (pt, "iof_bias (dup, disjoint boxes)", &bias,
       (size_t) heads * n * n, TOL_ELEM);
-  FOR_BOTH (i)
-  {
+  FOR_BOTH (i) {
     OPS (i)->softmax_bias (BE (i), TF (lg, i), TF (bias, i), heads * n, n);
   }
   si_parity_sync (pt, "softmax_bias");
@@ -582,15 +667,13 @@ test_sampler (void)
 
   for (int l = 0; l < SI_NUM_LEVELS; l++)
     lv[l] = twin_random ((size_t) lh[l] * lw[l] * d, -1, 1);
-  FOR_BOTH (i)
-  {
+  FOR_BOTH (i) {
     OPS (i)->sample_points (BE (i), TF (xyzr, i), TF (off1, i), TF (off2, i),
         TF (pts, i), n, g, p, k);
   }
   si_parity_sync (pt, "sample_points");
   si_parity_check (pt, "sample_points", &pts, (size_t) n * g * r * 3, TOL_ELEM);
-  FOR_BOTH (i)
-  {
+  FOR_BOTH (i) {
     const float *levels[SI_NUM_LEVELS];
     for (int l = 0; l < SI_NUM_LEVELS; l++)
       levels[l] = TF (lv[l], i);
@@ -619,8 +702,7 @@ test_mixing (void)
     long bstride = 3 * (t ? rows : dg);
     SiTwin x = twin_random ((size_t) batch * rows * dg, -2, 3);
     SiTwin b = twin_random ((size_t) batch * bstride, -1, 1);
-    FOR_BOTH (i)
-    {
+    FOR_BOTH (i) {
       OPS (i)->ln2d_bias_relu (
           BE (i), TF (x, i), TF (b, i), bstride, t, batch, rows, dg);
     }
@@ -637,8 +719,7 @@ test_mixing (void)
     SiTwin axt = si_twin_new (pt, NULL, sz * 4);
     SiTwin lc = twin_random (sz, -1, 1);
     SiTwin res = twin_random (sz, -1, 1);
-    FOR_BOTH (i)
-    {
+    FOR_BOTH (i) {
       OPS (i)->swap_axes (BE (i), TF (src, i), TF (axt, i), batch, p, k, dg);
       /* u aliases res, as in the decoder */
       OPS (i)->cascade_residual (BE (i), TF (lc, i), TF (axt, i), TF (res, i),
@@ -661,8 +742,7 @@ test_mixing (void)
     SiTwin nw = twin_random ((size_t) batch * gr * gc, -1, 1);
     SiTwin gates = twin_random ((size_t) batch * gr * 2 * l, 0, 1);
     SiTwin out = si_twin_new (pt, NULL, (size_t) batch * gr * gc * 4);
-    FOR_BOTH (i)
-    {
+    FOR_BOTH (i) {
       OPS (i)->gate_mix (BE (i), TF (old, i) + 5, gr * gc, TF (nw, i), gr * gc,
           TF (gates, i) + l + 1, gr * 2 * l, 2 * l, TF (gates, i) + 1,
           gr * 2 * l, 2 * l, TF (out, i), batch, gr, gc);
