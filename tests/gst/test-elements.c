@@ -45,6 +45,7 @@ load_ppm (const gchar *path, GstVideoInfo *info)
   GST_VIDEO_INFO_FPS_D (info) = 1;
   buf = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (info), NULL);
   gst_buffer_map (buf, &map, GST_MAP_WRITE);
+  memset (map.data, 0, map.size); /* row padding too */
   for (y = 0; y < h; y++)
     memcpy (map.data + y * GST_VIDEO_INFO_PLANE_STRIDE (info, 0),
         p + (gsize) y * w * 3, (gsize) w * 3);
@@ -62,6 +63,7 @@ convert_buffer (GstBuffer *src, const GstVideoInfo *in, GstVideoInfo *out)
   GstBuffer *dst =
       gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (out), NULL);
 
+  gst_buffer_memset (dst, 0, 0, GST_VIDEO_INFO_SIZE (out)); /* padding */
   conv = gst_video_converter_new ((GstVideoInfo *) in, out, NULL);
   fail_unless (conv != NULL);
   fail_unless (

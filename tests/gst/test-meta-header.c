@@ -2,7 +2,8 @@
 #include <si-detection-meta.h>
 
 int
-main (void)
+main (int argc, char **argv)
 {
+  gst_init (&argc, &argv);
   return si_detection_meta_get_info () == NULL;
 }
