@@ -237,39 +237,40 @@ mixing (SiDecoder *dec, int s, int n)
       dec->q2, n, c, false);
 }
 
-/* 6.7, 6.8: q (N, C) = LN (q2 + FFN (q2)); cls (N, NC), delta (N, 4). */
+/* 6.8: out (N, last->out) = last (ReLU (LN (fc_i (...)))) on q, i < n_fcs. */
 static void
-ffn_and_branches (SiDecoder *dec, const SiStage *st, int n)
+branch (SiDecoder *dec, const SiLinear *fc, const SiNorm *ln, int n_fcs,
+    const SiLinear *last, float *out, int n, int c)
 {
   SiBackend *be = dec->be;
-  const SiBackendOps *ops = be->ops;
+  const float *h = dec->q;
+
+  for (int i = 0; i < n_fcs; i++) {
+    float *o = (h == dec->br_a) ? dec->br_b : dec->br_a;
+    linear (dec, h, c, &fc[i], o, c, n, false);
+    be->ops->layer_norm (be, o, NULL, ln[i].gamma, ln[i].beta, o, n, c, true);
+    h = o;
+  }
+  linear (dec, h, c, last, out, last->out, n, false);
+}
+
+/* 6.7, 6.8: q (N, C) = LN (q2 + FFN (q2)); cls (N, NC) when with_cls (only
+ * the last stage's logits are read, unless dumping), delta (N, 4). */
+static void
+ffn_and_branches (SiDecoder *dec, const SiStage *st, int n, bool with_cls)
+{
+  SiBackend *be = dec->be;
   int c = st->C;
-  const float *h;
 
   linear (dec, dec->q2, c, &st->ffn1, dec->ffn_h, st->F, n, true);
   linear (dec, dec->ffn_h, st->F, &st->ffn2, dec->tmp_c, c, n, false);
-  ops->layer_norm (be, dec->tmp_c, dec->q2, st->ffn_norm.gamma,
+  be->ops->layer_norm (be, dec->tmp_c, dec->q2, st->ffn_norm.gamma,
       st->ffn_norm.beta, dec->q, n, c, false);
-
-  h = dec->q;
-  for (int i = 0; i < st->n_cls_fcs; i++) {
-    float *o = (h == dec->br_a) ? dec->br_b : dec->br_a;
-    linear (dec, h, c, &st->cls_fc[i], o, c, n, false);
-    ops->layer_norm (
-        be, o, NULL, st->cls_ln[i].gamma, st->cls_ln[i].beta, o, n, c, true);
-    h = o;
-  }
-  linear (dec, h, c, &st->fc_cls, dec->cls, st->fc_cls.out, n, false);
-
-  h = dec->q;
-  for (int i = 0; i < st->n_reg_fcs; i++) {
-    float *o = (h == dec->br_a) ? dec->br_b : dec->br_a;
-    linear (dec, h, c, &st->reg_fc[i], o, c, n, false);
-    ops->layer_norm (
-        be, o, NULL, st->reg_ln[i].gamma, st->reg_ln[i].beta, o, n, c, true);
-    h = o;
-  }
-  linear (dec, h, c, &st->fc_reg, dec->delta, 4, n, false);
+  if (with_cls)
+    branch (dec, st->cls_fc, st->cls_ln, st->n_cls_fcs, &st->fc_cls, dec->cls,
+        n, c);
+  branch (dec, st->reg_fc, st->reg_ln, st->n_reg_fcs, &st->fc_reg, dec->delta,
+      n, c);
 }
 
 /* (G, N*P, K, 2) sample_xy and (G, N*P, K, 1) sample_z from
@@ -347,7 +348,7 @@ si_decoder_stage_run (SiDecoder *dec, int s,
     DUMP ("dyn_M", dec->mmix, nb, st->Dg, st->Dg);
     DUMP ("mixer_out", dec->q2, 1, n, c);
   }
-  ffn_and_branches (dec, st, n);
+  ffn_and_branches (dec, st, n, dump || s == dec->n_stages - 1);
   be->ops->refine_boxes (be, dec->xyzr, dec->delta, dec->xyzr, dec->xyxy, n);
   if (dump) {
     DUMP ("content", dec->q, 1, n, c);
