@@ -55,6 +55,29 @@ accumulate_level (const float *level, int h, int w, int d, int c0, int dg,
   }
 }
 
+/* Prefetches the corners of (u, v) on a level: the maps of the fine levels
+ * are larger than the caches and the points of a query jump around. */
+static inline void
+prefetch_level (
+    const float *level, int h, int w, int d, int c0, int dg, float u, float v)
+{
+  int x0, y0;
+
+  if (!(u > -1.0f && u < (float) w && v > -1.0f && v < (float) h))
+    return;
+  x0 = (int) floorf (u);
+  y0 = (int) floorf (v);
+  for (int t = 0; t < 4; t++) {
+    int cx = x0 + (t & 1), cy = y0 + (t >> 1);
+    const char *f;
+    if (cx < 0 || cx >= w || cy < 0 || cy >= h)
+      continue;
+    f = (const char *) (level + ((size_t) cy * w + cx) * d + c0);
+    for (size_t b = 0; b < dg * sizeof (float); b += 64)
+      __builtin_prefetch (f + b);
+  }
+}
+
 void
 si_sample_features_cpu (SiBackend *be, const float *pts,
     const float *const levels[SI_NUM_LEVELS], const int h[SI_NUM_LEVELS],
@@ -73,6 +96,11 @@ si_sample_features_cpu (SiBackend *be, const float *pts,
         float *acc = out + row * dg;
         float wl[SI_NUM_LEVELS];
 
+        if (rr + 1 < r)
+          for (int l = 0; l < 2; l++)
+            prefetch_level (levels[l], h[l], w[l], d, gg * dg, dg,
+                si_grid_coord (pt[3], w[l], strides[l]),
+                si_grid_coord (pt[4], h[l], strides[l]));
         si_level_weights (pt[2], wl);
         memset (acc, 0, dg * sizeof (float));
         for (int l = 0; l < SI_NUM_LEVELS; l++) {
