@@ -9,56 +9,53 @@
 
 #include <math.h>
 
+/* One row-major product per b < batch (a single gemm when batch is 1):
+ * c_b (m, n) = alpha a_b (m, k) op (b_b), op (b_b) = b_b^T (b_b stored
+ * (n, k)) when trans_b, else b_b (k, n); x_b = x + b * stride_x. */
+static void
+product (SiDecoder *dec, int batch, bool trans_b, int m, int n, int k,
+    float alpha, const float *a, int lda, long sa, const float *b, int ldb,
+    long sb, float *c, int ldc, long sc)
+{
+  SiBackend *be = dec->be;
+  SiGemm g = { .trans_a = false,
+    .trans_b = trans_b,
+    .m = m,
+    .n = n,
+    .k = k,
+    .alpha = alpha,
+    .beta = 0.0f,
+    .a = a,
+    .lda = lda,
+    .b = b,
+    .ldb = ldb,
+    .c = c,
+    .ldc = ldc };
+
+  if (batch == 1)
+    be->ops->gemm (be, &g);
+  else
+    be->ops->gemm_batched (be, &g, batch, sa, sb, sc);
+}
+
 /* y (rows, lin->out; row stride ldy) = x (rows, lin->in; stride ldx) W^T + b */
 static void
 linear (SiDecoder *dec, const float *x, int ldx, const SiLinear *lin, float *y,
     int ldy, int rows, bool relu)
 {
-  SiBackend *be = dec->be;
-  SiGemm g = {
-    .trans_a = false,
-    .trans_b = true,
-    .m = rows,
-    .n = lin->out,
-    .k = lin->in,
-    .alpha = 1.0f,
-    .beta = 0.0f,
-    .a = x,
-    .lda = ldx,
-    .b = lin->w,
-    .ldb = lin->in,
-    .c = y,
-    .ldc = ldy,
-  };
-
-  be->ops->gemm (be, &g);
+  product (dec, 1, true, rows, lin->out, lin->in, 1.0f, x, ldx, 0, lin->w,
+      lin->in, 0, y, ldy, 0);
   if (lin->b)
-    be->ops->bias_act (be, y, lin->b, rows, lin->out, ldy, relu);
+    dec->be->ops->bias_act (dec->be, y, lin->b, rows, lin->out, ldy, relu);
 }
 
-/* Batched per-(n, g) product: c_b (m, n) = a_b (m, k) b_b (k, n), all
- * row-major with ld = columns, constant strides between the matrices. */
+/* Per-(n, g) product: c_b (m, n) = a_b (m, k) b_b (k, n), all row-major
+ * with ld = columns, constant strides between the matrices. */
 static void
 batched (SiDecoder *dec, int batch, int m, int n, int k, const float *a,
     long sa, const float *b, long sb, float *c, int ldc, long sc)
 {
-  SiGemm g = {
-    .trans_a = false,
-    .trans_b = false,
-    .m = m,
-    .n = n,
-    .k = k,
-    .alpha = 1.0f,
-    .beta = 0.0f,
-    .a = a,
-    .lda = k,
-    .b = b,
-    .ldb = n,
-    .c = c,
-    .ldc = ldc,
-  };
-
-  dec->be->ops->gemm_batched (dec->be, &g, batch, sa, sb, sc);
+  product (dec, batch, false, m, n, k, 1.0f, a, k, sa, b, n, sb, c, ldc, sc);
 }
 
 /* 6.2-6.4: q1 (N, C) = LN (a + MHA (a, IoF bias)), a = q + pe. */
@@ -68,48 +65,20 @@ attention (SiDecoder *dec, const SiStage *st, int n)
   SiBackend *be = dec->be;
   const SiBackendOps *ops = be->ops;
   int c = st->C, ha = st->Ha, hd = c / ha;
-  SiGemm g;
+  const float *qm = dec->qkv, *km = dec->qkv + c, *vm = dec->qkv + 2 * c;
 
   ops->posenc_add (be, dec->xyzr, dec->q, dec->a, n, c);
   ops->iof_bias (be, dec->xyzr, st->iof_tau, dec->attn_bias, n, ha);
   linear (dec, dec->a, c, &st->in_proj, dec->qkv, 3 * c, n, false);
 
-  /* logits_h (N, N) = (Q_h / sqrt (hd)) K_h^T, Q_h = qkv[:, h*hd..] */
-  g = (SiGemm){
-    .trans_a = false,
-    .trans_b = true,
-    .m = n,
-    .n = n,
-    .k = hd,
-    .alpha = 1.0f / sqrtf ((float) hd),
-    .beta = 0.0f,
-    .a = dec->qkv,
-    .lda = 3 * c,
-    .b = dec->qkv + c,
-    .ldb = 3 * c,
-    .c = dec->attn,
-    .ldc = n,
-  };
-  ops->gemm_batched (be, &g, ha, hd, hd, (long) n * n);
+  /* per head h: logits_h (N, N) = (Q_h / sqrt (hd)) K_h^T, where Q_h, K_h,
+   * V_h (N, hd) are the columns [h*hd, (h+1)*hd) of Q, K, V in qkv */
+  product (dec, ha, true, n, n, hd, 1.0f / sqrtf ((float) hd), qm, 3 * c, hd,
+      km, 3 * c, hd, dec->attn, n, (long) n * n);
   ops->softmax_bias (be, dec->attn, dec->attn_bias, ha * n, n);
-
   /* attn_cat[:, h*hd..] (N, hd) = A_h (N, N) V_h (N, hd) */
-  g = (SiGemm){
-    .trans_a = false,
-    .trans_b = false,
-    .m = n,
-    .n = hd,
-    .k = n,
-    .alpha = 1.0f,
-    .beta = 0.0f,
-    .a = dec->attn,
-    .lda = n,
-    .b = dec->qkv + 2 * c,
-    .ldb = 3 * c,
-    .c = dec->attn_cat,
-    .ldc = c,
-  };
-  ops->gemm_batched (be, &g, ha, (long) n * n, hd, hd);
+  product (dec, ha, false, n, hd, n, 1.0f, dec->attn, n, (long) n * n, vm,
+      3 * c, hd, dec->attn_cat, c, hd);
 
   linear (dec, dec->attn_cat, c, &st->out_proj, dec->tmp_c, c, n, false);
   ops->layer_norm (be, dec->tmp_c, dec->a, st->attn_norm.gamma,
