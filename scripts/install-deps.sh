@@ -14,7 +14,8 @@ PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good libcairo2-dev libpango1.0-dev
   gobject-introspection libgirepository1.0-dev
   # publisher
-  mosquitto libmosquitto-dev librdkafka-dev
+  mosquitto libmosquitto-dev librdkafka-dev openssl
+  python3-jsonschema python3-paho-mqtt python3-confluent-kafka
   # python tools (trainer, converter, benchmarks): Debian's, under /usr/bin/python3
   python3 python3-numpy python3-torch python3-scipy python3-opencv
   # leak checks
