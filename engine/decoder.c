@@ -199,7 +199,6 @@ alloc_buffers (SiDecoder *dec, GError **error)
   return FALSE
   BUF (q, n * c);
   BUF (xyzr, n * 4);
-  BUF (xyxy, n * 4);
   BUF (a, n * c);
   BUF (qkv, n * 3 * c);
   BUF (attn_bias, ha * n * n);
@@ -232,9 +231,12 @@ alloc_buffers (SiDecoder *dec, GError **error)
   BUF (br_b, n * c);
   BUF (cls, n * nc);
   BUF (delta, n * 4);
-  BUF (top_scores, dec->top_k);
-  if (!(dec->top_idx = (int32_t *) buffer (dec, MAXI (dec->top_k, 1), error)))
-    return FALSE;
+  /* the results block: [scores (k) | idx (k) | xyxy (N, 4)], downloaded at
+   * once by the post-processing; int32 and float have the same size */
+  dec->results_size = (2 * (size_t) dec->top_k + n * 4) * sizeof (float);
+  BUF (top_scores, 2 * (size_t) dec->top_k + n * 4);
+  dec->top_idx = (int32_t *) (dec->top_scores + dec->top_k);
+  dec->xyxy = dec->top_scores + 2 * dec->top_k;
   if (!(dec->top_scratch = buffer (dec, 2 * n * nc, error)))
     return FALSE;
 #undef BUF
@@ -247,9 +249,7 @@ alloc_buffers (SiDecoder *dec, GError **error)
   dump = MAXI (dump, (size_t) dec->top_k * 4);
   dec->dump_host = g_new (float, dump);
   dec->dump_host2 = g_new (float, nb *pmax *kmax * 2);
-  dec->host_scores = g_new (float, MAXI (dec->top_k, 1));
-  dec->host_idx = g_new (int32_t, MAXI (dec->top_k, 1));
-  dec->host_xyxy = g_new (float, n * 4);
+  dec->host_results = g_malloc (dec->results_size);
   dec->dets = g_new0 (SiDetection, MAXI (dec->top_k, 1));
   return TRUE;
 }
@@ -310,9 +310,7 @@ si_decoder_free (SiDecoder **pdec)
   g_free (dec->stages);
   g_free (dec->dump_host);
   g_free (dec->dump_host2);
-  g_free (dec->host_scores);
-  g_free (dec->host_idx);
-  g_free (dec->host_xyxy);
+  g_free (dec->host_results);
   g_free (dec->dets);
   g_free (dec);
   *pdec = NULL;
@@ -436,26 +434,27 @@ si_decoder_postprocess (SiDecoder *dec, const SiImageInfo *info,
     const SiRunParams *params, SiTimings *timings, SiDumpFunc dump,
     void *user_data, const SiDetection **out, size_t *n_out, GError **error)
 {
-  SiBackend *be = dec->be;
-  const SiModel *m = dec->model;
-  int n = m->num_query, k = dec->top_k;
   gint64 t0 = g_get_monotonic_time ();
+  SiBackend *be;
+  const SiModel *m;
+  int n, k;
 
   g_return_val_if_fail (dec != NULL && info != NULL && params != NULL &&
           out != NULL && n_out != NULL,
       FALSE);
+  be = dec->be;
+  m = dec->model;
+  n = m->num_query;
+  k = dec->top_k;
 
   be->ops->topk_sigmoid (be, dec->cls, n * m->num_classes, k, dec->top_scores,
       dec->top_idx, dec->top_scratch);
   if (!be->ops->download (
-          be, dec->host_scores, dec->top_scores, k * sizeof (float), error) ||
-      !be->ops->download (
-          be, dec->host_idx, dec->top_idx, k * sizeof (int32_t), error) ||
-      !be->ops->download (be, dec->host_xyxy, dec->xyxy,
-          (size_t) n * 4 * sizeof (float), error))
+          be, dec->host_results, dec->top_scores, dec->results_size, error))
     return FALSE;
-  si_postprocess_detections (
-      m, dec->host_scores, dec->host_idx, k, dec->host_xyxy, info, dec->dets);
+  si_postprocess_detections (m, dec->host_results,
+      (const int32_t *) (dec->host_results + k), k, dec->host_results + 2 * k,
+      info, dec->dets);
   if (dump)
     dump_detections (dec, dump, user_data);
   *out = dec->dets;

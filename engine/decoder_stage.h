@@ -31,7 +31,7 @@ struct _SiDecoder
   /* activations (backend memory) */
   float *q;          /* (N, C) content: stage input, then stage output */
   float *xyzr;       /* (N, 4) */
-  float *xyxy;       /* (N, 4) */
+  float *xyxy;       /* (N, 4) in the results block */
   float *a;          /* (N, C) q + pe */
   float *qkv;        /* (N, 3C) */
   float *attn_bias;  /* (Ha, N, N) */
@@ -64,17 +64,16 @@ struct _SiDecoder
   float *br_b;       /* (N, C) */
   float *cls;        /* (N, NC) */
   float *delta;      /* (N, 4) */
-  float *top_scores; /* (k) */
-  int32_t *top_idx;  /* (k) */
+  float *top_scores; /* (k) start of the results block */
+  int32_t *top_idx;  /* (k) in the results block */
   void *top_scratch; /* N*NC*8 bytes */
 
   /* host */
-  float *dump_host;   /* largest dumped tensor */
-  float *dump_host2;  /* (G, N*Pmax, K, 2) */
-  float *host_scores; /* (k) */
-  int32_t *host_idx;  /* (k) */
-  float *host_xyxy;   /* (N, 4) */
-  SiDetection *dets;  /* (k) */
+  float *dump_host;    /* largest dumped tensor */
+  float *dump_host2;   /* (G, N*Pmax, K, 2) */
+  float *host_results; /* the results block: scores, idx, xyxy */
+  size_t results_size; /* bytes */
+  SiDetection *dets;   /* (k) */
   int top_k;
 };
 
