@@ -528,6 +528,45 @@ GST_START_TEST (test_threshold_change_while_playing)
 
 GST_END_TEST;
 
+GST_START_TEST (test_model_change_while_playing)
+{
+  GstHarness *h = detector_harness (NULL, &golden_info);
+  const gchar *missing = "/nonexistent/other-model.safetensors";
+  GstBus *bus = gst_bus_new ();
+  GstMessage *msg;
+  GError *err = NULL;
+  GstBuffer *out;
+  guint n;
+
+  gst_element_set_bus (h->element, bus);
+  out = gst_harness_push_and_pull (h, gst_buffer_copy (golden_rgb));
+  n = si_detection_meta_get_count (si_buffer_get_detection_meta (out));
+  gst_buffer_unref (out);
+
+  /* a bad model while playing: the next frame fails with a bus error */
+  g_object_set (det_of (h), "model", missing, NULL);
+  fail_unless_equals_int (
+      gst_harness_push (h, gst_buffer_copy (golden_rgb)), GST_FLOW_ERROR);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL);
+  gst_message_parse_error (msg, &err, NULL);
+  fail_unless (strstr (err->message, missing) != NULL, "%s", err->message);
+  g_clear_error (&err);
+  gst_message_unref (msg);
+
+  /* and back: the engine reloads before the next frame */
+  g_object_set (det_of (h), "model", model_path, NULL);
+  out = gst_harness_push_and_pull (h, gst_buffer_copy (golden_rgb));
+  fail_unless_equals_int (
+      si_detection_meta_get_count (si_buffer_get_detection_meta (out)), n);
+  gst_buffer_unref (out);
+  gst_element_set_bus (h->element, NULL);
+  gst_object_unref (bus);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_interval_repeats_detections)
 {
   GstHarness *h = detector_harness ("interval=3", &golden_info);
@@ -847,6 +886,7 @@ elements_suite (void)
   tcase_add_test (tc, test_bad_model_gives_bus_error);
   tcase_add_test (tc, test_state_cycles);
   tcase_add_test (tc, test_threshold_change_while_playing);
+  tcase_add_test (tc, test_model_change_while_playing);
   tcase_add_test (tc, test_interval_repeats_detections);
   tcase_add_test (tc, test_classes_and_labels);
   tcase_add_test (tc, test_stats);
