@@ -82,6 +82,22 @@ synthetic_frame (int w, int h)
   return p;
 }
 
+/* Current resident set (VmRSS) in MiB, -1 when unknown. */
+static double
+rss_now_mib (void)
+{
+  char *text = NULL;
+  double mib = -1.0;
+  if (g_file_get_contents ("/proc/self/status", &text, NULL, NULL)) {
+    const char *p = strstr (text, "VmRSS:");
+    long kb;
+    if (p && sscanf (p + 6, "%ld", &kb) == 1)
+      mib = kb / 1024.0;
+  }
+  g_free (text);
+  return mib;
+}
+
 /* Child: load, warm up, time opt_runs frames, print "T part min median"
  * lines and "RSS kb". */
 static int
@@ -95,13 +111,14 @@ run_child (void)
   SiFrame frame = { 0 };
   uint8_t *pix = synthetic_frame (opt_width, opt_height);
   double *t[N_PARTS];
-  struct rusage ru;
+  struct rusage ru, ru0;
 
   model = si_model_load (opt_model, &error);
   if (model == NULL) {
     g_printerr ("load %s: %s\n", opt_model, error->message);
     return 1;
   }
+  printf ("M after-load %.1f\n", rss_now_mib ());
   si_context_options_init (&opts);
   opts.backend = SI_BACKEND_CPU;
   opts.num_threads = opt_threads;
@@ -112,6 +129,7 @@ run_child (void)
     g_printerr ("context: %s\n", error->message);
     return 1;
   }
+  printf ("M after-context %.1f\n", rss_now_mib ());
   si_run_params_init (&params);
   frame.format = SI_FORMAT_RGB;
   frame.width = opt_width;
@@ -122,6 +140,10 @@ run_child (void)
   for (int p = 0; p < N_PARTS; p++)
     t[p] = g_new0 (double, opt_runs);
   for (int i = -1; i < opt_runs; i++) {
+    if (i == 0) {
+      getrusage (RUSAGE_SELF, &ru0);
+      printf ("M after-first-frame %.1f\n", rss_now_mib ());
+    }
     SiTimings tm;
     if (!si_context_run (ctx, &frame, &params, &error)) {
       g_printerr ("run: %s\n", error->message);
@@ -146,6 +168,14 @@ run_child (void)
   }
   getrusage (RUSAGE_SELF, &ru);
   printf ("RSS %ld\n", ru.ru_maxrss);
+  /* CPU time (user + system, all threads) per frame: with other load on
+   * the machine, wall time / this shows how much of the cores we got */
+  printf ("CPU %.3f\n",
+      ((ru.ru_utime.tv_sec - ru0.ru_utime.tv_sec) * 1e3 +
+          (ru.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e3 +
+          (ru.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e3 +
+          (ru.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e3) /
+          opt_runs);
   si_context_free (&ctx);
   si_model_unref (model);
   g_free (pix);
@@ -160,6 +190,8 @@ typedef struct
   gboolean ok;
   double min[N_PARTS], median[N_PARTS];
   long rss_kb;
+  double cpu_ms;
+  double rss_stage[3]; /* MiB after load, context, first frame */
 } Config;
 
 static gboolean
@@ -199,6 +231,13 @@ spawn_child (const char *self, const char *model, Config *c)
           }
       } else if (sscanf (*l, "RSS %ld", &kb) == 1) {
         c->rss_kb = kb;
+      } else if (sscanf (*l, "M %31s %lf", name, &mn) == 2) {
+        int k = strcmp (name, "after-load") == 0  ? 0
+            : strcmp (name, "after-context") == 0 ? 1
+                                                  : 2;
+        c->rss_stage[k] = mn;
+      } else if (sscanf (*l, "CPU %lf", &mn) == 1) {
+        c->cpu_ms = mn;
       }
     }
     g_strfreev (lines);
@@ -299,11 +338,28 @@ main (int argc, char **argv)
         printf (" | %9.1f / %8.1f", configs[i].min[p], configs[i].median[p]);
     printf ("\n");
   }
+  printf ("%-12s", "cpu/frame");
+  for (guint i = 0; i < G_N_ELEMENTS (configs); i++)
+    if (configs[i].ok)
+      printf (" | %17.1f ms", configs[i].cpu_ms);
+  printf ("\n");
   printf ("%-12s", "peak RSS");
   for (guint i = 0; i < G_N_ELEMENTS (configs); i++)
     if (configs[i].ok)
       printf (" | %16.3f GiB", configs[i].rss_kb / 1048576.0);
   printf ("\n");
+  printf ("%-12s", "RSS stages");
+  for (guint i = 0; i < G_N_ELEMENTS (configs); i++)
+    if (configs[i].ok)
+      printf (" | %5.0f/%5.0f/%5.0f MiB", configs[i].rss_stage[0],
+          configs[i].rss_stage[1], configs[i].rss_stage[2]);
+  printf ("   (after load / context / first frame)\n");
+  {
+    double load[3];
+    if (getloadavg (load, 3) == 3)
+      printf ("machine load average at the end: %.2f %.2f %.2f on %u cores\n",
+          load[0], load[1], load[2], g_get_num_processors ());
+  }
   for (guint i = 0; i < G_N_ELEMENTS (configs); i++)
     if (!configs[i].ok &&
         (!opt_only || g_str_has_prefix (configs[i].name, opt_only)))

@@ -162,7 +162,6 @@ si_backbone_run (SiBackboneNet *bn, const float *input, int h, int w,
   const SiBackbone *bb = bn->bb;
   const float *x;
   int hs = conv_out (&bb->stem, h), ws = conv_out (&bb->stem, w);
-  int lh[SI_NUM_LEVELS], lw[SI_NUM_LEVELS];
 
   /* stem: conv 7x7/2 + ReLU (H/2, W/2, Cs), pool (H/4, W/4, Cs) */
   if (!be->ops->conv2d (
@@ -183,18 +182,6 @@ si_backbone_run (SiBackboneNet *bn, const float *input, int h, int w,
       h = ho;
       w = wo;
     }
-    lh[l] = h;
-    lw[l] = w;
-  }
-
-  /* one layout change at the end: C2..C5 to NHWC for the neck */
-  for (int l = 0; l < SI_NUM_LEVELS; l++) {
-    if (be->ops->map_to_nhwc)
-      be->ops->map_to_nhwc (
-          be, buf->out[l], lh[l], lw[l], bb->out_channels[l], buf->nhwc[l]);
-    else
-      be->ops->copy (be, buf->nhwc[l], buf->out[l],
-          sizeof (float) * lh[l] * lw[l] * bb->out_channels[l]);
   }
   return TRUE;
 }

@@ -13,22 +13,22 @@
 
 typedef struct _SiBackboneNet SiBackboneNet;
 
-/* Activation buffers (backend memory), floats per buffer in the comments;
- * px is the padded input's pixel count. */
+/* Activation buffers (backend memory); px is the padded input's pixel
+ * count.  Allowed aliases (each buffer is dead when the other is live):
+ * t1 and t2 inside stem (stem is dead once pooled), pool inside out[1]
+ * (written from layer2 on), the network input inside out[0]. */
 typedef struct
 {
   float *stem; /* (H/2, W/2, stem_channels) */
   float *pool; /* (H/4, W/4, stem_channels) */
   float *t1;   /* block scratch: conv1 output */
   float *t2;   /* block scratch: conv2 output (bottleneck) */
-  /* C2..C5 (H/2^(l+2), W/2^(l+2), out_channels[l]) in the map layout */
+  /* C2..C5 (H/2^(l+2), W/2^(l+2), out_channels[l]) in the backend's map
+   * layout (backend.h); the neck converts them to NHWC */
   float *out[SI_NUM_LEVELS];
-  /* the same as NHWC; may alias dead scratch: written after the last conv */
-  float *nhwc[SI_NUM_LEVELS];
 } SiBackboneBuffers;
 
-/* Floats each buffer needs for inputs of up to px pixels (nhwc[l] needs
- * out[l] floats). */
+/* Floats each buffer needs for inputs of up to px pixels. */
 typedef struct
 {
   size_t stem, pool, t1, t2, out[SI_NUM_LEVELS];
@@ -41,7 +41,7 @@ SiBackboneNet *si_backbone_net_new (
     SiBackend *be, const SiBackbone *bb, GError **error);
 void si_backbone_net_free (SiBackboneNet **bn);
 
-/* input (H, W, 3) NHWC -> buf->out[0..3] (map layout) -> buf->nhwc[0..3]. */
+/* input (H, W, 3) NHWC -> buf->out[0..3] (map layout). */
 gboolean si_backbone_run (SiBackboneNet *bn, const float *input, int h, int w,
     const SiBackboneBuffers *buf, GError **error);
 

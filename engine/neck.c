@@ -94,13 +94,22 @@ si_neck_net_free (SiNeckNet **pnn)
 
 gboolean
 si_neck_run (SiNeckNet *nn, const float *const in[SI_NUM_LEVELS],
-    const int h[SI_NUM_LEVELS], const int w[SI_NUM_LEVELS],
+    const int h[SI_NUM_LEVELS], const int w[SI_NUM_LEVELS], float *scratch,
     float *const out[SI_NUM_LEVELS], GError **error)
 {
   SiBackend *be = nn->be;
 
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     int hw = h[l] * w[l];
+    const float *x = in[l];
+    /* the one layout change after the backbone: C_l -> NHWC (HW, Cin) */
+    if (be->ops->map_to_nhwc) {
+      be->ops->map_to_nhwc (be, in[l], h[l], w[l], nn->cin[l], scratch);
+      x = scratch;
+    } else if (in[l] == out[l]) {
+      be->ops->copy (be, scratch, in[l], sizeof (float) * hw * nn->cin[l]);
+      x = scratch;
+    }
     /* (HW, D) = (HW, Cin) (Cin, D): W stored (D, Cin) -> trans_b */
     SiGemm g = {
       .trans_a = false,
@@ -110,7 +119,7 @@ si_neck_run (SiNeckNet *nn, const float *const in[SI_NUM_LEVELS],
       .k = nn->cin[l],
       .alpha = 1.0f,
       .beta = 0.0f,
-      .a = in[l],
+      .a = x,
       .lda = nn->cin[l],
       .b = nn->w[l],
       .ldb = nn->cin[l],

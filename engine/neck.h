@@ -14,9 +14,12 @@ SiNeckNet *si_neck_net_new (
     SiBackend *be, const SiModel *model, GError **error);
 void si_neck_net_free (SiNeckNet **nn);
 
-/* in[l] (h[l], w[l], in_channels[l]) -> out[l] (h[l], w[l], D). */
+/* in[l] (h[l], w[l], in_channels[l]) in the backend's map layout ->
+ * out[l] (h[l], w[l], D) NHWC.  Level by level, C_l is first converted to
+ * NHWC into scratch (floats: the largest h*w*in_channels), so out[l] may
+ * alias in[l]. */
 gboolean si_neck_run (SiNeckNet *nn, const float *const in[SI_NUM_LEVELS],
-    const int h[SI_NUM_LEVELS], const int w[SI_NUM_LEVELS],
+    const int h[SI_NUM_LEVELS], const int w[SI_NUM_LEVELS], float *scratch,
     float *const out[SI_NUM_LEVELS], GError **error);
 
 #endif /* SI_NECK_H */

@@ -42,8 +42,8 @@ struct _SiNet
   void *work;                   /* resize_frame work */
   float *lut;                   /* (3, 256) normalisation table */
   SiBackboneBuffers bbuf;       /* stem, pool, t1, t2, C2..C5 */
-  float *levels[SI_NUM_LEVELS]; /* F_l (H_l, W_l, D), aliases of dead
-                                   backbone scratch where it fits */
+  float *neck_scratch;          /* NHWC copy of one C_l (in bbuf.stem) */
+  float *levels[SI_NUM_LEVELS]; /* F_l (H_l, W_l, D), over C_l */
 
   SiTimings timings;
   SiDumpFunc dump;
@@ -88,60 +88,51 @@ net_alloc_arena (SiNet *net, GError **error)
   size_t max_new_w = MAX (m->test_scale[0], m->test_scale[1]);
   SiBackboneSizes s;
   float lut[3 * 256];
+  size_t max_out = 0, stem_sz;
 
   si_backbone_sizes (&m->backbone, px, &s);
-  for (int l = 0; l < SI_NUM_LEVELS; l++)
+  for (int l = 0; l < SI_NUM_LEVELS; l++) {
     lsz[l] = d * (px / ((size_t) 16 << (2 * l)));
-
-  if (!(net->input = arena_alloc (net, px * 3 * sizeof (float), error)) ||
-      !(net->rgb = arena_alloc (net, px * 3, error)) ||
+    max_out = MAX (max_out, s.out[l]);
+  }
+  /* Aliases (backbone.h, neck.h): t1 and t2 live in the stem buffer
+   * (dead once pooled), which later holds the neck's NHWC copy of C_l;
+   * the pool lives in out[1], the network input and run_input's NCHW
+   * staging in out[0]; the neck writes F_l over C_l. */
+  stem_sz = MAX (MAX (s.stem, s.t1 + s.t2), max_out);
+  if (!(net->rgb = arena_alloc (net, px * 3, error)) ||
       !(net->work = arena_alloc (net,
             si_preprocess_work_size (
                 net->max_frame_w, net->max_frame_h, max_new_w),
             error)) ||
       !(net->lut = arena_alloc (net, sizeof (lut), error)) ||
-      !(net->bbuf.stem = arena_alloc (net, s.stem * sizeof (float), error)) ||
-      !(net->bbuf.pool = arena_alloc (
-            net, MAX (s.pool, 3 * px) * sizeof (float), error)) ||
-      !(net->bbuf.t1 = arena_alloc (net, s.t1 * sizeof (float), error)) ||
-      !(net->bbuf.t2 =
-              arena_alloc (net, MAX (s.t2, 1) * sizeof (float), error)))
+      !(net->bbuf.stem = arena_alloc (net, stem_sz * sizeof (float), error)))
     return FALSE;
-  for (int l = 0; l < SI_NUM_LEVELS; l++)
-    if (!(net->bbuf.out[l] =
-                arena_alloc (net, s.out[l] * sizeof (float), error)))
+  net->bbuf.t1 = net->bbuf.stem;
+  net->bbuf.t2 = net->bbuf.stem + s.t1;
+  net->neck_scratch = net->bbuf.stem;
+  for (int l = 0; l < SI_NUM_LEVELS; l++) {
+    size_t need = s.out[l];
+    if (l == 0)
+      need = MAX (need, 2 * 3 * px); /* input + input_chw */
+    if (l == 1)
+      need = MAX (need, s.pool);
+    need = MAX (need, lsz[l]);
+    if (!(net->bbuf.out[l] = arena_alloc (net, need * sizeof (float), error)))
       return FALSE;
-
-  /* run_input's NCHW staging is dead before the pool is written */
-  net->input_chw = net->bbuf.pool;
-  /* After the last conv the scratch is dead: the NHWC copies of C2..C5
-   * go there, and the neck writes F_l over the map-layout C_l it no
-   * longer needs.  Buffers are allocated where an alias does not fit. */
-  {
-    float *scratch[SI_NUM_LEVELS] = { net->bbuf.stem, net->bbuf.t1,
-      net->bbuf.pool, net->bbuf.t2 };
-    size_t scratch_sz[SI_NUM_LEVELS] = { s.stem, s.t1, MAX (s.pool, 3 * px),
-      MAX (s.t2, 1) };
-    for (int l = 0; l < SI_NUM_LEVELS; l++) {
-      net->bbuf.nhwc[l] = scratch_sz[l] >= s.out[l] ? scratch[l] : NULL;
-      net->levels[l] = s.out[l] >= lsz[l] ? net->bbuf.out[l] : NULL;
-      if ((net->bbuf.nhwc[l] == NULL &&
-              !(net->bbuf.nhwc[l] =
-                      arena_alloc (net, s.out[l] * sizeof (float), error))) ||
-          (net->levels[l] == NULL &&
-              !(net->levels[l] =
-                      arena_alloc (net, lsz[l] * sizeof (float), error))))
-        return FALSE;
-    }
+    net->levels[l] = net->bbuf.out[l];
   }
+  net->input = net->bbuf.out[0];
+  net->input_chw = net->bbuf.out[0] + 3 * px;
+  net->bbuf.pool = net->bbuf.out[1];
 
   si_preprocess_make_lut (m, lut);
   if (!net->be->ops->upload (net->be, net->lut, lut, sizeof (lut), error))
     return FALSE;
 
-  net->dump_floats = 3 * px;
+  net->dump_floats = MAX (3 * px, max_out);
   for (int l = 0; l < SI_NUM_LEVELS; l++)
-    net->dump_floats = MAX (net->dump_floats, MAX (s.out[l], lsz[l]));
+    net->dump_floats = MAX (net->dump_floats, lsz[l]);
   return TRUE;
 }
 
@@ -281,7 +272,7 @@ net_run_body (SiNet *net, const SiImageInfo *info, const SiRunParams *params,
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     lh[l] = info->pad_h / (4 << l);
     lw[l] = info->pad_w / (4 << l);
-    cin[l] = net->bbuf.nhwc[l];
+    cin[l] = net->bbuf.out[l];
     lv[l] = net->levels[l];
   }
 
@@ -296,14 +287,22 @@ net_run_body (SiNet *net, const SiImageInfo *info, const SiRunParams *params,
     for (int l = 0; l < SI_NUM_LEVELS; l++) {
       char name[32];
       g_snprintf (name, sizeof (name), "backbone.%d", l);
-      if (!dump_nhwc (net, name, net->bbuf.nhwc[l], lh[l], lw[l],
+      /* C_l is in the map layout: NHWC through the neck's scratch */
+      if (be->ops->map_to_nhwc)
+        be->ops->map_to_nhwc (be, net->bbuf.out[l], lh[l], lw[l],
+            m->backbone.out_channels[l], net->neck_scratch);
+      else
+        be->ops->copy (be, net->neck_scratch, net->bbuf.out[l],
+            sizeof (float) * lh[l] * lw[l] * m->backbone.out_channels[l]);
+      if (!dump_nhwc (net, name, net->neck_scratch, lh[l], lw[l],
               m->backbone.out_channels[l], error))
         return FALSE;
     }
   }
 
   t0 = now_ms ();
-  if (!si_neck_run (net->neck, cin, lh, lw, net->levels, error) ||
+  if (!si_neck_run (
+          net->neck, cin, lh, lw, net->neck_scratch, net->levels, error) ||
       !be->ops->sync (be, error))
     return FALSE;
   t1 = now_ms ();

@@ -350,6 +350,7 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
         free (cpu->scratch);
         cpu->scratch = aligned_try_alloc (e->scratch_bytes);
         cpu->scratch_bytes = cpu->scratch ? e->scratch_bytes : 0;
+        g_debug ("oneDNN scratchpad: %zu bytes", cpu->scratch_bytes);
         if (cpu->scratch == NULL) {
           g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
               "conv: cannot allocate %zu bytes of scratchpad",
