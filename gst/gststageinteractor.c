@@ -367,6 +367,15 @@ engine_ensure_context (GstStageInteractor *self, gint width, gint height)
   opts.max_width = width;
   opts.max_height = height;
   self->ctx = si_context_new (self->model, &opts, &err);
+  if (self->ctx == NULL && opts.precision == SI_PRECISION_FP16 &&
+      g_error_matches (err, SI_ERROR, SI_ERROR_UNSUPPORTED)) {
+    /* fp16 only "where the backend has it": fall back to fp32 */
+    GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
+        ("fp16 not available (%s), using fp32", err->message), (NULL));
+    g_clear_error (&err);
+    opts.precision = SI_PRECISION_FP32;
+    self->ctx = si_context_new (self->model, &opts, &err);
+  }
   if (self->ctx == NULL) {
     GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
         ("Could not create an inference context for %dx%d frames: %s", width,
