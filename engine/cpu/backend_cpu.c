@@ -35,6 +35,16 @@ si_cpu_backend_set_nhwc_maps (SiBackend *be, bool nhwc)
   si_cpu_priv (be)->nhwc_maps = nhwc;
 }
 
+void
+si_cpu_apply_threads (SiBackend *be)
+{
+#ifdef _OPENMP
+  int n = si_cpu_priv (be)->num_threads;
+  if (omp_get_max_threads () != n)
+    omp_set_num_threads (n);
+#endif
+}
+
 bool
 si_cpu_map_blocked (SiBackend *be, int c)
 {

@@ -29,6 +29,11 @@ si_cpu_priv (SiBackend *be)
   return (SiCpuBackend *) be->priv;
 }
 
+/* OpenMP's thread count is per calling thread: the ops that start a frame
+ * or a parallel library call re-apply num_threads in the running thread
+ * (a context may be created in one thread and run in another). */
+void si_cpu_apply_threads (SiBackend *be);
+
 /* Selects the plain-loop reference implementations (tests). */
 void si_cpu_backend_set_reference (SiBackend *be, bool reference);
 

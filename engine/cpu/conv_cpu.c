@@ -446,6 +446,7 @@ gboolean
 si_conv2d_cpu (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
     float *y, bool accumulate, bool relu, GError **error)
 {
+  si_cpu_apply_threads (be);
 #ifdef SI_HAVE_DNNL
   if (!si_cpu_priv (be)->reference)
     return conv2d_dnnl (be, plan, x, h, w, y, accumulate, relu, error);

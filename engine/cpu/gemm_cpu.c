@@ -109,6 +109,7 @@ si_gemm_cpu (SiBackend *be, const SiGemm *g)
 {
   SiGemmColMajor cm;
 
+  si_cpu_apply_threads (be);
   si_gemm_to_col_major (g, &cm);
   si_cpu_sgemm_col_major (&cm);
 }
@@ -119,6 +120,7 @@ si_gemm_batched_cpu (SiBackend *be, const SiGemm *g, int batch, long stride_a,
 {
   SiGemmColMajor cm0;
 
+  si_cpu_apply_threads (be);
   si_gemm_to_col_major (g, &cm0);
   /* Small matrices: one single-threaded sgemm per thread (oneDNN runs
    * sequentially inside an OpenMP region); large ones: threaded calls. */

@@ -19,6 +19,7 @@ void
 si_transpose_cpu (
     SiBackend *be, const float *src, int rows, int cols, float *dst)
 {
+  si_cpu_apply_threads (be);
 #pragma omp parallel for schedule(static)
   for (int r0 = 0; r0 < rows; r0 += TILE) {
     for (int c0 = 0; c0 < cols; c0 += TILE) {

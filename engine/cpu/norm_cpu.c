@@ -13,6 +13,7 @@ si_group_norm_cpu (SiBackend *be, const float *x, int hw, int c, int groups,
     const float *bias, const float *gamma, const float *beta, float eps,
     float *y)
 {
+  si_cpu_apply_threads (be);
   int cg = c / groups;
   double sum[c], sq[c];
   float scale[c], shift[c];

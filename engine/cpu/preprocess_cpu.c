@@ -43,6 +43,7 @@ gboolean
 si_resize_frame_cpu (SiBackend *be, const SiFrame *frame,
     const SiImageInfo *info, void *work, uint8_t *rgb, GError **error)
 {
+  si_cpu_apply_threads (be);
   const uint8_t *src;
   size_t stride;
   int bpp, off[3];

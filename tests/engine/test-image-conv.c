@@ -4,6 +4,7 @@
  * pool (blocked maps) and GroupNorm against direct formulas.
  */
 #include "backend.h"
+#include "backbone.h"
 #include "cpu/backend_cpu.h"
 
 #include <float.h>
@@ -197,11 +198,120 @@ test_pool_and_group_norm (void)
   g_free (beta);
 }
 
+/* A random conv with BN "folded" (weights scaled for O(1) activations). */
+static SiConv
+random_conv (GRand *r, GPtrArray *owned, int cin, int cout, int k, int stride)
+{
+  SiConv cv = { 0 };
+  size_t n = (size_t) cout * cin * k * k;
+  float *w = random_floats (r, n), *b = random_floats (r, cout);
+  float scale = (float) sqrt (3.0 / (cin * k * k));
+
+  for (size_t i = 0; i < n; i++)
+    w[i] *= scale;
+  g_ptr_array_add (owned, w);
+  g_ptr_array_add (owned, b);
+  cv.w = w;
+  cv.b = b;
+  cv.cin = cin;
+  cv.cout = cout;
+  cv.kh = cv.kw = k;
+  cv.stride = stride;
+  cv.pad = k / 2;
+  cv.groups = 1;
+  return cv;
+}
+
+/* ResNet-18-style BasicBlock backbone (layer1.0 without downsample, the
+ * identity copied) on random weights: oneDNN path vs plain loops. */
+static void
+test_basic_block_backbone (void)
+{
+  GError *error = NULL;
+  SiContextOptions opts = { .backend = SI_BACKEND_CPU };
+  SiBackend *be = si_backend_new (SI_BACKEND_CPU, &opts, &error);
+  GRand *r = g_rand_new_with_seed (11);
+  GPtrArray *owned = g_ptr_array_new_with_free_func (g_free);
+  SiBackbone bb = { 0 };
+  int ch[4] = { 16, 32, 64, 128 }, nb[4] = { 2, 2, 1, 1 };
+  int h = 64, w = 96, cin = 16;
+  size_t px = (size_t) h * w;
+  float *x = random_floats (r, px * 3);
+  float *res[2][SI_NUM_LEVELS];
+
+  g_assert_no_error (error);
+  bb.depth = 18;
+  bb.bottleneck = false;
+  bb.stem_channels = 16;
+  bb.stem = random_conv (r, owned, 3, 16, 7, 2);
+  for (int l = 0; l < 4; l++) {
+    bb.n_blocks[l] = nb[l];
+    bb.out_channels[l] = ch[l];
+    bb.blocks[l] = g_new0 (SiBottleneck, nb[l]);
+    for (int b = 0; b < nb[l]; b++) {
+      SiBottleneck *blk = &bb.blocks[l][b];
+      int stride = (b == 0 && l > 0) ? 2 : 1;
+      blk->conv1 =
+          random_conv (r, owned, b == 0 ? cin : ch[l], ch[l], 3, stride);
+      blk->conv2 = random_conv (r, owned, ch[l], ch[l], 3, 1);
+      blk->has_downsample = b == 0 && (stride != 1 || cin != ch[l]);
+      if (blk->has_downsample)
+        blk->downsample = random_conv (r, owned, cin, ch[l], 1, stride);
+    }
+    cin = ch[l];
+  }
+
+  for (int pass = 0; pass < 2; pass++) {
+    SiBackboneSizes s;
+    SiBackboneBuffers buf;
+    SiBackboneNet *bn;
+
+    si_cpu_backend_set_reference (be, pass == 1);
+    si_backbone_sizes (&bb, px, &s);
+    buf.stem = g_new (float, s.stem);
+    buf.pool = g_new (float, s.pool);
+    buf.t1 = g_new (float, s.t1);
+    buf.t2 = g_new (float, MAX (s.t2, 1));
+    for (int l = 0; l < 4; l++)
+      buf.out[l] = g_new (float, s.out[l]);
+    bn = si_backbone_net_new (be, &bb, &error);
+    g_assert_no_error (error);
+    g_assert_true (si_backbone_run (bn, x, h, w, &buf, &error));
+    g_assert_no_error (error);
+    for (int l = 0; l < 4; l++) {
+      int hl = h >> (l + 2), wl = w >> (l + 2);
+      res[pass][l] = g_new (float, (size_t) hl *wl *ch[l]);
+      be->ops->map_to_nhwc (be, buf.out[l], hl, wl, ch[l], res[pass][l]);
+      g_free (buf.out[l]);
+    }
+    si_backbone_net_free (&bn);
+    g_free (buf.stem);
+    g_free (buf.pool);
+    g_free (buf.t1);
+    g_free (buf.t2);
+  }
+  for (int l = 0; l < 4; l++) {
+    size_t n = (size_t) (h >> (l + 2)) * (w >> (l + 2)) * ch[l];
+    double err = rel_l2 (res[0][l], res[1][l], n);
+    g_print ("basic-block backbone level %d: rel L2 %.3g\n", l, err);
+    g_assert_cmpfloat (err, <, 1e-5);
+    g_free (res[0][l]);
+    g_free (res[1][l]);
+  }
+  for (int l = 0; l < 4; l++)
+    g_free (bb.blocks[l]);
+  g_ptr_array_free (owned, TRUE);
+  g_free (x);
+  g_rand_free (r);
+  si_backend_free (&be);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/image/conv/onednn-vs-reference", test_conv_vs_reference);
   g_test_add_func ("/image/pool-and-group-norm", test_pool_and_group_norm);
+  g_test_add_func ("/image/backbone/basic-block", test_basic_block_backbone);
   return g_test_run ();
 }
