@@ -211,6 +211,7 @@ write_model (const char *name, const Edit *e)
   g_free (header);
 
   char *path = g_build_filename (tmpdir, name, NULL);
+  g_unlink (path); /* avoid ext4's flush of truncated files on close */
   FILE *fp = fopen (path, "wb");
   g_assert_nonnull (fp);
   guint8 lenbuf[8];
