@@ -40,17 +40,17 @@ struct _SiBackendOps
   const char *name;
 
   /* lifetime */
-  gboolean (*init) (SiBackend *be, const SiContextOptions *options,
-      GError **error);
+  gboolean (*init) (
+      SiBackend *be, const SiContextOptions *options, GError **error);
   void (*destroy) (SiBackend *be);
 
   /* memory */
   void *(*alloc) (SiBackend *be, size_t bytes, GError **error);
   void (*free) (SiBackend *be, void *ptr);
-  gboolean (*upload) (SiBackend *be, void *dst, const void *src,
-      size_t bytes, GError **error);
-  gboolean (*download) (SiBackend *be, void *dst, const void *src,
-      size_t bytes, GError **error);
+  gboolean (*upload) (
+      SiBackend *be, void *dst, const void *src, size_t bytes, GError **error);
+  gboolean (*download) (
+      SiBackend *be, void *dst, const void *src, size_t bytes, GError **error);
   gboolean (*sync) (SiBackend *be, GError **error);
 
   /* ---- ops: each has a CPU twin in engine/cpu/ and a CUDA twin ----
@@ -87,32 +87,32 @@ struct _SiBackendOps
    * oneDNN path does); a map with another C (the 3-channel network input)
    * is always NHWC.  Both layouts hold H*W*C floats.  map_to_nhwc converts
    * a map to NHWC at the end (NULL: the backend is always NHWC). */
-  SiConvPlan *(*conv_prepare) (SiBackend *be, const SiConv *conv,
-      GError **error);
+  SiConvPlan *(*conv_prepare) (
+      SiBackend *be, const SiConv *conv, GError **error);
   void (*conv_release) (SiBackend *be, SiConvPlan *plan);
   /* y (Ho, Wo, cout) = [ReLU] (conv (x (H, W, cin)) + b [+ y]).
    * accumulate adds y's previous content (the residual) before the ReLU;
    * Ho = (H + 2 pad - kh) / stride + 1. */
-  gboolean (*conv2d) (SiBackend *be, SiConvPlan *plan, const float *x,
-      int h, int w, float *y, bool accumulate, bool relu, GError **error);
+  gboolean (*conv2d) (SiBackend *be, SiConvPlan *plan, const float *x, int h,
+      int w, float *y, bool accumulate, bool relu, GError **error);
   /* Max pool 3x3, stride 2, pad 1: x (H, W, C) -> y (Ho, Wo, C). */
-  void (*maxpool3x3s2) (SiBackend *be, const float *x, int h, int w, int c,
-      float *y);
+  void (*maxpool3x3s2) (
+      SiBackend *be, const float *x, int h, int w, int c, float *y);
   /* GroupNorm over NHWC with a per-channel bias added first:
    * t = x (HW, C) + bias (C); statistics per group of C/groups channels
    * over all HW pixels; y = (t - mean) / sqrt (var + eps) * gamma + beta.
    * In place (y == x) allowed. */
-  void (*group_norm) (SiBackend *be, const float *x, int hw, int c,
-      int groups, const float *bias, const float *gamma, const float *beta,
-      float eps, float *y);
+  void (*group_norm) (SiBackend *be, const float *x, int hw, int c, int groups,
+      const float *bias, const float *gamma, const float *beta, float eps,
+      float *y);
   /* dst (H, W, C) NHWC = src (H, W, C) in the map layout; dst != src. */
-  void (*map_to_nhwc) (SiBackend *be, const float *src, int h, int w, int c,
-      float *dst);
+  void (*map_to_nhwc) (
+      SiBackend *be, const float *src, int h, int w, int c, float *dst);
   /* Backend-to-backend copy of bytes. */
   void (*copy) (SiBackend *be, void *dst, const void *src, size_t bytes);
   /* dst (cols, rows) = src (rows, cols)^T, e.g. NCHW (C, HW) -> NHWC. */
-  void (*transpose) (SiBackend *be, const float *src, int rows, int cols,
-      float *dst);
+  void (*transpose) (
+      SiBackend *be, const float *src, int rows, int cols, float *dst);
 
   /* ---- decoder side (see decoder.h; CPU twins in engine/cpu/
    * decoder_misc_cpu.c, attention_cpu.c, sampler_cpu.c, mixing_cpu.c,
@@ -127,8 +127,8 @@ struct _SiBackendOps
       const float *gamma, const float *beta, float *y, int rows, int n,
       bool relu);
   /* y (rows, n; row stride ld) += bias (n), then ReLU when relu. */
-  void (*bias_act) (SiBackend *be, float *y, const float *bias, int rows,
-      int n, int ld, bool relu);
+  void (*bias_act) (SiBackend *be, float *y, const float *bias, int rows, int n,
+      int ld, bool relu);
   /* x (n) = sigmoid (x), in place. */
   void (*sigmoid) (SiBackend *be, float *x, long n);
   /* dst[b * dst_stride + i] = src[b * src_stride + i], i < n, b < batch. */
@@ -136,18 +136,18 @@ struct _SiBackendOps
       const float *src, long src_stride, long n, int batch);
   /* Initial boxes (model-spec 5): cxcywh (N, 4) normalised -> xyzr (N, 4)
    * and xyxy (N, 4) for an img_w x img_h (unpadded) image. */
-  void (*init_boxes) (SiBackend *be, const float *cxcywh, int n,
-      float img_w, float img_h, float *xyzr, float *xyxy);
+  void (*init_boxes) (SiBackend *be, const float *cxcywh, int n, float img_w,
+      float img_h, float *xyzr, float *xyxy);
   /* a (N, C) = q (N, C) + PosEnc (xyzr (N, 4))  (model-spec 6.2). */
-  void (*posenc_add) (SiBackend *be, const float *xyzr, const float *q,
-      float *a, int n, int c);
+  void (*posenc_add) (
+      SiBackend *be, const float *xyzr, const float *q, float *a, int n, int c);
   /* bias (Ha, N, N) = log (IoF (i, j) + 1e-7) * tau[h]  (model-spec 6.3). */
   void (*iof_bias) (SiBackend *be, const float *xyzr, const float *tau,
       float *bias, int n, int heads);
   /* logits (rows, n) += bias (rows, n), then softmax over each row, in
    * place (rows = Ha * N for attention). */
-  void (*softmax_bias) (SiBackend *be, float *logits, const float *bias,
-      int rows, int n);
+  void (*softmax_bias) (
+      SiBackend *be, float *logits, const float *bias, int rows, int n);
   /* Sampling points (model-spec 6.5): off1 (N, G*P*3), off2 (N, K*3),
    * xyzr (N, 4) -> pts (N, G, P, K, 3) holding X, Y, Z. */
   void (*sample_points) (SiBackend *be, const float *xyzr, const float *off1,
@@ -179,9 +179,9 @@ struct _SiBackendOps
    *   t = a[i][j] * rg + n[i][j] * (1 - rg)
    *   out[b][i][j] = t * cg + n[i][j] * (1 - cg)     out (batch, rows, cols) */
   void (*gate_mix) (SiBackend *be, const float *old, long old_stride,
-      const float *new_, long new_stride, const float *rowgate,
-      long rg_stride, int rg_inc, const float *colgate, long cg_stride,
-      int cg_inc, float *out, int batch, int rows, int cols);
+      const float *new_, long new_stride, const float *rowgate, long rg_stride,
+      int rg_inc, const float *colgate, long cg_stride, int cg_inc, float *out,
+      int batch, int rows, int cols);
   /* xyzr_out (N, 4) = refine (xyzr (N, 4), delta (N, 4)) and xyxy (N, 4) =
    * decode (xyzr_out) (model-spec 6.9).  xyzr_out may alias xyzr. */
   void (*refine_boxes) (SiBackend *be, const float *xyzr, const float *delta,
@@ -200,8 +200,8 @@ struct _SiBackend
 };
 
 /* Creates and initialises a backend of the given kind (not AUTO). */
-SiBackend *si_backend_new (SiBackendKind kind,
-    const SiContextOptions *options, GError **error);
+SiBackend *si_backend_new (
+    SiBackendKind kind, const SiContextOptions *options, GError **error);
 void si_backend_free (SiBackend **be);
 
 extern const SiBackendOps si_cpu_backend_ops;

@@ -13,18 +13,18 @@ typedef struct _SiNet SiNet;
 /* Geometry of one preprocessed frame (model-spec 2.6). */
 typedef struct
 {
-  int width, height; /* original frame (ori_shape) */
-  int new_w, new_h;  /* resized, unpadded (img_shape) */
-  int pad_w, pad_h;  /* padded network input (pad_shape) */
+  int width, height;     /* original frame (ori_shape) */
+  int new_w, new_h;      /* resized, unpadded (img_shape) */
+  int pad_w, pad_h;      /* padded network input (pad_shape) */
   float scale_factor[4]; /* w, h, w, h scales as float32 */
 } SiImageInfo;
 
 /* Computes the keep-ratio resize geometry of model-spec 2.2 / 2.4. */
-void si_image_info_compute (const SiModel *model, int width, int height,
-    SiImageInfo *info);
+void si_image_info_compute (
+    const SiModel *model, int width, int height, SiImageInfo *info);
 
-SiNet *si_net_new (SiModel *model, const SiContextOptions *options,
-    GError **error);
+SiNet *si_net_new (
+    SiModel *model, const SiContextOptions *options, GError **error);
 void si_net_free (SiNet **net);
 SiBackendKind si_net_get_backend (const SiNet *net);
 
@@ -37,8 +37,8 @@ gboolean si_net_run_frame (SiNet *net, const SiFrame *frame,
 /* Runs from an already preprocessed input: (1, 3, pad_h, pad_w) NCHW
  * float32 on the host, with the geometry in info (golden tests). */
 gboolean si_net_run_input (SiNet *net, const float *input_nchw,
-    const SiImageInfo *info, const SiRunParams *params,
-    const SiDetection **out, size_t *n_out, GError **error);
+    const SiImageInfo *info, const SiRunParams *params, const SiDetection **out,
+    size_t *n_out, GError **error);
 
 void si_net_get_timings (const SiNet *net, SiTimings *timings);
 void si_net_set_dump (SiNet *net, SiDumpFunc func, void *user_data);
