@@ -259,6 +259,18 @@ GST_START_TEST (test_meta_survives_convert_and_scale)
   /* the ROI mirrors were scaled by GStreamer's own transform */
   fail_unless_equals_int (
       count_metas (out, GST_VIDEO_REGION_OF_INTEREST_META_API_TYPE), n_ref);
+  for (i = 0; i < n_ref; i++) {
+    const SiMetaDetection *d = si_detection_meta_get (meta, i);
+    GstVideoRegionOfInterestMeta *roi =
+        gst_buffer_get_video_region_of_interest_meta_id (out, d->roi_id);
+
+    fail_unless (roi != NULL);
+    fail_unless (abs ((gint) roi->x - (gint) CLAMP (d->x1, 0, 300)) <= 3,
+        "roi x %u vs %g", roi->x, d->x1);
+    fail_unless (
+        abs ((gint) (roi->y + roi->h) - (gint) CLAMP (d->y2, 0, 330)) <= 4,
+        "roi y2 %u vs %g", roi->y + roi->h, d->y2);
+  }
   gst_buffer_unref (out);
   g_free (ref);
   gst_harness_teardown (h);
