@@ -704,6 +704,58 @@ GST_START_TEST (test_stats)
 
 GST_END_TEST;
 
+static GstPadProbeReturn
+count_buffers (GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+  g_atomic_int_inc ((gint *) data);
+  return GST_PAD_PROBE_OK;
+}
+
+/* The live recipe of docs/plugin.md: a leaky queue before the detector and
+ * an interval; the source keeps its frame rate however slow inference is. */
+GST_START_TEST (test_live_source_never_stalls)
+{
+  GstElement *pipe, *det, *q;
+  GstPad *pad;
+  gint produced = 0, detected = 0;
+
+  pipe = gst_parse_launch (
+      "videotestsrc is-live=true ! "
+      "video/x-raw,width=320,height=240,framerate=50/1 ! "
+      "queue name=q leaky=downstream max-size-buffers=1 max-size-bytes=0 "
+      "max-size-time=0 ! stageinteractor name=det threshold=0 interval=4 "
+      "num-threads=1 ! fakesink sync=false",
+      NULL);
+  det = gst_bin_get_by_name (GST_BIN (pipe), "det");
+  q = gst_bin_get_by_name (GST_BIN (pipe), "q");
+  g_object_set (det, "model", model_path, NULL);
+  pad = gst_element_get_static_pad (q, "sink");
+  gst_pad_add_probe (
+      pad, GST_PAD_PROBE_TYPE_BUFFER, count_buffers, &produced, NULL);
+  gst_object_unref (pad);
+  pad = gst_element_get_static_pad (det, "src");
+  gst_pad_add_probe (
+      pad, GST_PAD_PROBE_TYPE_BUFFER, count_buffers, &detected, NULL);
+  gst_object_unref (pad);
+  fail_unless (gst_element_set_state (pipe, GST_STATE_PLAYING) !=
+      GST_STATE_CHANGE_FAILURE);
+  fail_unless (gst_element_get_state (pipe, NULL, NULL, 30 * GST_SECOND) ==
+      GST_STATE_CHANGE_SUCCESS);
+  g_usleep (2 * G_USEC_PER_SEC);
+  gst_element_set_state (pipe, GST_STATE_NULL);
+  GST_INFO ("source produced %d frames, detector passed %d",
+      g_atomic_int_get (&produced), g_atomic_int_get (&detected));
+  /* 2 s at 50 fps; generous for loaded machines and valgrind */
+  fail_unless (g_atomic_int_get (&produced) >= 40, "source stalled: %d frames",
+      g_atomic_int_get (&produced));
+  fail_unless (g_atomic_int_get (&detected) > 0);
+  gst_object_unref (q);
+  gst_object_unref (det);
+  gst_object_unref (pipe);
+}
+
+GST_END_TEST;
+
 /* ---- overlay ---- */
 
 #define OW 160
@@ -902,6 +954,7 @@ elements_suite (void)
   tcase_add_test (tc, test_interval_repeats_detections);
   tcase_add_test (tc, test_classes_and_labels);
   tcase_add_test (tc, test_stats);
+  tcase_add_test (tc, test_live_source_never_stalls);
   tcase_add_test (tc, test_overlay_draws_outline_only);
   tcase_add_test (tc, test_overlay_no_boxes_no_change);
   return s;
