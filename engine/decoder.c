@@ -158,8 +158,6 @@ check_sizes (SiDecoder *dec, GError **error)
   return TRUE;
 }
 
-#define MAXI(a, b) ((a) > (b) ? (a) : (b))
-
 static gboolean
 alloc_buffers (SiDecoder *dec, GError **error)
 {
@@ -172,30 +170,30 @@ alloc_buffers (SiDecoder *dec, GError **error)
 
   for (int s = 0; s < m->num_stages; s++) {
     const SiStage *st = &m->stages[s];
-    pmax = MAXI (pmax, (size_t) st->P);
-    rmax = MAXI (rmax, (size_t) st->R);
+    pmax = MAX (pmax, (size_t) st->P);
+    rmax = MAX (rmax, (size_t) st->R);
     if (st->reuse)
-      rreuse = MAXI (rreuse, (size_t) st->R);
-    kmax = MAXI (kmax, (size_t) st->K);
-    pg = MAXI (pg, (size_t) st->param_gen.out);
-    mb = MAXI (mb, (size_t) st->mix_bias.out);
-    ms = MAXI (ms, (size_t) st->M_score.out);
-    mmb = MAXI (mmb, (size_t) st->M_score_mix_bias.out);
-    ss1 = MAXI (ss1, (size_t) st->S_score.out);
-    ss2 = MAXI (ss2, (size_t) st->S_score2.out);
-    off1 = MAXI (off1, (size_t) st->gen_one_d.out);
-    off2 = MAXI (off2, (size_t) st->gen_double_d.out);
-    f = MAXI (f, (size_t) st->F);
-    z = MAXI (z, (size_t) st->Wv.in);
-    ha = MAXI (ha, (size_t) st->Ha);
+      rreuse = MAX (rreuse, (size_t) st->R);
+    kmax = MAX (kmax, (size_t) st->K);
+    pg = MAX (pg, (size_t) st->param_gen.out);
+    mb = MAX (mb, (size_t) st->mix_bias.out);
+    ms = MAX (ms, (size_t) st->M_score.out);
+    mmb = MAX (mmb, (size_t) st->M_score_mix_bias.out);
+    ss1 = MAX (ss1, (size_t) st->S_score.out);
+    ss2 = MAX (ss2, (size_t) st->S_score2.out);
+    off1 = MAX (off1, (size_t) st->gen_one_d.out);
+    off2 = MAX (off2, (size_t) st->gen_double_d.out);
+    f = MAX (f, (size_t) st->F);
+    z = MAX (z, (size_t) st->Wv.in);
+    ha = MAX (ha, (size_t) st->Ha);
     CHECK (
         st->G == (int) g, "stage %d: %d groups, stage 0 has %zu", s, st->G, g);
   }
   nb = n * g;
-  dec->top_k = MAXI (0, MIN (m->max_per_img, (int) (n * nc)));
+  dec->top_k = MAX (0, MIN (m->max_per_img, (int) (n * nc)));
 
 #define BUF(field, count)                                                      \
-  if (!(dec->field = buffer (dec, MAXI ((size_t) (count), 1), error)))         \
+  if (!(dec->field = buffer (dec, MAX ((size_t) (count), 1), error)))          \
   return FALSE
   BUF (q, n * c);
   BUF (xyzr, n * 4);
@@ -242,15 +240,15 @@ alloc_buffers (SiDecoder *dec, GError **error)
 #undef BUF
 
   /* host: the largest dumped tensor, the points permutation, results */
-  dump = MAXI (n * c, n * nc);
-  dump = MAXI (dump, nb * rmax * dg);
-  dump = MAXI (dump, nb * dg * dg);
-  dump = MAXI (dump, nb * pmax * kmax * 3);
-  dump = MAXI (dump, (size_t) dec->top_k * 4);
+  dump = MAX (n * c, n * nc);
+  dump = MAX (dump, nb * rmax * dg);
+  dump = MAX (dump, nb * dg * dg);
+  dump = MAX (dump, nb * pmax * kmax * 3);
+  dump = MAX (dump, (size_t) dec->top_k * 4);
   dec->dump_host = g_new (float, dump);
   dec->dump_host2 = g_new (float, nb *pmax *kmax * 2);
   dec->host_results = g_malloc (dec->results_size);
-  dec->dets = g_new0 (SiDetection, MAXI (dec->top_k, 1));
+  dec->dets = g_new0 (SiDetection, MAX (dec->top_k, 1));
   return TRUE;
 }
 
@@ -273,7 +271,7 @@ si_decoder_new (SiBackend *be, const SiModel *model, GError **error)
       dec->bank_sg = model->stages[s].Sg;
     }
   for (int s = 0; s < model->num_stages; s++)
-    dec->max_L = MAXI (dec->max_L, model->stages[s].L);
+    dec->max_L = MAX (dec->max_L, model->stages[s].L);
 
   if (!check_sizes (dec, error))
     goto fail;
