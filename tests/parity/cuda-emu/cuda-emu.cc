@@ -10,6 +10,7 @@
 #include "cuda_runtime.h"
 
 #include <map>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <ucontext.h>
@@ -22,6 +23,8 @@ static cudaError_t last_error = cudaSuccess;
 static int device_count = 1;
 static int fail_after = -1;
 static int malloc_calls;
+static int fail_launch_after = -1;
+static int launches;
 static size_t device_bytes;
 static std::map<void *, size_t> allocations;
 
@@ -34,12 +37,16 @@ struct Fiber
   ucontext_t ctx;
   std::vector<char> stack;
   uint3 tid;
-  bool done, waiting;
+  bool done, waiting, started;
   unsigned int phase; /* shuffle buffer toggle */
+  jmp_buf jb;         /* where the fiber waits at a barrier */
 };
 
 static std::vector<Fiber> fibers;
+/* Fibers start with swapcontext (one signal-mask syscall) and switch with
+ * _setjmp / _longjmp afterwards (none), at barriers and when they end. */
 static ucontext_t sched_ctx;
+static jmp_buf sched_jb;
 static int current = -1; /* fiber running, -1: direct mode */
 static bool barrier_hit;
 static const std::function<void ()> *running_body;
@@ -49,28 +56,55 @@ fiber_entry (void)
 {
   (*running_body) ();
   fibers[current].done = true;
-  /* returning resumes uc_link, the scheduler */
+  _longjmp (sched_jb, 1);
+}
+
+/* Runs fiber i until it waits at a barrier or ends.  Not inlined: nothing
+ * of the caller may live across the _setjmp. */
+static void __attribute__ ((noinline)) resume (unsigned int i)
+{
+  current = (int) i;
+  threadIdx = fibers[i].tid;
+  if (_setjmp (sched_jb) == 0) {
+    if (!fibers[i].started) {
+      fibers[i].started = true;
+      swapcontext (&sched_ctx, &fibers[i].ctx); /* never returns here */
+    } else {
+      _longjmp (fibers[i].jb, 1);
+    }
+  }
+  current = -1;
+}
+
+/* Once per fiber slot (getcontext is a syscall, and returns twice). */
+static void __attribute__ ((noinline)) fiber_slot_init (Fiber *f)
+{
+  f->stack.resize (FIBER_STACK);
+  getcontext (&f->ctx);
 }
 
 static void
 run_block_fibers (unsigned int n)
 {
+  /* ucontext_t points into itself: the slots must never move */
+  if (fibers.capacity () < 1024)
+    fibers.reserve (1024);
   if (fibers.size () < n)
     fibers.resize (n);
   for (unsigned int i = 0; i < n; i++) {
     Fiber &f = fibers[i];
     if (f.stack.empty ())
-      f.stack.resize (FIBER_STACK);
-    getcontext (&f.ctx);
+      fiber_slot_init (&f);
     f.ctx.uc_stack.ss_sp = f.stack.data ();
     f.ctx.uc_stack.ss_size = f.stack.size ();
-    f.ctx.uc_link = &sched_ctx;
+    f.ctx.uc_link = NULL; /* fibers end with _longjmp */
     makecontext (&f.ctx, fiber_entry, 0);
     f.tid.x = i % blockDim.x;
     f.tid.y = (i / blockDim.x) % blockDim.y;
     f.tid.z = i / (blockDim.x * blockDim.y);
     f.done = false;
     f.waiting = false;
+    f.started = false;
     f.phase = 0;
   }
   for (;;) {
@@ -79,10 +113,7 @@ run_block_fibers (unsigned int n)
       Fiber &f = fibers[i];
       if (f.done || f.waiting)
         continue;
-      current = (int) i;
-      threadIdx = f.tid;
-      swapcontext (&sched_ctx, &f.ctx);
-      current = -1;
+      resume (i);
     }
     for (unsigned int i = 0; i < n; i++)
       if (!fibers[i].done) {
@@ -105,7 +136,8 @@ __syncthreads (void)
   }
   barrier_hit = true;
   fibers[current].waiting = true;
-  swapcontext (&fibers[current].ctx, &sched_ctx);
+  if (_setjmp (fibers[current].jb) == 0)
+    _longjmp (sched_jb, 1);
 }
 
 unsigned int
@@ -137,6 +169,12 @@ si_emu_launch (const SiEmuConfig &cfg, const std::function<void ()> &body)
     last_error = cudaErrorInvalidConfiguration;
     return;
   }
+  if (fail_launch_after >= 0 && launches >= fail_launch_after) {
+    launches++;
+    last_error = cudaErrorLaunchFailure;
+    return;
+  }
+  launches++;
   gridDim = cfg.grid;
   blockDim = cfg.block;
   running_body = &body;
@@ -179,6 +217,19 @@ si_emu_fail_malloc_after (int calls)
 {
   fail_after = calls;
   malloc_calls = 0;
+}
+
+void
+si_emu_fail_launch_after (int n)
+{
+  fail_launch_after = n;
+  launches = 0;
+}
+
+int
+si_emu_launches (void)
+{
+  return launches;
 }
 
 size_t
@@ -249,6 +300,8 @@ cudaGetErrorName (cudaError_t error)
       return "cudaErrorInvalidDevice";
     case cudaErrorNoDevice:
       return "cudaErrorNoDevice";
+    case cudaErrorLaunchFailure:
+      return "cudaErrorLaunchFailure";
     default:
       return "cudaErrorUnknown";
   }
@@ -266,6 +319,8 @@ cudaGetErrorString (cudaError_t error)
       return "invalid configuration argument";
     case cudaErrorNoDevice:
       return "no CUDA-capable device is detected";
+    case cudaErrorLaunchFailure:
+      return "unspecified launch failure";
     default:
       return "emulated CUDA error";
   }

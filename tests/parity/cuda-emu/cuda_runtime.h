@@ -86,6 +86,11 @@ cudaError_t cudaEventSynchronize (cudaEvent_t event);
  * cudaMalloc calls after which cudaMalloc fails (-1: never). */
 void si_emu_set_device_count (int count);
 void si_emu_fail_malloc_after (int calls);
+/* The number of kernel launches after which launches fail with
+ * cudaErrorLaunchFailure (-1: never). */
+void si_emu_fail_launch_after (int launches);
+/* Kernel launches since the last si_emu_fail_launch_after (). */
+int si_emu_launches (void);
 /* Bytes currently allocated with cudaMalloc, and the number of calls. */
 size_t si_emu_device_bytes (void);
 int si_emu_malloc_calls (void);

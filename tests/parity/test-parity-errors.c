@@ -1,0 +1,230 @@
+/* test-parity-errors.c: the CUDA backend's failures come back as engine
+ * errors with the CUDA message, never as an abort (issue 4), checked on the
+ * emulated CUDA runtime (cuda-emu/), whose hooks inject them: no device
+ * (and backend=auto falling back to the CPU), out of device memory at
+ * every allocation of a context's creation, a failing kernel at several
+ * points of a frame (the context stays usable afterwards), a frame larger
+ * than the context's maximum.  Usage: test-parity-errors CASE_DIR.
+ */
+#include "si-engine.h"
+
+#include "cuda_runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      printf ("FAIL (%s:%d): ", __FILE__, __LINE__);                           \
+      printf (__VA_ARGS__);                                                    \
+      printf ("\n");                                                           \
+      failures++;                                                              \
+    }                                                                          \
+  } while (0)
+
+static SiContext *
+cuda_context (
+    SiModel *model, SiBackendKind kind, int max_w, int max_h, GError **error)
+{
+  SiContextOptions o;
+  si_context_options_init (&o);
+  o.backend = kind;
+  o.max_width = max_w;
+  o.max_height = max_h;
+  return si_context_new (model, &o, error);
+}
+
+static void
+test_no_device (SiModel *model)
+{
+  GError *error = NULL;
+  SiContext *ctx;
+
+  si_emu_set_device_count (0);
+  CHECK (!si_backend_available (SI_BACKEND_CUDA, &error),
+      "CUDA available without a device");
+  CHECK (g_error_matches (error, SI_ERROR, SI_ERROR_NO_DEVICE),
+      "no device: wrong error %s", error ? error->message : "(none)");
+  if (error)
+    printf ("no device: %s\n", error->message);
+  CHECK (error && strstr (error->message, "no CUDA device"),
+      "no device: message without the CUDA text");
+  g_clear_error (&error);
+
+  ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
+  CHECK (ctx == NULL && g_error_matches (error, SI_ERROR, SI_ERROR_NO_DEVICE),
+      "backend=cuda without a device must fail with NO_DEVICE");
+  g_clear_error (&error);
+  si_context_free (&ctx);
+
+  ctx = cuda_context (model, SI_BACKEND_AUTO, 256, 256, &error);
+  CHECK (ctx != NULL && si_context_get_backend (ctx) == SI_BACKEND_CPU,
+      "backend=auto without a device must fall back to the CPU: %s",
+      error ? error->message : "wrong backend");
+  g_clear_error (&error);
+  si_context_free (&ctx);
+  si_emu_set_device_count (1);
+}
+
+/* Every cudaMalloc of a context's creation fails once, in turn. */
+static void
+test_out_of_memory (SiModel *model)
+{
+  int n;
+
+  for (n = 0; n < 1000; n++) {
+    GError *error = NULL;
+    SiContext *ctx;
+
+    si_emu_fail_malloc_after (n);
+    ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
+    si_emu_fail_malloc_after (-1);
+    if (ctx) {
+      si_context_free (&ctx);
+      break;
+    }
+    CHECK (g_error_matches (error, SI_ERROR, SI_ERROR_NO_MEMORY),
+        "allocation %d failing: wrong error %s", n,
+        error ? error->message : "(none)");
+    CHECK (error && strstr (error->message, "cudaErrorMemoryAllocation"),
+        "allocation %d failing: no CUDA message", n);
+    if (n == 0 && error)
+      printf ("out of memory: %s\n", error->message);
+    g_clear_error (&error);
+  }
+  printf ("out of memory: each of the %d device allocations of a context "
+          "failed in turn, cleanly\n",
+      n);
+  CHECK (si_emu_device_bytes () == 0,
+      "%zu bytes of device memory leaked by the failed contexts",
+      si_emu_device_bytes ());
+}
+
+static SiFrame
+frame_of (const uint8_t *rgb, int w, int h)
+{
+  SiFrame f;
+  memset (&f, 0, sizeof (f));
+  f.format = SI_FORMAT_RGB;
+  f.width = w;
+  f.height = h;
+  f.planes[0] = rgb;
+  f.strides[0] = (size_t) w * 3;
+  return f;
+}
+
+static void
+test_failing_kernel (SiModel *model)
+{
+  const int w = 150, h = 110;
+  uint8_t *rgb = g_malloc ((size_t) w * h * 3);
+  SiFrame f = frame_of (rgb, w, h);
+  SiRunParams params;
+  GError *error = NULL;
+  SiContext *ctx;
+  SiDetection *clean = NULL;
+  size_t n_clean = 0;
+  int at[5], total;
+
+  for (size_t i = 0; i < (size_t) w * h * 3; i++)
+    rgb[i] = (uint8_t) (i * 7 % 251);
+  si_run_params_init (&params);
+  params.threshold = 0.0f;
+  ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
+  CHECK (ctx != NULL, "context: %s", error ? error->message : "?");
+  if (ctx == NULL) {
+    g_clear_error (&error);
+    g_free (rgb);
+    return;
+  }
+  si_emu_fail_launch_after (-1); /* counts the launches of one frame */
+  if (si_context_run (ctx, &f, &params, &error)) {
+    const SiDetection *d = si_context_get_detections (ctx, &n_clean);
+    clean = g_memdup2 (d, MAX (n_clean, 1) * sizeof (SiDetection));
+  } else {
+    CHECK (FALSE, "clean run: %s", error->message);
+    g_clear_error (&error);
+  }
+
+  total = si_emu_launches ();
+  at[0] = 0;
+  at[1] = 1;
+  at[2] = total / 4;
+  at[3] = total / 2;
+  at[4] = total - 1;
+  for (size_t t = 0; t < G_N_ELEMENTS (at); t++) {
+    const SiDetection *d;
+    size_t n = 0;
+    gboolean ok;
+
+    si_emu_fail_launch_after (at[t]);
+    ok = si_context_run (ctx, &f, &params, &error);
+    si_emu_fail_launch_after (-1);
+    CHECK (!ok && g_error_matches (error, SI_ERROR, SI_ERROR_BACKEND),
+        "kernel %d failing: the run must fail with SI_ERROR_BACKEND (%s)",
+        at[t], error ? error->message : "it succeeded");
+    CHECK (error && strstr (error->message, "cudaErrorLaunchFailure"),
+        "kernel %d failing: no CUDA message", at[t]);
+    if (t == 0 && error)
+      printf ("failing kernel: %s\n", error->message);
+    g_clear_error (&error);
+
+    /* the next frame runs normally and gives the same detections */
+    ok = si_context_run (ctx, &f, &params, &error);
+    CHECK (ok, "run after a failure: %s", error ? error->message : "?");
+    g_clear_error (&error);
+    d = si_context_get_detections (ctx, &n);
+    CHECK (ok && clean && n == n_clean &&
+            memcmp (d, clean, n * sizeof (SiDetection)) == 0,
+        "run after a failure: different detections");
+  }
+  printf ("failing kernel: %d launches per frame; failure at launch", total);
+  for (size_t t = 0; t < G_N_ELEMENTS (at); t++)
+    printf (" %d", at[t]);
+  printf (", the context recovered each time\n");
+
+  /* larger than the context's maximum (256 x 256) */
+  {
+    uint8_t *big = g_malloc0 ((size_t) 300 * 300 * 3);
+    SiFrame bf = frame_of (big, 300, 300);
+    CHECK (!si_context_run (ctx, &bf, &params, &error) && error != NULL,
+        "a frame above max-width/height must be refused");
+    if (error)
+      printf ("frame too large: %s\n", error->message);
+    g_clear_error (&error);
+    g_free (big);
+  }
+  si_context_free (&ctx);
+  g_free (clean);
+  g_free (rgb);
+}
+
+int
+main (int argc, char **argv)
+{
+  GError *error = NULL;
+  char *path;
+  SiModel *model;
+
+  if (argc < 2) {
+    fprintf (stderr, "usage: %s CASE_DIR\n", argv[0]);
+    return 2;
+  }
+  path = g_build_filename (argv[1], "model.safetensors", NULL);
+  model = si_model_load (path, &error);
+  if (model == NULL) {
+    printf ("FAIL: %s\n", error->message);
+    return 1;
+  }
+  test_no_device (model);
+  test_out_of_memory (model);
+  test_failing_kernel (model);
+  si_model_unref (model);
+  g_free (path);
+  printf ("%d failures\n", failures);
+  return failures ? 1 : 0;
+}
