@@ -305,9 +305,11 @@ def cmd_images(a):
     W, H = a.size
     os.makedirs(a.out, exist_ok=True)
     anns = []
-    for i in range(a.count):
-        img, boxes, labels = scene(a.seed, a.start + i, W, H)
-        name = "%06d.%s" % (a.start + i, "png" if a.png else "ppm")
+    indices = [int(v) for v in a.indices.split(",")] if a.indices else \
+        range(a.start, a.start + a.count)
+    for i in indices:
+        img, boxes, labels = scene(a.seed, i, W, H)
+        name = "%06d.%s" % (i, "png" if a.png else "ppm")
         path = os.path.join(a.out, name)
         if a.png:
             cv2.imwrite(path, img[..., ::-1])
@@ -318,7 +320,7 @@ def cmd_images(a):
         json.dump({"seed": a.seed, "classes": CLASSES, "images": anns}, f,
                   indent=0)
     write_labels(os.path.join(a.out, "labels.txt"))
-    print("wrote %d images to %s" % (a.count, a.out))
+    print("wrote %d images to %s" % (len(anns), a.out))
 
 
 def cmd_video(a):
@@ -367,6 +369,8 @@ def main(argv=None):
     pi.add_argument("--seed", type=int, default=SPLIT_SEEDS["val"])
     pi.add_argument("--start", type=int, default=0)
     pi.add_argument("--count", type=int, default=100)
+    pi.add_argument("--indices", help="comma-separated scene indices "
+                    "(instead of --start/--count)")
     pi.add_argument("--out", required=True)
     pi.add_argument("--png", action="store_true", help="PNG instead of PPM")
     pi.add_argument("--size", type=_size, default=(DEFAULT_W, DEFAULT_H))
