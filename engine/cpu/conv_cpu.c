@@ -256,7 +256,7 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
   bool bin = !cpu->nhwc_maps && cv->cin % 16 == 0;
   bool bout = !cpu->nhwc_maps && cv->cout % 16 == 0;
   /* plain-NCHW copy of a small-C NHWC input (first layer) */
-  bool nchw_in = cv->cin % 16 != 0;
+  bool nchw_in = bout && cv->cin % 16 != 0;
 
   for (int i = 0; i < plan->n_cache; i++) {
     e = &plan->cache[i];
