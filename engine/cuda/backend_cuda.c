@@ -17,6 +17,7 @@
 #define SI_CUDA_STAGING_OUT (1u << 20) /* results: detections, dumps */
 #define SI_CUDA_CONV_WS (16u << 20)    /* im2col workspace, in floats */
 #define SI_CUDA_GN_MAX_C 4096
+#define SI_CUDA_CUBLAS_WS (32u << 20) /* cuBLAS's recommendation (Hopper) */
 #define SI_CUDA_DEFAULT_MAX_PIXELS (1920 * 1088)
 
 /* ---- errors ---- */
@@ -76,6 +77,17 @@ si_cublas_defer (SiBackend *be, cublasStatus_t status, const char *what,
     si_cublas_set_error (&cu->deferred, status, what, file, line);
 }
 
+/* Calls that cannot be recorded fail cleanly during a capture. */
+static gboolean
+cuda_not_capturing (SiCudaBackend *cu, const char *what, GError **error)
+{
+  if (!cu->capturing)
+    return TRUE;
+  g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+      "%s is not allowed during a CUDA graph capture", what);
+  return FALSE;
+}
+
 /* ---- lifetime ---- */
 
 static void
@@ -85,6 +97,12 @@ cuda_destroy (SiBackend *be)
 
   if (cu == NULL)
     return;
+  if (cu->capturing) {
+    cudaGraph_t g = NULL;
+    cudaStreamEndCapture (cu->stream, &g);
+    if (g)
+      cudaGraphDestroy (g);
+  }
   if (cu->stream)
     cudaStreamSynchronize (cu->stream);
   if (cu->cublas)
@@ -152,6 +170,13 @@ cuda_init_resources (
   cu->conv_ws = si_cuda_alloc (be, cu->conv_ws_floats * sizeof (float), error);
   if (cu->conv_ws == NULL)
     return FALSE;
+  cu->cublas_ws_size = SI_CUDA_CUBLAS_WS;
+  cu->cublas_ws = si_cuda_alloc (be, cu->cublas_ws_size, error);
+  if (cu->cublas_ws == NULL)
+    return FALSE;
+  SI_CUBLAS_TRY (
+      cublasSetWorkspace (cu->cublas, cu->cublas_ws, cu->cublas_ws_size), error,
+      FALSE);
   cu->gn_max_c = SI_CUDA_GN_MAX_C;
   cu->gn_stats = si_cuda_alloc (be,
       (size_t) cu->gn_max_c * 2 * (sizeof (double) + sizeof (float)), error);
@@ -208,6 +233,8 @@ si_cuda_alloc (SiBackend *be, size_t bytes, GError **error)
       (MAX (bytes, 1) + SI_CUDA_ALIGN - 1) / SI_CUDA_ALIGN * SI_CUDA_ALIGN;
   SiCudaChunk chunk = { 0 };
 
+  if (!cuda_not_capturing (cu, "alloc", error))
+    return NULL;
   for (guint i = 0; i < cu->chunks->len; i++) {
     SiCudaChunk *c = &g_array_index (cu->chunks, SiCudaChunk, i);
     if (c->size - c->used >= need) {
@@ -266,6 +293,8 @@ cuda_upload (
 
   if (bytes == 0)
     return TRUE;
+  if (!cuda_not_capturing (cu, "upload", error))
+    return FALSE;
   SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
   SI_CUDA_TRY (
       cudaMemcpyAsync (dst, src, bytes, cudaMemcpyHostToDevice, cu->stream),
@@ -291,6 +320,8 @@ cuda_download (
   SiCudaBackend *cu = si_cuda_priv (be);
   bool staged = bytes <= cu->staging_out_size;
 
+  if (!cuda_not_capturing (cu, "download", error))
+    return FALSE;
   SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
   if (bytes)
     SI_CUDA_TRY (cudaMemcpyAsync (staged ? (void *) cu->staging_out : dst, src,
@@ -309,6 +340,8 @@ cuda_sync (SiBackend *be, GError **error)
 {
   SiCudaBackend *cu = si_cuda_priv (be);
 
+  if (!cuda_not_capturing (cu, "sync", error))
+    return FALSE;
   SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
   SI_CUDA_TRY (cudaStreamSynchronize (cu->stream), error, FALSE);
   return cuda_take_deferred (cu, error);
@@ -332,6 +365,8 @@ si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
   SiCudaBackend *cu = si_cuda_priv (be);
   size_t total = 0, off = 0;
 
+  if (!cuda_not_capturing (cu, "a frame upload", error))
+    return NULL;
   for (int i = 0; i < n_planes; i++)
     total += bytes[i];
   if (total > cu->staging_in_size) {
@@ -353,6 +388,91 @@ si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
       error, NULL);
   SI_CUDA_TRY (cudaEventRecord (cu->staging_in_free, cu->stream), error, NULL);
   return cu->frame_dev;
+}
+
+/* ---- record and replay ---- */
+
+struct _SiCudaGraph
+{
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+};
+
+gboolean
+si_cuda_capture_begin (SiBackend *be, GError **error)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+
+  if (cu->capturing) {
+    g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+        "CUDA graph capture already in progress");
+    return FALSE;
+  }
+  /* earlier failures belong to the caller, not to the recording */
+  if (!cuda_take_deferred (cu, error))
+    return FALSE;
+  SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
+  SI_CUDA_TRY (
+      cudaStreamBeginCapture (cu->stream, cudaStreamCaptureModeThreadLocal),
+      error, FALSE);
+  cu->capturing = true;
+  return TRUE;
+}
+
+SiCudaGraph *
+si_cuda_capture_end (SiBackend *be, GError **error)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  SiCudaGraph *g;
+  cudaGraph_t graph = NULL;
+  cudaError_t st;
+
+  if (!cu->capturing) {
+    g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+        "no CUDA graph capture in progress");
+    return NULL;
+  }
+  cu->capturing = false;
+  st = cudaStreamEndCapture (cu->stream, &graph);
+  if (st != cudaSuccess || cu->deferred) {
+    if (graph)
+      cudaGraphDestroy (graph);
+    if (!cuda_take_deferred (cu, error))
+      return NULL;
+    si_cuda_set_error (error, st, "cudaStreamEndCapture", __FILE__, __LINE__);
+    return NULL;
+  }
+  g = g_new0 (SiCudaGraph, 1);
+  g->graph = graph;
+  st = cudaGraphInstantiate (&g->exec, graph, 0);
+  if (st != cudaSuccess) {
+    si_cuda_set_error (error, st, "cudaGraphInstantiate", __FILE__, __LINE__);
+    si_cuda_graph_free (be, g);
+    return NULL;
+  }
+  return g;
+}
+
+gboolean
+si_cuda_graph_launch (SiBackend *be, SiCudaGraph *graph, GError **error)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+
+  SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
+  SI_CUDA_TRY (cudaGraphLaunch (graph->exec, cu->stream), error, FALSE);
+  return TRUE;
+}
+
+void
+si_cuda_graph_free (SiBackend *be, SiCudaGraph *graph)
+{
+  if (graph == NULL)
+    return;
+  if (graph->exec)
+    cudaGraphExecDestroy (graph->exec);
+  if (graph->graph)
+    cudaGraphDestroy (graph->graph);
+  g_free (graph);
 }
 
 /* ---- the table ---- */

@@ -50,6 +50,12 @@ typedef struct
   uint8_t *frame_dev;
   size_t frame_dev_size;
 
+  /* cuBLAS workspace, set explicitly so that captured GEMMs allocate
+   * nothing. */
+  void *cublas_ws;
+  size_t cublas_ws_size;
+  bool capturing;
+
   /* im2col workspace of the convolutions: conv_ws_floats floats. */
   float *conv_ws;
   size_t conv_ws_floats;
@@ -134,6 +140,20 @@ void si_cuda_free (SiBackend *be, void *ptr);
  * from there, in one copy, to frame_dev.  Returns frame_dev. */
 const uint8_t *si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
     const size_t *bytes, int n_planes, GError **error);
+
+/* backend_cuda.c: record and replay (CUDA graphs).  Between capture_begin
+ * and capture_end the ops issued on the backend are recorded instead of
+ * run; nothing in between may sync, download, upload a frame or allocate
+ * (an attempt invalidates the capture, capture_end reports it).
+ * graph_launch replays the recording with the pointers and sizes it was
+ * recorded with: the caller keeps the buffers and the shapes fixed and
+ * re-records when a shape changes (the decoder: per frame size). */
+typedef struct _SiCudaGraph SiCudaGraph;
+gboolean si_cuda_capture_begin (SiBackend *be, GError **error);
+SiCudaGraph *si_cuda_capture_end (SiBackend *be, GError **error);
+gboolean si_cuda_graph_launch (
+    SiBackend *be, SiCudaGraph *graph, GError **error);
+void si_cuda_graph_free (SiBackend *be, SiCudaGraph *graph);
 
 /* gemm_cuda.c */
 void si_gemm_cuda (SiBackend *be, const SiGemm *g);

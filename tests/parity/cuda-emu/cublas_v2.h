@@ -56,6 +56,8 @@ cublasStatus_t cublasCreate (cublasHandle_t *handle);
 cublasStatus_t cublasDestroy (cublasHandle_t handle);
 cublasStatus_t cublasSetStream (cublasHandle_t handle, cudaStream_t stream);
 cublasStatus_t cublasSetMathMode (cublasHandle_t handle, cublasMath_t mode);
+cublasStatus_t cublasSetWorkspace (
+    cublasHandle_t handle, void *workspace, size_t bytes);
 const char *cublasGetStatusName (cublasStatus_t status);
 const char *cublasGetStatusString (cublasStatus_t status);
 

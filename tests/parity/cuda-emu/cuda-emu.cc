@@ -16,6 +16,38 @@
 #include <ucontext.h>
 #include <vector>
 
+struct SiEmuStream
+{
+  bool capturing, invalidated;
+  std::vector<std::function<void ()>> recording;
+};
+struct SiEmuEvent
+{
+  int dummy;
+};
+struct SiEmuGraph
+{
+  std::vector<std::function<void ()>> work;
+};
+
+/* Runs work now, or records it when the stream is capturing. */
+static void
+submit (cudaStream_t s, const std::function<void ()> &work)
+{
+  if (s && s->capturing)
+    s->recording.push_back (work);
+  else
+    work ();
+}
+
+static bool
+capturing (cudaStream_t s)
+{
+  return s && s->capturing;
+}
+
+static bool any_capture; /* a capture is in progress on some stream */
+
 uint3 threadIdx, blockIdx;
 dim3 blockDim, gridDim;
 
@@ -149,8 +181,23 @@ si_emu_shfl_phase (void)
   return fibers[current].phase;
 }
 
+static void launch_now (
+    const SiEmuConfig &cfg, const std::function<void ()> &body);
+
 void
 si_emu_launch (const SiEmuConfig &cfg, const std::function<void ()> &body)
+{
+  if (capturing (cfg.stream)) {
+    SiEmuConfig c = cfg;
+    std::function<void ()> b = body; /* the arguments, as captured */
+    cfg.stream->recording.push_back ([c, b] () { launch_now (c, b); });
+    return;
+  }
+  launch_now (cfg, body);
+}
+
+static void
+launch_now (const SiEmuConfig &cfg, const std::function<void ()> &body)
 {
   unsigned long threads =
       (unsigned long) cfg.block.x * cfg.block.y * cfg.block.z;
@@ -336,6 +383,8 @@ fail (cudaError_t e)
 cudaError_t
 cudaMalloc (void **ptr, size_t bytes)
 {
+  if (any_capture)
+    return fail (cudaErrorStreamCaptureUnsupported);
   malloc_calls++;
   if (fail_after >= 0 && malloc_calls > fail_after)
     return fail (cudaErrorMemoryAllocation);
@@ -386,8 +435,13 @@ cudaMemcpyAsync (void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
   (void) stream;
   if (bytes && (dst == NULL || src == NULL))
     return fail (cudaErrorInvalidValue);
+  if (capturing (stream) && kind != cudaMemcpyDeviceToDevice) {
+    /* host memory in a graph: the backend never records it */
+    stream->invalidated = true;
+    return fail (cudaErrorStreamCaptureUnsupported);
+  }
   if (bytes)
-    memmove (dst, src, bytes);
+    submit (stream, [=] () { memmove (dst, src, bytes); });
   return cudaSuccess;
 }
 
@@ -396,30 +450,23 @@ cudaMemcpy2DAsync (void *dst, size_t dpitch, const void *src, size_t spitch,
     size_t width, size_t height, cudaMemcpyKind kind, cudaStream_t stream)
 {
   (void) kind;
-  (void) stream;
   if (width > dpitch || width > spitch)
     return fail (cudaErrorInvalidValue);
-  for (size_t r = 0; r < height; r++)
-    memmove ((char *) dst + r * dpitch, (const char *) src + r * spitch, width);
+  submit (stream, [=] () {
+    for (size_t r = 0; r < height; r++)
+      memmove (
+          (char *) dst + r * dpitch, (const char *) src + r * spitch, width);
+  });
   return cudaSuccess;
 }
 
 cudaError_t
 cudaMemsetAsync (void *ptr, int value, size_t bytes, cudaStream_t stream)
 {
-  (void) stream;
-  memset (ptr, value, bytes);
+  submit (stream, [=] () { memset (ptr, value, bytes); });
   return cudaSuccess;
 }
 
-struct SiEmuStream
-{
-  int dummy;
-};
-struct SiEmuEvent
-{
-  int dummy;
-};
 
 cudaError_t
 cudaStreamCreateWithFlags (cudaStream_t *stream, unsigned int flags)
@@ -439,7 +486,69 @@ cudaStreamDestroy (cudaStream_t stream)
 cudaError_t
 cudaStreamSynchronize (cudaStream_t stream)
 {
-  (void) stream;
+  if (capturing (stream)) {
+    stream->invalidated = true;
+    return fail (cudaErrorStreamCaptureUnsupported);
+  }
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaStreamBeginCapture (cudaStream_t stream, enum cudaStreamCaptureMode mode)
+{
+  (void) mode;
+  if (stream == NULL || stream->capturing)
+    return fail (cudaErrorInvalidValue);
+  stream->capturing = true;
+  stream->invalidated = false;
+  stream->recording.clear ();
+  any_capture = true;
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaStreamEndCapture (cudaStream_t stream, cudaGraph_t *graph)
+{
+  *graph = NULL;
+  if (stream == NULL || !stream->capturing)
+    return fail (cudaErrorInvalidValue);
+  stream->capturing = false;
+  any_capture = false;
+  if (stream->invalidated)
+    return fail (cudaErrorStreamCaptureInvalidated);
+  *graph = new SiEmuGraph ();
+  (*graph)->work.swap (stream->recording);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaGraphInstantiate (
+    cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags)
+{
+  (void) flags;
+  *exec = new SiEmuGraph (*graph);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaGraphLaunch (cudaGraphExec_t exec, cudaStream_t stream)
+{
+  for (auto &w : exec->work)
+    submit (stream, w);
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaGraphExecDestroy (cudaGraphExec_t exec)
+{
+  delete exec;
+  return cudaSuccess;
+}
+
+cudaError_t
+cudaGraphDestroy (cudaGraph_t graph)
+{
+  delete graph;
   return cudaSuccess;
 }
 
@@ -470,7 +579,7 @@ cudaError_t
 cudaEventSynchronize (cudaEvent_t event)
 {
   (void) event;
-  return cudaSuccess;
+  return any_capture ? fail (cudaErrorStreamCaptureUnsupported) : cudaSuccess;
 }
 
 /* ---- cuBLAS ---- */
@@ -509,6 +618,14 @@ cublasSetMathMode (cublasHandle_t handle, cublasMath_t mode)
   return CUBLAS_STATUS_SUCCESS;
 }
 
+cublasStatus_t
+cublasSetWorkspace (cublasHandle_t handle, void *workspace, size_t bytes)
+{
+  (void) handle;
+  return workspace || bytes == 0 ? CUBLAS_STATUS_SUCCESS
+                                 : CUBLAS_STATUS_INVALID_VALUE;
+}
+
 const char *
 cublasGetStatusName (cublasStatus_t status)
 {
@@ -532,6 +649,23 @@ cublasGetStatusString (cublasStatus_t status)
 }
 
 /* C (m, n) = alpha op(A) op(B) + beta C, column-major, cuBLAS's checks. */
+static bool
+gemm_args_ok (cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+    int lda, int ldb, int ldc)
+{
+  if (m < 0 || n < 0 || k < 0 ||
+      lda < (ta == CUBLAS_OP_N ? max (1, m) : max (1, k)) ||
+      ldb < (tb == CUBLAS_OP_N ? max (1, k) : max (1, n)) || ldc < max (1, m)) {
+    fprintf (stderr,
+        "cuda-emu: cublas gemm invalid: %c%c m %d n %d k %d lda %d ldb %d "
+        "ldc %d\n",
+        ta == CUBLAS_OP_N ? 'N' : 'T', tb == CUBLAS_OP_N ? 'N' : 'T', m, n, k,
+        lda, ldb, ldc);
+    return false;
+  }
+  return true;
+}
+
 static cublasStatus_t
 gemm_cm (cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
     float alpha, const float *A, int lda, const float *B, int ldb, float beta,
@@ -569,9 +703,13 @@ cublasSgemm (cublasHandle_t handle, cublasOperation_t transa,
     const float *A, int lda, const float *B, int ldb, const float *beta,
     float *C, int ldc)
 {
-  (void) handle;
-  return gemm_cm (
-      transa, transb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+  float a = *alpha, b = *beta;
+  if (!gemm_args_ok (transa, transb, m, n, k, lda, ldb, ldc))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  submit (handle->stream, [=] () {
+    gemm_cm (transa, transb, m, n, k, a, A, lda, B, ldb, b, C, ldc);
+  });
+  return CUBLAS_STATUS_SUCCESS;
 }
 
 cublasStatus_t
@@ -581,16 +719,14 @@ cublasSgemmStridedBatched (cublasHandle_t handle, cublasOperation_t transa,
     long long strideB, const float *beta, float *C, int ldc, long long strideC,
     int batchCount)
 {
-  (void) handle;
-  if (batchCount < 0)
+  float al = *alpha, be = *beta;
+  if (batchCount < 0 || !gemm_args_ok (transa, transb, m, n, k, lda, ldb, ldc))
     return CUBLAS_STATUS_INVALID_VALUE;
-  for (int b = 0; b < batchCount; b++) {
-    cublasStatus_t st =
-        gemm_cm (transa, transb, m, n, k, *alpha, A + b * strideA, lda,
-            B + b * strideB, ldb, *beta, C + b * strideC, ldc);
-    if (st != CUBLAS_STATUS_SUCCESS)
-      return st;
-  }
+  submit (handle->stream, [=] () {
+    for (int b = 0; b < batchCount; b++)
+      gemm_cm (transa, transb, m, n, k, al, A + b * strideA, lda,
+          B + b * strideB, ldb, be, C + b * strideC, ldc);
+  });
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -648,14 +784,19 @@ cublasGemmEx (cublasHandle_t handle, cublasOperation_t transa,
     cudaDataType Btype, int ldb, const void *beta, void *C, cudaDataType Ctype,
     int ldc, cublasComputeType_t computeType, cublasGemmAlgo_t algo)
 {
-  (void) handle;
   (void) algo;
   cublasStatus_t st = gemm_ex_check (Atype, Btype, Ctype, computeType);
   if (st != CUBLAS_STATUS_SUCCESS)
     return st;
-  return gemm_ex_one (transa, transb, m, n, k, *(const float *) alpha,
-      (const float *) A, lda, (const float *) B, ldb, *(const float *) beta,
-      (float *) C, ldc, computeType == CUBLAS_COMPUTE_32F_FAST_16F);
+  if (!gemm_args_ok (transa, transb, m, n, k, lda, ldb, ldc))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  float al = *(const float *) alpha, be = *(const float *) beta;
+  bool half = computeType == CUBLAS_COMPUTE_32F_FAST_16F;
+  submit (handle->stream, [=] () {
+    gemm_ex_one (transa, transb, m, n, k, al, (const float *) A, lda,
+        (const float *) B, ldb, be, (float *) C, ldc, half);
+  });
+  return CUBLAS_STATUS_SUCCESS;
 }
 
 cublasStatus_t
@@ -666,19 +807,20 @@ cublasGemmStridedBatchedEx (cublasHandle_t handle, cublasOperation_t transa,
     const void *beta, void *C, cudaDataType Ctype, int ldc, long long strideC,
     int batchCount, cublasComputeType_t computeType, cublasGemmAlgo_t algo)
 {
-  (void) handle;
   (void) algo;
   cublasStatus_t st = gemm_ex_check (Atype, Btype, Ctype, computeType);
   if (st != CUBLAS_STATUS_SUCCESS)
     return st;
-  for (int b = 0; b < batchCount; b++) {
-    st = gemm_ex_one (transa, transb, m, n, k, *(const float *) alpha,
-        (const float *) A + b * strideA, lda, (const float *) B + b * strideB,
-        ldb, *(const float *) beta, (float *) C + b * strideC, ldc,
-        computeType == CUBLAS_COMPUTE_32F_FAST_16F);
-    if (st != CUBLAS_STATUS_SUCCESS)
-      return st;
-  }
+  if (batchCount < 0 || !gemm_args_ok (transa, transb, m, n, k, lda, ldb, ldc))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  float al = *(const float *) alpha, be = *(const float *) beta;
+  bool half = computeType == CUBLAS_COMPUTE_32F_FAST_16F;
+  submit (handle->stream, [=] () {
+    for (int b = 0; b < batchCount; b++)
+      gemm_ex_one (transa, transb, m, n, k, al, (const float *) A + b * strideA,
+          lda, (const float *) B + b * strideB, ldb, be,
+          (float *) C + b * strideC, ldc, half);
+  });
   return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -27,6 +27,8 @@ typedef enum
   cudaErrorInsufficientDriver = 35,
   cudaErrorNoDevice = 100,
   cudaErrorLaunchFailure = 719,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
 } cudaError_t;
 
 typedef enum
@@ -44,6 +46,15 @@ typedef enum
 
 typedef struct SiEmuStream *cudaStream_t;
 typedef struct SiEmuEvent *cudaEvent_t;
+typedef struct SiEmuGraph *cudaGraph_t;
+typedef struct SiEmuGraph *cudaGraphExec_t;
+
+enum cudaStreamCaptureMode
+{
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
 
 struct cudaDeviceProp
 {
@@ -81,6 +92,17 @@ cudaError_t cudaEventCreateWithFlags (cudaEvent_t *event, unsigned int flags);
 cudaError_t cudaEventDestroy (cudaEvent_t event);
 cudaError_t cudaEventRecord (cudaEvent_t event, cudaStream_t stream);
 cudaError_t cudaEventSynchronize (cudaEvent_t event);
+
+/* Graphs: work submitted to a capturing stream is recorded as closures,
+ * a launch replays them. */
+cudaError_t cudaStreamBeginCapture (
+    cudaStream_t stream, enum cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture (cudaStream_t stream, cudaGraph_t *graph);
+cudaError_t cudaGraphInstantiate (
+    cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags);
+cudaError_t cudaGraphLaunch (cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy (cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy (cudaGraph_t graph);
 
 /* Test hooks: the device count reported (default 1) and the number of
  * cudaMalloc calls after which cudaMalloc fails (-1: never). */
