@@ -15,6 +15,9 @@
 #ifdef SI_HAVE_DNNL
 #include <dnnl.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 typedef enum
 {
@@ -104,12 +107,50 @@ si_cpu_sgemm_col_major (const SiGemmColMajor *cm)
   }
 }
 
+/* Few rows, many columns (the decoder's (N, C) x (C, 32768) Wv and
+ * parameter generators): dnnl_sgemm's own threading barely scales on that
+ * shape, so split the columns of C over the OpenMP threads, one sequential
+ * sgemm per slice (oneDNN runs sequentially inside a parallel region).
+ * Each slice is a row-major SiGemm of its own, mapped by gemm.h. */
+static bool
+gemm_split_columns (SiBackend *be, const SiGemm *g)
+{
+#if defined(_OPENMP) && defined(SI_HAVE_DNNL)
+  int nt = si_cpu_priv (be)->num_threads;
+  if (nt < 2 || omp_in_parallel () || gemm_impl () != GEMM_IMPL_DNNL ||
+      g->m > 512 || g->n < 256 * nt || (double) g->m * g->n * g->k < 4.0e6)
+    return false;
+  /* slices of a multiple of 64 columns */
+  int chunk = (g->n + nt - 1) / nt;
+  chunk = (chunk + 63) / 64 * 64;
+#pragma omp parallel for schedule(static) num_threads(nt)
+  for (int t = 0; t < nt; t++) {
+    int j0 = t * chunk, j1 = j0 + chunk < g->n ? j0 + chunk : g->n;
+    if (j0 >= j1)
+      continue;
+    SiGemm sub = *g;
+    SiGemmColMajor cm;
+    sub.n = j1 - j0;
+    /* columns j0.. of op(B): rows of B when transposed, columns if not */
+    sub.b = g->trans_b ? g->b + (size_t) j0 * g->ldb : g->b + j0;
+    sub.c = g->c + j0;
+    si_gemm_to_col_major (&sub, &cm);
+    si_cpu_sgemm_col_major (&cm);
+  }
+  return true;
+#else
+  return false;
+#endif
+}
+
 void
 si_gemm_cpu (SiBackend *be, const SiGemm *g)
 {
   SiGemmColMajor cm;
 
   si_cpu_apply_threads (be);
+  if (gemm_split_columns (be, g))
+    return;
   si_gemm_to_col_major (g, &cm);
   si_cpu_sgemm_col_major (&cm);
 }

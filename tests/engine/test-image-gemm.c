@@ -120,6 +120,8 @@ test_gemm_transposes (void)
       check_case (be, r, ta, tb, 1, 129, 67, 3, 1.0f, 0.25f, 1);
       check_case (be, r, ta, tb, 131, 1, 3, 1, -2.0f, 0.0f, 1);
       check_case (be, r, ta, tb, 301, 257, 255, 7, 1.0f, 0.0f, 1);
+      /* few rows, many columns: split over the threads */
+      check_case (be, r, ta, tb, 100, 1030, 64, 3, 1.0f, 0.5f, 1);
       check_case (be, r, ta, tb, 13, 17, 11, 2, 1.0f, 1.0f, 9);
       check_case (be, r, ta, tb, 64, 64, 64, 0, 1.0f, 0.0f, 40);
     }
