@@ -118,7 +118,7 @@ gemm_split_columns (SiBackend *be, const SiGemm *g)
 #if defined(_OPENMP) && defined(SI_HAVE_DNNL)
   int nt = si_cpu_priv (be)->num_threads;
   if (nt < 2 || omp_in_parallel () || gemm_impl () != GEMM_IMPL_DNNL ||
-      g->m > 512 || g->n < 256 * nt || (double) g->m * g->n * g->k < 4.0e6)
+      g->m > 512 || g->n < 128 * nt || (double) g->m * g->n * g->k < 4.0e6)
     return false;
   /* slices of a multiple of 64 columns */
   int chunk = (g->n + nt - 1) / nt;
