@@ -48,6 +48,7 @@ si_map_to_nhwc_cpu (
     float *o = dst + p * c;
     for (int b = 0; b < c / 16; b++) {
       const float *s = src + ((size_t) b * hw + p) * 16;
+#pragma omp simd
       for (int j = 0; j < 16; j++)
         o[b * 16 + j] = s[j];
     }

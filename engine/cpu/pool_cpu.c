@@ -15,6 +15,7 @@ maxpool_nhwc (const float *x, int h, int w, int c, float *y)
   for (int oy = 0; oy < ho; oy++) {
     for (int ox = 0; ox < wo; ox++) {
       float *o = y + ((size_t) oy * wo + ox) * c;
+#pragma omp simd
       for (int k = 0; k < c; k++)
         o[k] = -FLT_MAX;
       for (int ky = 0; ky < 3; ky++) {
@@ -26,6 +27,7 @@ maxpool_nhwc (const float *x, int h, int w, int c, float *y)
           if (ix < 0 || ix >= w)
             continue;
           const float *s = x + ((size_t) iy * w + ix) * c;
+#pragma omp simd
           for (int k = 0; k < c; k++)
             o[k] = s[k] > o[k] ? s[k] : o[k];
         }
