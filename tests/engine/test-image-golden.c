@@ -480,6 +480,89 @@ test_net_dumps (void)
   g_assert_null (net);
 }
 
+/* Frames of every shape the test_scale box allows (both orientations at
+ * the largest padded size, extreme aspect ratios, 1x1, odd YUV sizes) run
+ * in one context without reallocation and give finite detections. */
+static void
+test_net_odd_frames (void)
+{
+  static const struct
+  {
+    SiPixelFormat format;
+    int w, h;
+  } cases[] = {
+    { SI_FORMAT_RGB, 150, 90 },
+    { SI_FORMAT_BGRX, 90, 150 },
+    { SI_FORMAT_RGB, 1, 1 },
+    { SI_FORMAT_RGBA, 1000, 7 },
+    { SI_FORMAT_BGR, 7, 1000 },
+    { SI_FORMAT_NV12, 151, 111 },
+    { SI_FORMAT_I420, 33, 65 },
+    { SI_FORMAT_RGB, 150, 110 },
+  };
+  GError *error = NULL;
+  SiContextOptions opts = {
+    .backend = SI_BACKEND_CPU, .max_width = 1000, .max_height = 1000
+  };
+  SiRunParams params = { .threshold = 0.0f, .max_detections = 0 };
+  SiNet *net = si_net_new (model, &opts, &error);
+
+  g_assert_no_error (error);
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    int w = cases[i].w, h = cases[i].h;
+    SiFrame f = { .format = cases[i].format, .width = w, .height = h };
+    uint8_t *buf = g_malloc0 ((size_t) w * h * 4 + 16);
+    const SiDetection *dets;
+    size_t n_dets;
+    SiImageInfo info;
+
+    for (size_t k = 0; k < (size_t) w * h * 4; k++)
+      buf[k] = (uint8_t) (k * 37 + k / 7);
+    if (cases[i].format == SI_FORMAT_NV12 ||
+        cases[i].format == SI_FORMAT_I420) {
+      int cw = (w + 1) / 2, ch = (h + 1) / 2;
+      f.planes[0] = buf;
+      f.strides[0] = w;
+      f.planes[1] = buf + (size_t) w * h;
+      f.strides[1] = cases[i].format == SI_FORMAT_NV12 ? 2 * cw : cw;
+      f.planes[2] = buf + (size_t) w * h + (size_t) cw * ch;
+      f.strides[2] = cw;
+    } else {
+      int bpp, off[3];
+      g_assert_true (si_pixel_format_packed (cases[i].format, &bpp, off));
+      f.planes[0] = buf;
+      f.strides[0] = (size_t) w * bpp;
+    }
+    si_image_info_compute (model, w, h, &info);
+    g_assert_true (si_net_run_frame (net, &f, &params, &dets, &n_dets, &error));
+    g_assert_no_error (error);
+    g_print ("frame %dx%d format %d -> %dx%d pad %dx%d: %zu detections\n", w, h,
+        (int) cases[i].format, info.new_w, info.new_h, info.pad_w, info.pad_h,
+        n_dets);
+    for (size_t k = 0; k < n_dets; k++)
+      for (int j = 0; j < 4; j++)
+        g_assert_true (isfinite (dets[k].box[j]));
+    g_free (buf);
+  }
+  /* a YUV frame larger than the context's maximum is refused */
+  {
+    SiFrame f = { .format = SI_FORMAT_NV12, .width = 1002, .height = 10 };
+    uint8_t *buf = g_malloc0 (1002 * 20);
+    const SiDetection *dets;
+    size_t n_dets;
+    f.planes[0] = buf;
+    f.strides[0] = 1002;
+    f.planes[1] = buf + 1002 * 10;
+    f.strides[1] = 1002;
+    g_assert_false (
+        si_net_run_frame (net, &f, &params, &dets, &n_dets, &error));
+    g_assert_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT);
+    g_clear_error (&error);
+    g_free (buf);
+  }
+  si_net_free (&net);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -520,6 +603,7 @@ main (int argc, char **argv)
   g_test_add_func (
       "/image/golden/backbone-neck-reference", test_backbone_neck_reference);
   g_test_add_func ("/image/golden/net-dumps", test_net_dumps);
+  g_test_add_func ("/image/golden/net-odd-frames", test_net_odd_frames);
   ret = g_test_run ();
   si_safetensors_close (&io);
   si_model_unref (model);
