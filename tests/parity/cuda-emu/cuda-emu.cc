@@ -76,7 +76,12 @@ struct Fiber
 
 static std::vector<Fiber> fibers;
 /* Fibers start with swapcontext (one signal-mask syscall) and switch with
- * _setjmp / _longjmp afterwards (none), at barriers and when they end. */
+ * _setjmp / _longjmp afterwards (none), at barriers and when they end.
+ * Under AddressSanitizer, which follows swapcontext but not a longjmp to
+ * another stack, every switch is a swapcontext. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SI_EMU_SWAPCONTEXT_ONLY 1
+#endif
 static ucontext_t sched_ctx;
 static jmp_buf sched_jb;
 static int current = -1; /* fiber running, -1: direct mode */
@@ -88,7 +93,10 @@ fiber_entry (void)
 {
   (*running_body) ();
   fibers[current].done = true;
+#ifndef SI_EMU_SWAPCONTEXT_ONLY
   _longjmp (sched_jb, 1);
+#endif
+  /* else: returning resumes uc_link, the scheduler */
 }
 
 /* Runs fiber i until it waits at a barrier or ends.  Not inlined: nothing
@@ -97,6 +105,10 @@ static void __attribute__ ((noinline)) resume (unsigned int i)
 {
   current = (int) i;
   threadIdx = fibers[i].tid;
+#ifdef SI_EMU_SWAPCONTEXT_ONLY
+  fibers[i].started = true;
+  swapcontext (&sched_ctx, &fibers[i].ctx);
+#else
   if (_setjmp (sched_jb) == 0) {
     if (!fibers[i].started) {
       fibers[i].started = true;
@@ -105,6 +117,7 @@ static void __attribute__ ((noinline)) resume (unsigned int i)
       _longjmp (fibers[i].jb, 1);
     }
   }
+#endif
   current = -1;
 }
 
@@ -129,7 +142,11 @@ run_block_fibers (unsigned int n)
       fiber_slot_init (&f);
     f.ctx.uc_stack.ss_sp = f.stack.data ();
     f.ctx.uc_stack.ss_size = f.stack.size ();
+#ifdef SI_EMU_SWAPCONTEXT_ONLY
+    f.ctx.uc_link = &sched_ctx;
+#else
     f.ctx.uc_link = NULL; /* fibers end with _longjmp */
+#endif
     makecontext (&f.ctx, fiber_entry, 0);
     f.tid.x = i % blockDim.x;
     f.tid.y = (i / blockDim.x) % blockDim.y;
@@ -168,8 +185,12 @@ __syncthreads (void)
   }
   barrier_hit = true;
   fibers[current].waiting = true;
+#ifdef SI_EMU_SWAPCONTEXT_ONLY
+  swapcontext (&fibers[current].ctx, &sched_ctx);
+#else
   if (_setjmp (fibers[current].jb) == 0)
     _longjmp (sched_jb, 1);
+#endif
 }
 
 unsigned int
