@@ -924,6 +924,47 @@ GST_START_TEST (test_overlay_no_boxes_no_change)
 
 GST_END_TEST;
 
+/* Odd sizes, boxes on and past every edge, tabs cut by the frame: every
+ * format draws without touching memory outside the frame (ASan/valgrind). */
+GST_START_TEST (test_overlay_odd_sizes_and_edges)
+{
+  const gfloat boxes[][4] = { { 0, 0, 161, 121 }, { -20, -20, 30, 30 },
+    { 140, 100, 400, 300 }, { 150, 3, 161, 9 }, { 1, 1, 2, 2 },
+    { 160, 120, 161, 121 } };
+  guint f, i;
+
+  for (f = 0; f < G_N_ELEMENTS (all_formats); f++) {
+    GstHarness *h = gst_harness_new_parse ("stageoverlay line-width=3");
+    GstVideoInfo info;
+    GstBuffer *buf, *ref, *out;
+    SiDetectionMeta *m;
+    GstMapInfo a, b;
+
+    gst_video_info_set_format (
+        &info, gst_video_format_from_string (all_formats[f]), 161, 121);
+    buf = gst_buffer_new_allocate (NULL, GST_VIDEO_INFO_SIZE (&info), NULL);
+    gst_buffer_memset (buf, 0, 90, GST_VIDEO_INFO_SIZE (&info));
+    m = si_buffer_add_detection_meta (buf, "test", 161, 121);
+    for (i = 0; i < G_N_ELEMENTS (boxes); i++)
+      si_detection_meta_add (m, i, "a-rather-long-label", 0.5f, boxes[i][0],
+          boxes[i][1], boxes[i][2], boxes[i][3]);
+    ref = gst_buffer_copy_deep (buf);
+    gst_harness_set_src_caps (h, gst_video_info_to_caps (&info));
+    out = gst_harness_push_and_pull (h, buf);
+    gst_buffer_map (out, &a, GST_MAP_READ);
+    gst_buffer_map (ref, &b, GST_MAP_READ);
+    fail_if (memcmp (a.data, b.data, a.size) == 0, "%s: nothing drawn",
+        all_formats[f]);
+    gst_buffer_unmap (out, &a);
+    gst_buffer_unmap (ref, &b);
+    gst_buffer_unref (out);
+    gst_buffer_unref (ref);
+    gst_harness_teardown (h);
+  }
+}
+
+GST_END_TEST;
+
 static Suite *
 elements_suite (void)
 {
@@ -962,6 +1003,7 @@ elements_suite (void)
   tcase_add_test (tc, test_live_source_never_stalls);
   tcase_add_test (tc, test_overlay_draws_outline_only);
   tcase_add_test (tc, test_overlay_no_boxes_no_change);
+  tcase_add_test (tc, test_overlay_odd_sizes_and_edges);
   return s;
 }
 
