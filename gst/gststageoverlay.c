@@ -99,11 +99,17 @@ gst_stage_overlay_stop (GstBaseTransform *trans)
   return TRUE;
 }
 
+/* Is id one of the ROI ids our metas mirror?  stageinteractor hands out
+ * consecutive ids, so a range test usually answers. */
 static gboolean
-is_own_roi (GstStageOverlay *self, gint id)
+is_own_roi (GstStageOverlay *self, gint id, gint lo, gint hi)
 {
   guint i;
 
+  if (id < lo || id > hi)
+    return FALSE;
+  if ((guint) (hi - lo + 1) == self->own_ids->len)
+    return TRUE; /* distinct ids filling [lo, hi] */
   for (i = 0; i < self->own_ids->len; i++)
     if (g_array_index (self->own_ids, gint, i) == id)
       return TRUE;
@@ -116,6 +122,7 @@ collect_boxes (GstStageOverlay *self, GstBuffer *buf, gint width, gint height)
 {
   gpointer state = NULL;
   GstMeta *m;
+  gint lo = G_MAXINT, hi = G_MININT;
 
   g_array_set_size (self->boxes, 0);
   g_array_set_size (self->own_ids, 0);
@@ -143,8 +150,11 @@ collect_boxes (GstStageOverlay *self, GstBuffer *buf, gint width, gint height)
       b.label = d->label;
       b.score = d->score;
       g_array_append_val (self->boxes, b);
-      if (d->roi_id >= 0)
+      if (d->roi_id >= 0) {
         g_array_append_val (self->own_ids, d->roi_id);
+        lo = MIN (lo, d->roi_id);
+        hi = MAX (hi, d->roi_id);
+      }
     }
   }
 
@@ -158,7 +168,7 @@ collect_boxes (GstStageOverlay *self, GstBuffer *buf, gint width, gint height)
     gint label_id;
     gdouble conf;
 
-    if (self->own_ids->len && is_own_roi (self, roi->id))
+    if (self->own_ids->len && is_own_roi (self, roi->id, lo, hi))
       continue;
     b.x1 = roi->x;
     b.y1 = roi->y;
