@@ -83,7 +83,9 @@ static std::vector<Fiber> fibers;
 #define SI_EMU_SWAPCONTEXT_ONLY 1
 #endif
 static ucontext_t sched_ctx;
+#ifndef SI_EMU_SWAPCONTEXT_ONLY
 static jmp_buf sched_jb;
+#endif
 static int current = -1; /* fiber running, -1: direct mode */
 static bool barrier_hit;
 static const std::function<void ()> *running_body;
