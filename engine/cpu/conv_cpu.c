@@ -1,10 +1,8 @@
-/* conv_cpu.c: 2-D convolution on NHWC maps with BN folded (the ResNet
- * backbone), bias, optional residual accumulation and ReLU.  The plain-loop
- * reference (si_conv2d_reference) is the definition; the fast path runs
- * oneDNN primitives (NHWC in and out, weights reordered once into the
- * layout the primitive asks for, ReLU and the residual sum fused as
- * post-ops), created lazily per input shape and cached in the plan.
- */
+/* conv_cpu.c: 2-D convolution with BN folded, bias, residual sum, ReLU (the
+ * ResNet backbone).  si_conv2d_reference (NHWC plain loops) is the
+ * definition; the fast path runs cached oneDNN primitives on the map layout
+ * of backend.h (blocked (C/16, H, W, 16), Winograd for 3x3 stride 1, ReLU and
+ * the sum fused as post-ops, weights reordered once). */
 #include "si-config.h"
 
 #include "backend_cpu.h"
