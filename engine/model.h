@@ -54,7 +54,7 @@ typedef struct
   bool bottleneck;   /* depth >= 50 */
   int base_channels; /* 64 in official configs */
   int stem_channels;
-  SiConv stem;       /* 7x7/2, BN folded; ReLU then maxpool 3x3/2 */
+  SiConv stem; /* 7x7/2, BN folded; ReLU then maxpool 3x3/2 */
   int n_blocks[4];
   SiBottleneck *blocks[4]; /* basic blocks use conv1, conv2 only */
   int out_channels[4];
@@ -73,7 +73,7 @@ typedef struct
   int idx;
   /* sizes (model-spec 6.0) */
   int C, D, G, Dg, Ha, P, K, R, O, Sg, O_tot, L, lim, F, NC;
-  bool reuse;  /* idx >= reuse_st */
+  bool reuse; /* idx >= reuse_st */
 
   SiLinear in_proj;  /* (3C, C) */
   SiLinear out_proj; /* (C, C) */
@@ -88,12 +88,12 @@ typedef struct
   SiLinear Wv;        /* (D, O_tot*D) */
   SiNorm Wv_norm;
 
-  SiLinear *subbox_local; /* L of (K*Dg, K*Dg) */
-  SiLinear *axis_atten;   /* L of (P*Dg, P*Dg) */
-  SiLinear M_score;       /* (G*Dg*2*L, C) */
+  SiLinear *subbox_local;    /* L of (K*Dg, K*Dg) */
+  SiLinear *axis_atten;      /* L of (P*Dg, P*Dg) */
+  SiLinear M_score;          /* (G*Dg*2*L, C) */
   SiLinear M_score_mix_bias; /* (G*Dg*L, C) */
-  SiLinear S_score;       /* (G*Sg*lim, C) */
-  SiLinear S_score2;      /* (G*R*lim, C) */
+  SiLinear S_score;          /* (G*Sg*lim, C) */
+  SiLinear S_score2;         /* (G*R*lim, C) */
 
   SiLinear ffn1; /* (F, C) */
   SiLinear ffn2; /* (C, F) */
@@ -124,10 +124,10 @@ struct _SiModel
   bool use_sigmoid;
   float mean[3], std[3]; /* RGB order */
   bool to_rgb;
-  int test_scale[2];     /* (long max, short max) */
-  int size_divisor;      /* 32 */
+  int test_scale[2]; /* (long max, short max) */
+  int size_divisor;  /* 32 */
   int featmap_strides[SI_NUM_LEVELS];
-  char **classes;        /* num_classes, NULL-terminated */
+  char **classes; /* num_classes, NULL-terminated */
 
   SiBackbone backbone;
   SiNeck neck;

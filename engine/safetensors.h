@@ -41,13 +41,13 @@ typedef struct _SiSafetensors SiSafetensors;
 SiSafetensors *si_safetensors_open (const char *path, GError **error);
 void si_safetensors_close (SiSafetensors **file);
 /* NULL when absent. */
-const SiTensorInfo *si_safetensors_find (const SiSafetensors *file,
-    const char *name);
+const SiTensorInfo *si_safetensors_find (
+    const SiSafetensors *file, const char *name);
 guint si_safetensors_n_tensors (const SiSafetensors *file);
 const SiTensorInfo *si_safetensors_get (const SiSafetensors *file, guint i);
 /* A string of __metadata__, NULL when absent. */
-const char *si_safetensors_metadata (const SiSafetensors *file,
-    const char *key);
+const char *si_safetensors_metadata (
+    const SiSafetensors *file, const char *key);
 const char *si_dtype_name (SiDtype dtype);
 size_t si_dtype_size (SiDtype dtype);
 
@@ -56,10 +56,10 @@ typedef struct _SiSafetensorsWriter SiSafetensorsWriter;
 SiSafetensorsWriter *si_safetensors_writer_new (void);
 void si_safetensors_writer_add_f32 (SiSafetensorsWriter *w, const char *name,
     const int64_t *shape, int ndim, const float *data);
-void si_safetensors_writer_add_metadata (SiSafetensorsWriter *w,
-    const char *key, const char *value);
-gboolean si_safetensors_writer_save (SiSafetensorsWriter *w,
-    const char *path, GError **error);
+void si_safetensors_writer_add_metadata (
+    SiSafetensorsWriter *w, const char *key, const char *value);
+gboolean si_safetensors_writer_save (
+    SiSafetensorsWriter *w, const char *path, GError **error);
 void si_safetensors_writer_free (SiSafetensorsWriter **w);
 
 #endif /* SI_SAFETENSORS_H */

@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
+# Tests run in parallel on few cores: OpenMP threads must sleep, not spin,
+# while they wait, or oversubscribed tests crawl.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 echo "== plain build"
 [ -d build ] || meson setup build
