@@ -12,6 +12,10 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef G_OS_UNIX
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 /* Sanity limits: larger values are rejected as corrupt configs. */
 #define MAX_QUERIES 10000
@@ -209,6 +213,40 @@ ld_norm (Ld *ld, SiNorm *nrm, const char *prefix, int n, GError **error)
   return nrm->beta != NULL;
 }
 
+/* Drops the mapping's pages of tensor `name` (printf format) from the
+ * resident set once the loader has made its own copy (folding): the mapping
+ * is read-only and private (safetensors.c), so the pages are clean file
+ * pages and a later read would simply fault them in again.  Rounded out to
+ * whole pages, which may also drop a neighbour's pages: harmless for the
+ * same reason. */
+G_GNUC_PRINTF (2, 3)
+static void
+ld_release_pages (Ld *ld, const char *fmt, ...)
+{
+#if defined(G_OS_UNIX) && defined(MADV_DONTNEED)
+  va_list ap;
+  char *name;
+  const SiTensorInfo *t;
+  long page = sysconf (_SC_PAGESIZE);
+
+  va_start (ap, fmt);
+  name = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  t = si_safetensors_find (ld->m->file, name);
+  g_free (name);
+  if (t == NULL || t->nbytes == 0 || page <= 0)
+    return;
+  uintptr_t lo = (uintptr_t) t->data & ~((uintptr_t) page - 1);
+  uintptr_t hi = ((uintptr_t) t->data + t->nbytes + (uintptr_t) page - 1) &
+      ~((uintptr_t) page - 1);
+  /* advice only: a failure leaves the pages resident, nothing else */
+  (void) madvise ((void *) lo, hi - lo, MADV_DONTNEED);
+#else
+  (void) ld;
+  (void) fmt;
+#endif
+}
+
 /* Conv (no bias) followed by an eval BatchNorm, folded:
  *   w' = w * g / sqrt (var + eps),  b' = beta - mean * g / sqrt (var + eps)
  * conv: (cout, cin, k, k), bn.*: (cout). */
@@ -248,6 +286,12 @@ ld_conv_bn (Ld *ld, SiConv *c, const char *conv_name, const char *bn_prefix,
       w2[o * per + i] = (float) ((double) w[o * per + i] * scale);
     b2[o] = (float) ((double) beta[o] - (double) mean[o] * scale);
   }
+  /* only the folded copy is read from now on */
+  ld_release_pages (ld, "%s", conv_name);
+  ld_release_pages (ld, "%s.weight", bn_prefix);
+  ld_release_pages (ld, "%s.bias", bn_prefix);
+  ld_release_pages (ld, "%s.running_mean", bn_prefix);
+  ld_release_pages (ld, "%s.running_var", bn_prefix);
   c->w = w2;
   c->b = b2;
   c->cout = cout;

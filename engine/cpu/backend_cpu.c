@@ -72,6 +72,8 @@ cpu_init (SiBackend *be, const SiContextOptions *options, GError **error)
   cpu->nhwc_maps = env != NULL && env[0] != '\0' && env[0] != '0';
   env = g_getenv ("SI_CPU_WINOGRAD");
   cpu->winograd = env == NULL || env[0] != '0';
+  env = g_getenv ("SI_CPU_WINOGRAD_MAX_CC");
+  cpu->winograd_max_cc = env ? g_ascii_strtoll (env, NULL, 10) : 256 * 256;
 #ifdef _OPENMP
   omp_set_num_threads (n);
 #endif

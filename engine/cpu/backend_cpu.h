@@ -17,6 +17,9 @@ typedef struct
   bool nhwc_maps;
   /* FALSE: no Winograd for 3x3 stride-1 convs (SI_CPU_WINOGRAD=0). */
   bool winograd;
+  /* Winograd only for 3x3 convs with cin * cout <= this (its weights are
+   * 4x larger: layer4's would cost ~85 MiB more for little time) */
+  long winograd_max_cc;
   void *dnnl_engine; /* dnnl_engine_t, NULL without oneDNN */
   void *dnnl_stream; /* dnnl_stream_t */
   void *scratch;     /* oneDNN scratchpad shared by every primitive */

@@ -304,6 +304,7 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
      * library has no Winograd kernel for the shape. */
     if (cpu->winograd && cv->kh == 3 && cv->kw == 3 && cv->stride == 1 &&
         cv->groups == 1 && bin && bout &&
+        (long) cv->cin * cv->cout <= cpu->winograd_max_cc &&
         dnnl_convolution_forward_desc_init (&wdesc, dnnl_forward_inference,
             dnnl_convolution_winograd, &src_md, &wei_md, &bias_md, &dst_md,
             strides, pad, pad_r) == dnnl_success)
