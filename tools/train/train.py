@@ -108,6 +108,9 @@ def main():
                     help="plain one-to-one labels on every stage")
     ap.add_argument("--time-limit", type=float, default=0,
                     help="minutes; stop (and save) when exceeded")
+    ap.add_argument("--stop-at", type=int, default=0,
+                    help="stop (and save) at this iteration; the learning-"
+                    "rate schedule still spans --iters")
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--resume", action="store_true")
@@ -186,12 +189,15 @@ def main():
                    run["giou"] / n, len(cls_all), el / (it - start_it),
                    el / 60), flush=True)
             run = {"loss": 0.0, "cls": 0.0, "l1": 0.0, "giou": 0.0, "n": 0}
-        over = args.time_limit > 0 and time.time() - t0 > args.time_limit * 60
+        over = (args.time_limit > 0 and
+                time.time() - t0 > args.time_limit * 60) or \
+            (args.stop_at > 0 and it >= args.stop_at)
         if it % args.save_every == 0 or it == args.iters or over:
             save(args.out, net, ema, opt, it, args, cfg)
             print("saved iter %d" % it, flush=True)
         if over:
-            print("time limit reached at iter %d" % it, flush=True)
+            print("time limit / --stop-at reached at iter %d" % it,
+                  flush=True)
             break
     print("done: %d iters in %.1f min" % (it - start_it,
                                           (time.time() - t0) / 60), flush=True)
