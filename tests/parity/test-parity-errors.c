@@ -128,7 +128,7 @@ test_failing_kernel (SiModel *model)
   SiContext *ctx;
   SiDetection *clean = NULL;
   size_t n_clean = 0;
-  int at[5], total;
+  int at[3], total;
 
   for (size_t i = 0; i < (size_t) w * h * 3; i++)
     rgb[i] = (uint8_t) (i * 7 % 251);
@@ -151,11 +151,9 @@ test_failing_kernel (SiModel *model)
   }
 
   total = si_emu_launches ();
-  at[0] = 0;
-  at[1] = 1;
-  at[2] = total / 4;
-  at[3] = total / 2;
-  at[4] = total - 1;
+  at[0] = 0; /* first, middle and last launch of a frame */
+  at[1] = total / 2;
+  at[2] = total - 1;
   for (size_t t = 0; t < G_N_ELEMENTS (at); t++) {
     const SiDetection *d;
     size_t n = 0;
