@@ -330,6 +330,7 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
       dnnl_primitive_desc_create (&pd, &wdesc, attr, eng, NULL) !=
           dnnl_success) {
     pd = NULL;
+    winograd = false;
     DNNL_TRY (dnnl_primitive_desc_create (&pd, &desc, attr, eng, NULL),
         "convolution pd");
   }
@@ -344,6 +345,11 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
       goto fail;
     DNNL_TRY (dnnl_memory_create (&e->wei, wmd, eng, wdata), "memory");
     e->scratch_bytes = smd ? dnnl_memory_desc_get_size (smd) : 0;
+    g_debug ("conv %d -> %d %dx%d/%d at %dx%d: %s, weights %zu B, "
+             "scratchpad %zu B",
+        cv->cin, cv->cout, cv->kh, cv->kw, cv->stride, h, w,
+        winograd ? "winograd" : "direct", dnnl_memory_desc_get_size (wmd),
+        e->scratch_bytes);
     if (e->scratch_bytes > 0) {
       if (e->scratch_bytes > cpu->scratch_bytes) {
         free (cpu->scratch);
