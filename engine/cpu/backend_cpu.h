@@ -22,7 +22,7 @@ typedef struct
   long winograd_max_cc;
   void *dnnl_engine; /* dnnl_engine_t, NULL without oneDNN */
   void *dnnl_stream; /* dnnl_stream_t */
-  void *scratch;     /* oneDNN scratchpad shared by every primitive */
+  void *scratch; /* oneDNN scratchpad + NCHW input copy, shared by every conv */
   size_t scratch_bytes;
 } SiCpuBackend;
 

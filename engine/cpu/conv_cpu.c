@@ -34,9 +34,10 @@ typedef struct
   dnnl_primitive_t prim;
   dnnl_memory_t src, wei, bias, dst, scratch;
   size_t scratch_bytes;
-  /* (cin, H, W) copy of an NHWC input with cin % 16 != 0: oneDNN's fast
-   * first-layer kernels want plain NCHW */
-  float *src_nchw;
+  /* bytes of a (cin, H, W) copy of an NHWC input with cin % 16 != 0
+   * (oneDNN's fast first-layer kernels want plain NCHW); 0: none.  It
+   * lives in the backend's shared scratch area after the scratchpad. */
+  size_t nchw_bytes;
 } ConvEntry;
 
 typedef struct
@@ -128,7 +129,6 @@ entry_clear (ConvEntry *e)
     dnnl_memory_destroy (e->dst);
   if (e->scratch)
     dnnl_memory_destroy (e->scratch);
-  free (e->src_nchw);
   memset (e, 0, sizeof (*e));
 }
 #endif
@@ -233,6 +233,13 @@ fail:
   return NULL;
 }
 
+/* Offset of an entry's NCHW input copy in the shared scratch area. */
+static size_t
+scratch_offset (const ConvEntry *e)
+{
+  return (e->scratch_bytes + 63) / 64 * 64;
+}
+
 static ConvEntry *
 plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
     bool relu, GError **error)
@@ -250,6 +257,7 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
   void *wdata;
   dnnl_convolution_desc_t wdesc;
   bool winograd = false;
+  size_t need;
   /* map layout (backend.h): blocked for C % 16 == 0 unless nhwc_maps */
   bool bin = !cpu->nhwc_maps && cv->cin % 16 == 0;
   bool bout = !cpu->nhwc_maps && cv->cout % 16 == 0;
@@ -350,33 +358,28 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
         cv->cin, cv->cout, cv->kh, cv->kw, cv->stride, h, w,
         winograd ? "winograd" : "direct", dnnl_memory_desc_get_size (wmd),
         e->scratch_bytes);
-    if (e->scratch_bytes > 0) {
-      if (e->scratch_bytes > cpu->scratch_bytes) {
-        free (cpu->scratch);
-        cpu->scratch = aligned_try_alloc (e->scratch_bytes);
-        cpu->scratch_bytes = cpu->scratch ? e->scratch_bytes : 0;
-        g_debug ("oneDNN scratchpad: %zu bytes", cpu->scratch_bytes);
-        if (cpu->scratch == NULL) {
-          g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
-              "conv: cannot allocate %zu bytes of scratchpad",
-              e->scratch_bytes);
-          goto fail;
-        }
+    e->nchw_bytes = nchw_in ? sizeof (float) * cv->cin * h * w : 0;
+    /* one scratch area for every primitive of the backend: [scratchpad,
+     * NCHW input copy], sized to the largest; its content is dead between
+     * two convolutions */
+    need = scratch_offset (e) + e->nchw_bytes;
+    if (need > cpu->scratch_bytes) {
+      free (cpu->scratch);
+      cpu->scratch = aligned_try_alloc (need);
+      cpu->scratch_bytes = cpu->scratch ? need : 0;
+      g_debug ("oneDNN scratchpad: %zu bytes", cpu->scratch_bytes);
+      if (cpu->scratch == NULL) {
+        g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
+            "conv: cannot allocate %zu bytes of scratchpad", need);
+        goto fail;
       }
+    }
+    if (e->scratch_bytes > 0)
       DNNL_TRY (dnnl_memory_create (&e->scratch, smd, eng, DNNL_MEMORY_NONE),
           "memory");
-    }
   }
   DNNL_TRY (
       dnnl_memory_create (&e->src, &src_md, eng, DNNL_MEMORY_NONE), "memory");
-  if (nchw_in) {
-    e->src_nchw = aligned_try_alloc (sizeof (float) * cv->cin * h * w);
-    if (e->src_nchw == NULL) {
-      g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
-          "conv: cannot allocate the input copy");
-      goto fail;
-    }
-  }
   DNNL_TRY (
       dnnl_memory_create (&e->dst, &dst_md, eng, DNNL_MEMORY_NONE), "memory");
   DNNL_TRY (
@@ -421,10 +424,11 @@ conv2d_dnnl (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
 
   if (e == NULL)
     return FALSE;
-  if (e->src_nchw) {
+  if (e->nchw_bytes > 0) {
     /* (HW, cin) -> (cin, HW) */
-    si_transpose_cpu (be, x, h * w, plan->conv.cin, e->src_nchw);
-    x = e->src_nchw;
+    float *nchw = (float *) ((char *) cpu->scratch + scratch_offset (e));
+    si_transpose_cpu (be, x, h * w, plan->conv.cin, nchw);
+    x = nchw;
   }
   DNNL_TRY (dnnl_memory_set_data_handle (e->src, (void *) x), "set handle");
   DNNL_TRY (dnnl_memory_set_data_handle (e->dst, y), "set handle");
