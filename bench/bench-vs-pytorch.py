@@ -68,6 +68,9 @@ def run_torch(model, w, h, threads, warmup, runs, keep_mem, image=None):
     env.pop("GLIBC_TUNABLES", None)
     if keep_mem:
         env["GLIBC_TUNABLES"] = KEEP_MEM
+    # Debian's torch calls the system BLAS (OpenBLAS, pthread build), whose
+    # own thread pool ignores torch.set_num_threads: give it the same count
+    env["OPENBLAS_NUM_THREADS"] = str(threads)
     cmd = ["/usr/bin/python3", os.path.abspath(__file__), "--child-torch",
            "--model", model, "--width", str(w), "--height", str(h),
            "--threads", str(threads), "--warmup", str(warmup),
@@ -171,6 +174,11 @@ def main():
             print("%-20s %-18s %10.1f %10.1f %10.1f %16s" %
                   (name, impl, r["median"], r["min"], r["net_median"], ratio))
     print("pytorch keep-mem: GLIBC_TUNABLES=%s" % KEEP_MEM)
+    print("PyTorch: torch.set_num_threads(%d), OPENBLAS_NUM_THREADS=%d; "
+          "engine: bench-engine --threads %d (1 warm-up run)" %
+          (a.threads, a.threads, a.threads))
+    print("machine: %d CPUs, load average %.1f %.1f %.1f at the end" %
+          ((os.cpu_count() or 0,) + os.getloadavg()))
     return 0
 
 

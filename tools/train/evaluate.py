@@ -17,7 +17,21 @@ import tempfile
 import time
 
 import numpy as np
-import torch
+
+
+def _threads_arg(default="1"):
+    for i, v in enumerate(sys.argv):
+        if v == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if v.startswith("--threads="):
+            return v.split("=", 1)[1]
+    return default
+
+
+# Debian's torch calls the system OpenBLAS (pthread build), whose thread pool
+# ignores torch.set_num_threads and must be sized before torch is loaded.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", _threads_arg())
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import export as E  # noqa: E402
