@@ -61,6 +61,8 @@ main (int argc, char **argv)
   if (be == NULL) {
     if (g_error_matches (error, SI_ERROR, SI_ERROR_NO_DEVICE)) {
       printf ("skipped: no CUDA device (%s)\n", error->message);
+      g_error_free (error);
+      g_rand_free (r);
       return 77;
     }
     die ("CUDA backend", error);

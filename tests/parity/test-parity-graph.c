@@ -149,6 +149,8 @@ main (void)
   if (be == NULL) {
     if (g_error_matches (error, SI_ERROR, SI_ERROR_NO_DEVICE)) {
       printf ("skipped: no CUDA device (%s)\n", error->message);
+      g_error_free (error);
+      g_rand_free (r);
       return 77;
     }
     printf ("FAIL: %s\n", error->message);
