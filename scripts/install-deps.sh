@@ -12,7 +12,7 @@ PACKAGES=(
   # plugin
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good libcairo2-dev libpango1.0-dev
-  gobject-introspection libgirepository1.0-dev
+  gobject-introspection libgirepository1.0-dev python3-gi gir1.2-gstreamer-1.0
   # publisher
   mosquitto libmosquitto-dev librdkafka-dev openssl
   python3-jsonschema python3-paho-mqtt python3-confluent-kafka
