@@ -13,6 +13,7 @@ PACKAGES=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good libcairo2-dev libpango1.0-dev
   gobject-introspection libgirepository1.0-dev python3-gi gir1.2-gstreamer-1.0
+  gir1.2-gst-plugins-base-1.0 fonts-dejavu-core gstreamer1.0-libav
   # publisher
   mosquitto libmosquitto-dev librdkafka-dev openssl
   python3-jsonschema python3-paho-mqtt python3-confluent-kafka
