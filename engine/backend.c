@@ -1,10 +1,121 @@
 /* backend.c: creation and destruction of a backend from its op table
- * (backend.h).  The backends themselves live in engine/cpu/ and
- * engine/cuda/.
+ * (backend.h), and the loading of the CUDA backend's module.  The
+ * backends themselves live in engine/cpu/ and engine/cuda/.
  */
 #include "si-config.h"
 
 #include "backend.h"
+
+#ifdef SI_HAVE_CUDA
+#include <dlfcn.h>
+#endif
+
+static const SiBackendOps *linked_cuda_ops;
+
+void
+si_backend_use_linked_cuda (const SiBackendOps *ops)
+{
+  linked_cuda_ops = ops;
+}
+
+#ifdef SI_HAVE_CUDA
+
+/* The module stays loaded for the life of the process: the CUDA runtime
+ * does not support being unloaded while contexts may exist. */
+static GMutex cuda_module_lock;
+static const SiBackendOps *cuda_module_ops;
+
+static const SiBackendOps *
+open_cuda_module (const char *path, GError **error)
+{
+  static const SiCudaModuleAbi abi = SI_CUDA_MODULE_ABI_INIT;
+  char why[256] = "";
+  SiCudaModuleEntry entry;
+  const SiBackendOps *ops;
+  void *handle;
+
+  /* RTLD_LOCAL: cudart's and cuBLAS's symbols stay out of the process's
+   * global namespace */
+  handle = dlopen (path, RTLD_NOW | RTLD_LOCAL);
+  if (handle == NULL) {
+    g_set_error (error, SI_ERROR, SI_ERROR_NO_DEVICE,
+        "cannot load the CUDA backend module %s: %s", path, dlerror ());
+    return NULL;
+  }
+  entry = (SiCudaModuleEntry) dlsym (handle, SI_CUDA_MODULE_ENTRY);
+  if (entry == NULL) {
+    g_set_error (error, SI_ERROR, SI_ERROR_BACKEND,
+        "%s is not a CUDA backend module of this engine (no %s)", path,
+        SI_CUDA_MODULE_ENTRY);
+    dlclose (handle);
+    return NULL;
+  }
+  ops = entry (&abi, why, sizeof (why));
+  if (ops == NULL) {
+    g_set_error (error, SI_ERROR, SI_ERROR_BACKEND,
+        "the CUDA backend module %s does not match this engine: %s", path, why);
+    dlclose (handle);
+    return NULL;
+  }
+  return ops;
+}
+
+static const SiBackendOps *
+load_cuda_module (GError **error)
+{
+  const char *env = g_getenv ("SI_CUDA_MODULE");
+  const char *candidates[2] = { SI_CUDA_MODULE_BUILD_PATH,
+    SI_CUDA_MODULE_INSTALL_PATH };
+  const SiBackendOps *ops = NULL;
+  GString *tried;
+
+  g_mutex_lock (&cuda_module_lock);
+  if (cuda_module_ops != NULL) {
+    ops = cuda_module_ops;
+    goto out;
+  }
+  if (env != NULL && *env != '\0') {
+    ops = open_cuda_module (env, error);
+    goto out;
+  }
+  tried = g_string_new (NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (candidates) && ops == NULL; i++) {
+    g_string_append_printf (tried, "%s%s", i ? ", " : "", candidates[i]);
+    if (!g_file_test (candidates[i], G_FILE_TEST_EXISTS))
+      continue;
+    ops = open_cuda_module (candidates[i], error);
+    if (ops == NULL) {
+      g_string_free (tried, TRUE);
+      goto out;
+    }
+  }
+  if (ops == NULL)
+    g_set_error (error, SI_ERROR, SI_ERROR_NO_DEVICE,
+        "the CUDA backend module is not installed (looked for %s; "
+        "SI_CUDA_MODULE=FILE names another)",
+        tried->str);
+  g_string_free (tried, TRUE);
+out:
+  cuda_module_ops = ops;
+  g_mutex_unlock (&cuda_module_lock);
+  return ops;
+}
+
+#endif /* SI_HAVE_CUDA */
+
+static const SiBackendOps *
+cuda_ops (GError **error)
+{
+  if (linked_cuda_ops != NULL)
+    return linked_cuda_ops;
+#ifdef SI_HAVE_CUDA
+  return load_cuda_module (error);
+#else
+  g_set_error_literal (error, SI_ERROR, SI_ERROR_NO_DEVICE,
+      "the CUDA backend is not built in (built backends: " SI_BACKENDS ")");
+  return NULL;
+#endif
+}
 
 SiBackend *
 si_backend_new (
@@ -18,9 +129,9 @@ si_backend_new (
       ops = &si_cpu_backend_ops;
       break;
     case SI_BACKEND_CUDA:
-#ifdef SI_HAVE_CUDA
-      ops = &si_cuda_backend_ops;
-#endif
+      ops = cuda_ops (error);
+      if (ops == NULL)
+        return NULL;
       break;
     default:
       break;

@@ -205,6 +205,37 @@ SiBackend *si_backend_new (
 void si_backend_free (SiBackend **be);
 
 extern const SiBackendOps si_cpu_backend_ops;
+
+/* The CUDA backend is a separate shared module (libsi-engine-cuda.so,
+ * linked against cudart and cuBLAS), loaded with dlopen by the first
+ * si_backend_new (SI_BACKEND_CUDA): merely linking cuBLAS costs every
+ * process ~150 MiB of resident memory, CPU-only users included.  The
+ * module exports one function, SI_CUDA_MODULE_ENTRY, which checks that it
+ * was built from the same engine (SiCudaModuleAbi) and returns its table.
+ * Where the module is looked for: $SI_CUDA_MODULE (a file), then the build
+ * tree, then the install directory (engine/meson.build). */
+#define SI_CUDA_MODULE_ENTRY "si_cuda_module_ops"
+
+typedef struct
+{
+  const char *version; /* SI_VERSION */
+  size_t ops_size, backend_size, model_size, stage_size;
+} SiCudaModuleAbi;
+
+#define SI_CUDA_MODULE_ABI_INIT                                                \
+  {                                                                            \
+    SI_VERSION, sizeof (SiBackendOps), sizeof (SiBackend), sizeof (SiModel),   \
+        sizeof (SiStage)                                                       \
+  }
+
+typedef const SiBackendOps *(*SiCudaModuleEntry) (
+    const SiCudaModuleAbi *engine_abi, char *why, size_t why_size);
+
+/* Programs that link the CUDA backend's code into themselves (the CUDA
+ * parity tests, which call its ops directly) hand its table to the engine
+ * here, so that the engine uses that copy instead of loading the module. */
+void si_backend_use_linked_cuda (const SiBackendOps *ops);
+
 #ifdef SI_HAVE_CUDA
 extern const SiBackendOps si_cuda_backend_ops;
 #endif

@@ -1,6 +1,6 @@
 /* preprocess.c: host-side part of the preprocessing (model-spec 2): the
- * keep-ratio geometry (2.2, 2.4, 2.6), frame validation, the pixel-format
- * table and the normalisation LUT (2.3).
+ * keep-ratio geometry (2.2, 2.4, 2.6), frame validation and the
+ * normalisation LUT (2.3).
  */
 #include "preprocess.h"
 
@@ -32,35 +32,6 @@ si_image_info_compute (
   info->scale_factor[1] = (float) ((double) info->new_h / height);
   info->scale_factor[2] = info->scale_factor[0];
   info->scale_factor[3] = info->scale_factor[1];
-}
-
-gboolean
-si_pixel_format_packed (SiPixelFormat format, int *bpp, int offsets[3])
-{
-  /* offsets of R, G, B in memory order */
-  static const struct
-  {
-    int bpp, r, g, b;
-  } table[] = {
-    [SI_FORMAT_RGB] = { 3, 0, 1, 2 },
-    [SI_FORMAT_BGR] = { 3, 2, 1, 0 },
-    [SI_FORMAT_RGBX] = { 4, 0, 1, 2 },
-    [SI_FORMAT_BGRX] = { 4, 2, 1, 0 },
-    [SI_FORMAT_XRGB] = { 4, 1, 2, 3 },
-    [SI_FORMAT_XBGR] = { 4, 3, 2, 1 },
-    [SI_FORMAT_RGBA] = { 4, 0, 1, 2 },
-    [SI_FORMAT_BGRA] = { 4, 2, 1, 0 },
-    [SI_FORMAT_ARGB] = { 4, 1, 2, 3 },
-    [SI_FORMAT_ABGR] = { 4, 3, 2, 1 },
-  };
-
-  if ((int) format < 0 || format > SI_FORMAT_ABGR)
-    return FALSE;
-  *bpp = table[format].bpp;
-  offsets[0] = table[format].r;
-  offsets[1] = table[format].g;
-  offsets[2] = table[format].b;
-  return TRUE;
 }
 
 gboolean
