@@ -2,8 +2,8 @@
  * safetensors __metadata__ (format, model config, img_norm, test_scale,
  * classes; model-spec 10), derives the per-stage sizes (model-spec 6.0),
  * checks every tensor's presence, dtype and shape against the config,
- * converts F16/BF16 or unaligned weights to owned float32 and folds the
- * backbone's eval BatchNorms into the preceding convolutions.
+ * converts F16/BF16 or unaligned weights to owned float32 and keeps the
+ * backbone's convs and eval BatchNorms as views (backends fold them).
  */
 #include "model.h"
 
@@ -12,10 +12,6 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
-#ifdef G_OS_UNIX
-#include <sys/mman.h>
-#include <unistd.h>
-#endif
 
 /* Sanity limits: larger values are rejected as corrupt configs. */
 #define MAX_QUERIES 10000
@@ -213,87 +209,48 @@ ld_norm (Ld *ld, SiNorm *nrm, const char *prefix, int n, GError **error)
   return nrm->beta != NULL;
 }
 
-/* Drops the mapping's pages of tensor `name` (printf format) from the
- * resident set once the loader has made its own copy (folding): the mapping
- * is read-only and private (safetensors.c), so the pages are clean file
- * pages and a later read would simply fault them in again.  Rounded out to
- * whole pages, which may also drop a neighbour's pages: harmless for the
- * same reason. */
-G_GNUC_PRINTF (2, 3)
-static void
-ld_release_pages (Ld *ld, const char *fmt, ...)
-{
-#if defined(G_OS_UNIX) && defined(MADV_DONTNEED)
-  va_list ap;
-  char *name;
-  const SiTensorInfo *t;
-  long page = sysconf (_SC_PAGESIZE);
-
-  va_start (ap, fmt);
-  name = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  t = si_safetensors_find (ld->m->file, name);
-  g_free (name);
-  if (t == NULL || t->nbytes == 0 || page <= 0)
-    return;
-  uintptr_t lo = (uintptr_t) t->data & ~((uintptr_t) page - 1);
-  uintptr_t hi = ((uintptr_t) t->data + t->nbytes + (uintptr_t) page - 1) &
-      ~((uintptr_t) page - 1);
-  /* advice only: a failure leaves the pages resident, nothing else */
-  (void) madvise ((void *) lo, hi - lo, MADV_DONTNEED);
-#else
-  (void) ld;
-  (void) fmt;
-#endif
-}
-
-/* Conv (no bias) followed by an eval BatchNorm, folded:
- *   w' = w * g / sqrt (var + eps),  b' = beta - mean * g / sqrt (var + eps)
- * conv: (cout, cin, k, k), bn.*: (cout). */
+/* Conv (no bias) followed by an eval BatchNorm: views of the five tensors
+ * (conv: (cout, cin, k, k), bn.*: (cout)), checked here; the backends fold
+ * them (si_conv_fold) into their own copies when they prepare the conv. */
 static gboolean
 ld_conv_bn (Ld *ld, SiConv *c, const char *conv_name, const char *bn_prefix,
     int cout, int cin, int k, int stride, int pad, double eps, GError **error)
 {
-  const float *w, *g, *beta, *mean, *var;
-  float *w2, *b2;
-  size_t per = (size_t) cin * k * k;
+  static const char *const bn_keys[4] = { "weight", "bias", "running_mean",
+    "running_var" };
+  const float *bnv[4];
+  char name[256];
 
-  w = ld_tensor (ld, error, 4, SHAPE (cout, cin, k, k), "%s", conv_name);
-  if (w == NULL)
+  memset (c, 0, sizeof (*c));
+  c->w = ld_tensor (ld, error, 4, SHAPE (cout, cin, k, k), "%s", conv_name);
+  if (c->w == NULL)
     return FALSE;
-  if ((g = ld_tensor (ld, error, 1, SHAPE (cout), "%s.weight", bn_prefix)) ==
-          NULL ||
-      (beta = ld_tensor (ld, error, 1, SHAPE (cout), "%s.bias", bn_prefix)) ==
-          NULL ||
-      (mean = ld_tensor (
-           ld, error, 1, SHAPE (cout), "%s.running_mean", bn_prefix)) == NULL ||
-      (var = ld_tensor (
-           ld, error, 1, SHAPE (cout), "%s.running_var", bn_prefix)) == NULL)
-    return FALSE;
-  if ((w2 = ld_alloc (ld, per * cout, conv_name, error)) == NULL ||
-      (b2 = ld_alloc (ld, cout, bn_prefix, error)) == NULL)
-    return FALSE;
+  c->src[0] = si_safetensors_find (ld->m->file, conv_name);
+  for (int i = 0; i < 4; i++) {
+    g_snprintf (name, sizeof name, "%s.%s", bn_prefix, bn_keys[i]);
+    bnv[i] = ld_tensor (ld, error, 1, SHAPE (cout), "%s", name);
+    if (bnv[i] == NULL)
+      return FALSE;
+    c->src[2 + i] = si_safetensors_find (ld->m->file, name);
+  }
+  c->bn.gamma = bnv[0];
+  c->bn.beta = bnv[1];
+  c->bn.mean = bnv[2];
+  c->bn.var = bnv[3];
+  c->bn.eps = eps;
   for (int o = 0; o < cout; o++) {
-    double v = (double) var[o] + eps;
+    double v = (double) c->bn.var[o] + eps;
     if (!(v > 0.0) || !isfinite (v)) {
       g_set_error (error, SI_ERROR, SI_ERROR_FORMAT,
           "%s: tensor \"%s.running_var\"[%d] = %g is not a valid variance",
-          ld->path, bn_prefix, o, (double) var[o]);
+          ld->path, bn_prefix, o, (double) c->bn.var[o]);
       return FALSE;
     }
-    double scale = (double) g[o] / sqrt (v);
-    for (size_t i = 0; i < per; i++)
-      w2[o * per + i] = (float) ((double) w[o * per + i] * scale);
-    b2[o] = (float) ((double) beta[o] - (double) mean[o] * scale);
   }
-  /* only the folded copy is read from now on */
-  ld_release_pages (ld, "%s", conv_name);
-  ld_release_pages (ld, "%s.weight", bn_prefix);
-  ld_release_pages (ld, "%s.bias", bn_prefix);
-  ld_release_pages (ld, "%s.running_mean", bn_prefix);
-  ld_release_pages (ld, "%s.running_var", bn_prefix);
-  c->w = w2;
-  c->b = b2;
+  /* nothing reads these pages until a backend prepares the conv (the
+   * variance check above and fault-around touched some; an F16 conversion
+   * read them all) */
+  si_conv_release_pages (c);
   c->cout = cout;
   c->cin = cin;
   c->kh = c->kw = k;

@@ -1,7 +1,8 @@
 /* model.h: the loaded model (internal).  Owns the mmap'ed safetensors file,
  * the parsed configuration and typed views of every weight the network
- * reads.  BatchNorm is folded into the preceding convolution at load, so
- * backbone convs carry a (possibly owned) weight and a bias.
+ * reads.  Backbone convs keep views of their raw conv and eval-BatchNorm
+ * tensors; each backend folds them (si_conv_fold, below) into its own copy
+ * when it prepares the conv, so the model holds no folded copy.
  *
  * Dimension legend used in shape comments:
  *   N queries, C content dim, D feature channels (== C), G mixing groups,
@@ -15,17 +16,116 @@
 #include "si-engine.h"
 #include "safetensors.h"
 
+#include <math.h>
 #include <stdbool.h>
+#include <string.h>
+#ifdef G_OS_UNIX
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 #define SI_NUM_LEVELS 4
 
-/* A convolution with BN folded in: y = conv(x, w) + b. */
+/* Eval BatchNorm after a conv (model-spec 3.1), as views:
+ * y' = (y - mean) * gamma / sqrt (var + eps) + beta.  var NULL: none. */
 typedef struct
 {
-  const float *w; /* (cout, cin/groups, kh, kw) */
-  const float *b; /* (cout), never NULL after folding */
+  const float *gamma, *beta, *mean, *var; /* (cout) each */
+  double eps; /* the loader checked var + eps > 0 and finite */
+} SiConvBn;
+
+/* The file tensors behind an SiConv's views (conv weight, conv bias, BN
+ * gamma, beta, mean, var), for si_conv_release_pages; NULL: none. */
+#define SI_CONV_N_SRC 6
+
+/* A convolution y = BN (conv (x, w) + b).  The views are the mapping
+ * itself or owned float32 copies (F16/BF16/unaligned tensors); backends
+ * never read w as the folded weight: they call si_conv_fold.  Convs built
+ * by hand (tests, the neck's laterals) have no BN: w and b are used as is. */
+typedef struct
+{
+  const float *w; /* (cout, cin/groups, kh, kw) the conv's own weight */
+  const float *b; /* (cout) the conv's own bias, or NULL */
+  SiConvBn bn;
+  const SiTensorInfo *src[SI_CONV_N_SRC];
   int cout, cin, kh, kw, stride, pad, groups;
 } SiConv;
+
+static inline bool
+si_conv_has_bn (const SiConv *conv)
+{
+  return conv->bn.var != NULL;
+}
+
+/* Floats of the (cout, cin/groups, kh, kw) weight. */
+static inline size_t
+si_conv_weight_numel (const SiConv *conv)
+{
+  return (size_t) conv->cout * (size_t) (conv->cin / conv->groups) *
+      (size_t) conv->kh * (size_t) conv->kw;
+}
+
+/* The folded weight w_out (cout, cin/groups, kh, kw) and bias b_out (cout)
+ * of y = BN (conv (x, w) + b) written as conv (x, w_out) + b_out; either
+ * may be NULL (not wanted).  Without BN: w and b copied (b NULL: zeros).
+ * Double arithmetic, rounded once per value, so every backend gets the
+ * same bits:
+ *   s = gamma / sqrt (var + eps),  w' = w s,  b' = beta - mean s
+ *   (b' = beta + (b - mean) s with a conv bias).
+ * Header-inline so that every backend (a separate CUDA module included)
+ * has it without linking model.c. */
+static inline void
+si_conv_fold (const SiConv *conv, float *w_out, float *b_out)
+{
+  size_t per = si_conv_weight_numel (conv) / (size_t) conv->cout;
+
+  if (!si_conv_has_bn (conv)) {
+    if (w_out != NULL)
+      memcpy (w_out, conv->w, per * conv->cout * sizeof (float));
+    for (int o = 0; b_out != NULL && o < conv->cout; o++)
+      b_out[o] = conv->b != NULL ? conv->b[o] : 0.0f;
+    return;
+  }
+  for (int o = 0; o < conv->cout; o++) {
+    const SiConvBn *bn = &conv->bn;
+    double scale = (double) bn->gamma[o] / sqrt ((double) bn->var[o] + bn->eps);
+    if (w_out != NULL)
+      for (size_t i = 0; i < per; i++)
+        w_out[o * per + i] = (float) ((double) conv->w[o * per + i] * scale);
+    if (b_out != NULL && conv->b == NULL)
+      b_out[o] = (float) ((double) bn->beta[o] - (double) bn->mean[o] * scale);
+    else if (b_out != NULL)
+      b_out[o] = (float) ((double) bn->beta[o] +
+          ((double) conv->b[o] - (double) bn->mean[o]) * scale);
+  }
+}
+
+/* Drops the resident pages of the conv's file tensors (conv->src) once
+ * their content has been copied (folded) elsewhere.  The mapping is
+ * read-only and private (safetensors.c): clean file pages, which a later
+ * read simply faults in again from the file, so this is safe while other
+ * threads read the same model.  Rounded out to whole pages (a neighbour's
+ * pages may go too: harmless for the same reason).  Advice only. */
+static inline void
+si_conv_release_pages (const SiConv *conv)
+{
+#if defined(G_OS_UNIX) && defined(MADV_DONTNEED)
+  long page = sysconf (_SC_PAGESIZE);
+
+  for (int i = 0; page > 0 && i < SI_CONV_N_SRC; i++) {
+    const SiTensorInfo *t = conv->src[i];
+    if (t == NULL || t->nbytes == 0)
+      continue;
+    uintptr_t lo = (uintptr_t) t->data & ~((uintptr_t) page - 1);
+    uintptr_t hi = ((uintptr_t) t->data + t->nbytes + (uintptr_t) page - 1) &
+        ~((uintptr_t) page - 1);
+    /* a failure leaves the pages resident, nothing else */
+    (void) madvise ((void *) lo, hi - lo, MADV_DONTNEED);
+  }
+#else
+  (void) conv;
+#endif
+}
 
 typedef struct
 {
@@ -135,7 +235,8 @@ struct _SiModel
   const float *init_boxes;   /* (N, 4) normalised cx, cy, w, h */
   SiStage *stages;
 
-  GPtrArray *owned; /* buffers the model allocated (folded convs, ...) */
+  GPtrArray *owned; /* buffers the model allocated (F16/BF16/unaligned
+                     * tensors converted to float32) */
 };
 
 #endif /* SI_MODEL_H */

@@ -2,7 +2,8 @@
  * ResNet backbone).  si_conv2d_reference (NHWC plain loops) is the
  * definition; the fast path runs cached oneDNN primitives on the map layout
  * of backend.h (blocked (C/16, H, W, 16), Winograd for 3x3 stride 1, ReLU and
- * the sum fused as post-ops, weights reordered once). */
+ * the sum fused as post-ops, weights folded into a temporary and reordered
+ * once: the reordered copy is the only one kept). */
 #include "si-config.h"
 
 #include "backend_cpu.h"
@@ -49,7 +50,11 @@ typedef struct
 
 struct _SiConvPlan
 {
-  SiConv conv; /* host weights (cout, cin/groups, kh, kw) and bias (cout) */
+  SiConv conv; /* geometry and the model's views (raw conv weight, BN) */
+  float *b;    /* (cout) folded bias, owned */
+  /* The plain-loop path: conv with BN folded, w (cout, cin/groups, kh, kw)
+   * owned and made at its first use (w NULL until then; a test path). */
+  SiConv folded;
 #ifdef SI_HAVE_DNNL
   ConvEntry cache[CONV_CACHE];
   int n_cache, next_evict;
@@ -58,6 +63,8 @@ struct _SiConvPlan
 #endif
 };
 
+/* cv: a conv without BN (its w and b are used as they are; b NULL: no
+ * bias); the plan passes its folded copy. */
 void
 si_conv2d_reference (const SiConv *cv, const float *x, int h, int w, float *y,
     bool accumulate, bool relu)
@@ -73,7 +80,7 @@ si_conv2d_reference (const SiConv *cv, const float *x, int h, int w, float *y,
       for (int co = 0; co < cv->cout; co++) {
         int g = co / cout_g;
         const float *wc = cv->w + (size_t) co * cin_g * cv->kh * cv->kw;
-        float acc = cv->b[co];
+        float acc = cv->b != NULL ? cv->b[co] : 0.0f;
         for (int ky = 0; ky < cv->kh; ky++) {
           int iy = oy * cv->stride - cv->pad + ky;
           if (iy < 0 || iy >= h)
@@ -100,7 +107,7 @@ si_conv_prepare_cpu (SiBackend *be, const SiConv *conv, GError **error)
 {
   SiConvPlan *plan;
 
-  if (conv->w == NULL || conv->b == NULL || conv->groups < 1 ||
+  if (conv->w == NULL || conv->groups < 1 || conv->cout < 1 ||
       conv->cin % conv->groups || conv->cout % conv->groups ||
       conv->stride < 1) {
     g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
@@ -110,7 +117,42 @@ si_conv_prepare_cpu (SiBackend *be, const SiConv *conv, GError **error)
   }
   plan = g_new0 (SiConvPlan, 1);
   plan->conv = *conv;
+  plan->b = g_try_new (float, conv->cout);
+  if (plan->b == NULL) {
+    g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
+        "conv: cannot allocate %d bias floats", conv->cout);
+    g_free (plan);
+    return NULL;
+  }
+  /* the weight is folded when it is reordered (first frame) */
+  si_conv_fold (conv, NULL, plan->b);
+  si_conv_release_pages (conv);
+  plan->folded = *conv;
+  plan->folded.w = NULL;
+  plan->folded.b = plan->b;
+  memset (&plan->folded.bn, 0, sizeof (plan->folded.bn));
+  memset (plan->folded.src, 0, sizeof (plan->folded.src));
   return plan;
+}
+
+/* The conv's weight with BN folded, (cout, cin/groups, kh, kw): the model's
+ * view itself when there is no BN, else a new buffer in *tmp that the
+ * caller frees (then si_conv_release_pages: the raw pages are dead). */
+static const float *
+folded_weights (const SiConv *cv, float **tmp, GError **error)
+{
+  *tmp = NULL;
+  if (!si_conv_has_bn (cv))
+    return cv->w;
+  *tmp = g_try_new (float, si_conv_weight_numel (cv));
+  if (*tmp == NULL) {
+    g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
+        "conv: cannot allocate %zu floats to fold the weights",
+        si_conv_weight_numel (cv));
+    return NULL;
+  }
+  si_conv_fold (cv, *tmp, NULL);
+  return *tmp;
 }
 
 #ifdef SI_HAVE_DNNL
@@ -144,6 +186,9 @@ si_conv_release_cpu (SiBackend *be, SiConvPlan *plan)
   for (int i = 0; i < plan->n_weights; i++)
     free (plan->weights[i].data);
 #endif
+  if (plan->folded.w != plan->conv.w)
+    g_free ((float *) plan->folded.w);
+  g_free (plan->b);
   g_free (plan);
 }
 
@@ -171,6 +216,8 @@ plan_weights (SiConvPlan *plan, SiCpuBackend *cpu, const dnnl_memory_desc_t *md,
   dnnl_primitive_t reorder = NULL;
   dnnl_memory_t from = NULL, to = NULL;
   void *data = NULL;
+  float *tmp = NULL;
+  const float *folded;
 
   for (int i = 0; i < plan->n_weights; i++)
     if (dnnl_memory_desc_equal (&plan->weights[i].md, md))
@@ -198,8 +245,10 @@ plan_weights (SiConvPlan *plan, SiCpuBackend *cpu, const dnnl_memory_desc_t *md,
         error, SI_ERROR, SI_ERROR_NO_MEMORY, "conv: cannot allocate weights");
     return NULL;
   }
+  if ((folded = folded_weights (cv, &tmp, error)) == NULL)
+    goto fail;
   DNNL_TRY (
-      dnnl_memory_create (&from, &user_md, eng, (void *) cv->w), "memory");
+      dnnl_memory_create (&from, &user_md, eng, (void *) folded), "memory");
   DNNL_TRY (dnnl_memory_create (&to, md, eng, data), "memory");
   DNNL_TRY (
       dnnl_reorder_primitive_desc_create (&rpd, &user_md, eng, md, eng, NULL),
@@ -215,6 +264,8 @@ plan_weights (SiConvPlan *plan, SiCpuBackend *cpu, const dnnl_memory_desc_t *md,
   dnnl_primitive_desc_destroy (rpd);
   dnnl_memory_destroy (from);
   dnnl_memory_destroy (to);
+  g_free (tmp);
+  si_conv_release_pages (cv);
   plan->weights[plan->n_weights].md = *md;
   plan->weights[plan->n_weights].data = data;
   plan->n_weights++;
@@ -230,6 +281,7 @@ fail:
   if (to)
     dnnl_memory_destroy (to);
   free (data);
+  g_free (tmp);
   return NULL;
 }
 
@@ -382,8 +434,7 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
       dnnl_memory_create (&e->src, &src_md, eng, DNNL_MEMORY_NONE), "memory");
   DNNL_TRY (
       dnnl_memory_create (&e->dst, &dst_md, eng, DNNL_MEMORY_NONE), "memory");
-  DNNL_TRY (
-      dnnl_memory_create (&e->bias, &bias_md, eng, (void *) cv->b), "memory");
+  DNNL_TRY (dnnl_memory_create (&e->bias, &bias_md, eng, plan->b), "memory");
   DNNL_TRY (dnnl_primitive_create (&e->prim, pd), "convolution primitive");
   dnnl_primitive_desc_destroy (pd);
   dnnl_post_ops_destroy (po);
@@ -460,6 +511,13 @@ si_conv2d_cpu (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
   if (!si_cpu_priv (be)->reference)
     return conv2d_dnnl (be, plan, x, h, w, y, accumulate, relu, error);
 #endif
-  si_conv2d_reference (&plan->conv, x, h, w, y, accumulate, relu);
+  if (plan->folded.w == NULL) {
+    float *tmp;
+    plan->folded.w = folded_weights (&plan->conv, &tmp, error);
+    if (plan->folded.w == NULL)
+      return FALSE;
+    si_conv_release_pages (&plan->conv);
+  }
+  si_conv2d_reference (&plan->folded, x, h, w, y, accumulate, relu);
   return TRUE;
 }

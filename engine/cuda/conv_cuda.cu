@@ -11,7 +11,7 @@
 
 struct _SiConvPlan
 {
-  SiConv conv; /* sizes; conv.w, conv.b are the host weights */
+  SiConv conv; /* sizes (its views of the model are not read after prepare) */
   float *w;    /* (cout, kh*kw*cin_g) device, row order (ky, kx, ci) */
   float *b;    /* (cout) device */
 };
@@ -22,12 +22,12 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
   SiCudaBackend *cu = si_cuda_priv (be);
   int cin_g, kg;
   size_t n;
-  float *wt;
+  float *wt, *wf, *bf;
   SiConvPlan *plan;
 
-  if (conv->groups <= 0 || conv->cin % conv->groups ||
-      conv->cout % conv->groups || conv->stride <= 0 || conv->kh <= 0 ||
-      conv->kw <= 0) {
+  if (conv->w == NULL || conv->cout <= 0 || conv->groups <= 0 ||
+      conv->cin % conv->groups || conv->cout % conv->groups ||
+      conv->stride <= 0 || conv->kh <= 0 || conv->kw <= 0) {
     g_set_error (error, SI_ERROR, SI_ERROR_UNSUPPORTED,
         "conv: bad geometry (cin %d cout %d groups %d k %dx%d stride %d)",
         conv->cin, conv->cout, conv->groups, conv->kh, conv->kw, conv->stride);
@@ -43,15 +43,27 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
     return NULL;
   }
 
-  /* (cout, cin_g, kh, kw) -> (cout, kh, kw, cin_g) to match im2col */
-  wt = (float *) g_malloc (n * sizeof (float));
+  /* BN folded into host temporaries (the model keeps only the raw
+   * views), then (cout, cin_g, kh, kw) -> (cout, kh, kw, cin_g) to match
+   * im2col */
+  wf = (float *) g_try_malloc ((n + conv->cout) * sizeof (float));
+  wt = (float *) g_try_malloc (n * sizeof (float));
+  if (wf == NULL || wt == NULL) {
+    g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
+        "conv: cannot allocate %zu floats to fold the weights",
+        2 * n + conv->cout);
+    g_free (wf);
+    g_free (wt);
+    return NULL;
+  }
+  bf = wf + n;
+  si_conv_fold (conv, wf, bf);
   for (int co = 0; co < conv->cout; co++)
     for (int ci = 0; ci < cin_g; ci++)
       for (int ky = 0; ky < conv->kh; ky++)
         for (int kx = 0; kx < conv->kw; kx++)
           wt[(size_t) co * kg + (ky * conv->kw + kx) * cin_g + ci] =
-              conv->w[(((size_t) co * cin_g + ci) * conv->kh + ky) * conv->kw +
-                  kx];
+              wf[(((size_t) co * cin_g + ci) * conv->kh + ky) * conv->kw + kx];
 
   plan = g_new0 (SiConvPlan, 1);
   plan->conv = *conv;
@@ -61,20 +73,24 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
                     : NULL;
   if (plan->b == NULL)
     goto fail;
-  /* pageable sources: consumed when the calls return, wt may go */
+  /* pageable sources: consumed when the calls return, wt and bf may go */
   if (cudaMemcpyAsync (plan->w, wt, n * sizeof (float), cudaMemcpyHostToDevice,
           cu->stream) != cudaSuccess ||
-      cudaMemcpyAsync (plan->b, conv->b, conv->cout * sizeof (float),
+      cudaMemcpyAsync (plan->b, bf, conv->cout * sizeof (float),
           cudaMemcpyHostToDevice, cu->stream) != cudaSuccess) {
     si_cuda_set_error (
         error, cudaGetLastError (), "conv weights upload", __FILE__, __LINE__);
     goto fail;
   }
   g_free (wt);
+  g_free (wf);
+  /* the raw pages the fold read are dead in this process now */
+  si_conv_release_pages (conv);
   return plan;
 
 fail:
   g_free (wt);
+  g_free (wf);
   si_conv_release_cuda (be, plan);
   return NULL;
 }

@@ -1,7 +1,8 @@
 /* test-image-conv.c: the CPU backend's fast convolution path (oneDNN on
  * the map layout, Winograd, fused residual sum and ReLU) against the
- * plain-loop reference convolution on random data (suite unit), plus max
- * pool (blocked maps) and GroupNorm against direct formulas.
+ * plain-loop reference convolution on random data (suite unit), convs
+ * carrying an eval BatchNorm (folded by the backend, si_conv_fold), plus
+ * max pool (blocked maps) and GroupNorm against direct formulas.
  */
 #include "backend.h"
 #include "backbone.h"
@@ -134,6 +135,122 @@ test_conv_vs_reference (void)
   g_rand_free (r);
 }
 
+/* Random eval BatchNorm views for a conv of cout channels (owned by
+ * `owned`): gamma, var in [0.5, 1.5], beta, mean in [-1, 1]. */
+static void
+random_bn (GRand *r, GPtrArray *owned, SiConv *cv)
+{
+  float *v[4];
+  for (int i = 0; i < 4; i++) {
+    v[i] = random_floats (r, cv->cout);
+    g_ptr_array_add (owned, v[i]);
+  }
+  for (int o = 0; o < cv->cout; o++) {
+    v[0][o] = 1.0f + 0.5f * v[0][o];
+    v[3][o] = 1.0f + 0.5f * v[3][o];
+  }
+  cv->bn.gamma = v[0];
+  cv->bn.beta = v[1];
+  cv->bn.mean = v[2];
+  cv->bn.var = v[3];
+  cv->bn.eps = 1e-5;
+}
+
+/* A conv with BN views (and optionally its own bias) through both CPU
+ * paths: the plain-loop path must give exactly the reference conv on the
+ * si_conv_fold weights, the oneDNN path the same within 1e-5. */
+static void
+check_conv_bn (SiBackend *be, GRand *r, int cin, int cout, int k, int stride,
+    int h, int w, bool conv_bias)
+{
+  GError *error = NULL;
+  GPtrArray *owned = g_ptr_array_new_with_free_func (g_free);
+  SiConv cv = { 0 }, folded;
+  int pad = k / 2;
+  int ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
+  size_t ny = (size_t) ho * wo * cout, nw = (size_t) cout * cin * k * k;
+  float *x = random_floats (r, (size_t) h * w * cin);
+  float *y_ref = g_new0 (float, ny), *fw = g_new (float, nw);
+  float *fb = g_new (float, cout);
+
+  cv.w = random_floats (r, nw);
+  g_ptr_array_add (owned, (float *) cv.w);
+  if (conv_bias) {
+    cv.b = random_floats (r, cout);
+    g_ptr_array_add (owned, (float *) cv.b);
+  }
+  cv.cout = cout;
+  cv.cin = cin;
+  cv.kh = cv.kw = k;
+  cv.stride = stride;
+  cv.pad = pad;
+  cv.groups = 1;
+  random_bn (r, owned, &cv);
+  g_assert_cmpuint (si_conv_weight_numel (&cv), ==, nw);
+  si_conv_fold (&cv, fw, fb);
+  /* spot check of the formula */
+  {
+    double s = cv.bn.gamma[1] / sqrt ((double) cv.bn.var[1] + 1e-5);
+    double b = conv_bias ? (cv.b[1] - (double) cv.bn.mean[1]) * s
+                         : -(double) cv.bn.mean[1] * s;
+    g_assert_cmpfloat (
+        fabs (fw[nw / cout + 2] - cv.w[nw / cout + 2] * s), <, 1e-6);
+    g_assert_cmpfloat (fabs (fb[1] - (cv.bn.beta[1] + b)), <, 1e-6);
+  }
+  folded = cv;
+  folded.w = fw;
+  folded.b = fb;
+  memset (&folded.bn, 0, sizeof folded.bn);
+  si_conv2d_reference (&folded, x, h, w, y_ref, false, true);
+
+  for (int pass = 0; pass < 2; pass++) {
+    bool reference = pass == 1;
+    si_cpu_backend_set_reference (be, reference);
+    SiConvPlan *plan = be->ops->conv_prepare (be, &cv, &error);
+    g_assert_no_error (error);
+    float *xm = reference ? g_memdup2 (x, (size_t) h * w * cin * 4)
+                          : to_map (be, x, h, w, cin);
+    float *ym = g_new0 (float, ny);
+    g_assert_true (
+        be->ops->conv2d (be, plan, xm, h, w, ym, false, true, &error));
+    g_assert_no_error (error);
+    float *y = reference ? ym : from_map (be, ym, ho, wo, cout);
+    double err = rel_l2 (y, y_ref, ny);
+    g_print ("conv+BN %d->%d k%d s%d %dx%d bias=%d %s: rel L2 %.3g\n", cin,
+        cout, k, stride, h, w, conv_bias, reference ? "reference" : "oneDNN",
+        err);
+    if (reference)
+      g_assert_cmpmem (y, ny * 4, y_ref, ny * 4);
+    else
+      g_assert_cmpfloat (err, <, 1e-5);
+    be->ops->conv_release (be, plan);
+    g_free (xm);
+    g_free (y);
+  }
+  si_cpu_backend_set_reference (be, false);
+  g_free (x);
+  g_free (y_ref);
+  g_free (fw);
+  g_free (fb);
+  g_ptr_array_unref (owned);
+}
+
+static void
+test_conv_bn (void)
+{
+  GError *error = NULL;
+  SiContextOptions opts = { .backend = SI_BACKEND_CPU };
+  SiBackend *be = si_backend_new (SI_BACKEND_CPU, &opts, &error);
+  GRand *r = g_rand_new_with_seed (5);
+
+  g_assert_no_error (error);
+  check_conv_bn (be, r, 3, 16, 7, 2, 30, 26, false); /* stem */
+  check_conv_bn (be, r, 16, 32, 3, 1, 12, 14, false);
+  check_conv_bn (be, r, 32, 16, 1, 2, 12, 14, true);
+  si_backend_free (&be);
+  g_rand_free (r);
+}
+
 static void
 test_pool_and_group_norm (void)
 {
@@ -198,27 +315,27 @@ test_pool_and_group_norm (void)
   g_free (beta);
 }
 
-/* A random conv with BN "folded" (weights scaled for O(1) activations). */
+/* A random conv (weights scaled for O(1) activations) followed by an eval
+ * BatchNorm, as the loader gives it (no conv bias). */
 static SiConv
 random_conv (GRand *r, GPtrArray *owned, int cin, int cout, int k, int stride)
 {
   SiConv cv = { 0 };
   size_t n = (size_t) cout * cin * k * k;
-  float *w = random_floats (r, n), *b = random_floats (r, cout);
+  float *w = random_floats (r, n);
   float scale = (float) sqrt (3.0 / (cin * k * k));
 
   for (size_t i = 0; i < n; i++)
     w[i] *= scale;
   g_ptr_array_add (owned, w);
-  g_ptr_array_add (owned, b);
   cv.w = w;
-  cv.b = b;
   cv.cin = cin;
   cv.cout = cout;
   cv.kh = cv.kw = k;
   cv.stride = stride;
   cv.pad = k / 2;
   cv.groups = 1;
+  random_bn (r, owned, &cv);
   return cv;
 }
 
@@ -311,6 +428,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/image/conv/onednn-vs-reference", test_conv_vs_reference);
+  g_test_add_func ("/image/conv/bn-folded", test_conv_bn);
   g_test_add_func ("/image/pool-and-group-norm", test_pool_and_group_norm);
   g_test_add_func ("/image/backbone/basic-block", test_basic_block_backbone);
   return g_test_run ();

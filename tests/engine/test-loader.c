@@ -313,10 +313,15 @@ test_golden_loads (void)
   g_assert_cmpint (t->shape[1], ==, m->content_dim);
   g_assert_cmpmem (m->init_content, t->nbytes, t->data, t->nbytes);
 
-  /* every backbone conv carries a folded bias and sane geometry */
+  /* every backbone conv carries its raw weight, a BatchNorm (no conv
+   * bias) and sane geometry */
   SiBackbone *bb = &m->backbone;
   g_assert_nonnull (bb->stem.w);
-  g_assert_nonnull (bb->stem.b);
+  g_assert_null (bb->stem.b);
+  g_assert_true (si_conv_has_bn (&bb->stem));
+  g_assert_nonnull (bb->stem.bn.gamma);
+  g_assert_nonnull (bb->stem.bn.beta);
+  g_assert_nonnull (bb->stem.bn.mean);
   g_assert_cmpint (bb->stem.kh, ==, 7);
   g_assert_cmpint (bb->stem.stride, ==, 2);
   g_assert_cmpint (bb->stem.pad, ==, 3);
@@ -328,8 +333,10 @@ test_golden_loads (void)
       int stride = (j == 0 && i > 0) ? 2 : 1;
       int out = bb->bottleneck ? blk->conv3.cout : blk->conv2.cout;
       g_assert_cmpint (blk->conv1.cin, ==, prev);
-      g_assert_nonnull (blk->conv1.b);
-      g_assert_nonnull (blk->conv2.b);
+      g_assert_true (si_conv_has_bn (&blk->conv1));
+      g_assert_true (si_conv_has_bn (&blk->conv2));
+      g_assert_true (!bb->bottleneck || si_conv_has_bn (&blk->conv3));
+      g_assert_true (!blk->has_downsample || si_conv_has_bn (&blk->downsample));
       /* pytorch style: bottlenecks stride on conv2, basic blocks on conv1 */
       g_assert_cmpint (blk->conv2.stride, ==, bb->bottleneck ? stride : 1);
       g_assert_cmpint (blk->conv1.stride, ==, bb->bottleneck ? 1 : stride);
@@ -341,7 +348,8 @@ test_golden_loads (void)
     g_assert_cmpint (bb->out_channels[i], ==, prev);
   }
 
-  /* the folded stem equals conv * g / sqrt (var + eps) */
+  /* the stem's views are the file's tensors; folded (si_conv_fold), it
+   * equals conv * g / sqrt (var + eps) */
   const SiTensorInfo *w = si_safetensors_find (f, "backbone.conv1.weight");
   const SiTensorInfo *g = si_safetensors_find (f, "backbone.bn1.weight");
   const SiTensorInfo *bt = si_safetensors_find (f, "backbone.bn1.bias");
@@ -350,13 +358,35 @@ test_golden_loads (void)
   const float *wf = w->data, *gf = g->data, *bf = bt->data, *mf = mu->data,
               *vf = var->data;
   size_t per = (size_t) w->numel / (size_t) w->shape[0];
+  /* views of the model's own mapping (f is a second one) */
+  g_assert_true (bb->stem.src[0] ==
+      si_safetensors_find (m->file, "backbone.conv1.weight"));
+  g_assert_true (bb->stem.w == bb->stem.src[0]->data);
+  g_assert_true (bb->stem.bn.var == bb->stem.src[5]->data);
+  g_assert_cmpmem (bb->stem.w, w->nbytes, wf, w->nbytes);
+  g_assert_cmpmem (bb->stem.bn.var, var->nbytes, vf, var->nbytes);
+  g_assert_cmpuint (si_conv_weight_numel (&bb->stem), ==, (guint64) w->numel);
+  float *fw = g_new (float, w->numel), *fb = g_new (float, w->shape[0]);
+  si_conv_fold (&bb->stem, fw, fb);
   for (int o = 0; o < (int) w->shape[0]; o++) {
     double s = gf[o] / sqrt ((double) vf[o] + 1e-5);
-    g_assert_cmpfloat_with_epsilon (bb->stem.w[o * per + 5],
-        wf[o * per + 5] * s, 1e-6 * (1 + fabs (wf[o * per + 5] * s)));
+    for (size_t i = 0; i < per; i++)
+      g_assert_cmpfloat_with_epsilon (fw[o * per + i], wf[o * per + i] * s,
+          1e-6 * (1 + fabs (wf[o * per + i] * s)));
     g_assert_cmpfloat_with_epsilon (
-        bb->stem.b[o], bf[o] - mf[o] * s, 1e-6 * (1 + fabs (bf[o])));
+        fb[o], bf[o] - mf[o] * s, 1e-6 * (1 + fabs (bf[o])));
   }
+  /* released pages are refaulted from the file: the same bits again */
+  float *fw2 = g_new (float, w->numel), *fb2 = g_new (float, w->shape[0]);
+  si_conv_release_pages (&bb->stem);
+  si_conv_fold (&bb->stem, fw2, NULL);
+  si_conv_fold (&bb->stem, NULL, fb2);
+  g_assert_cmpmem (fw, w->numel * 4, fw2, w->numel * 4);
+  g_assert_cmpmem (fb, w->shape[0] * 4, fb2, w->shape[0] * 4);
+  g_free (fw);
+  g_free (fb);
+  g_free (fw2);
+  g_free (fb2);
 
   /* stage sizes follow model-spec 6.0 */
   for (int s = 0; s < m->num_stages; s++) {
@@ -633,6 +663,17 @@ test_classes_mismatch (void)
       "classes2.safetensors", &e2, SI_ERROR_CONFIG, "classes", NULL);
 }
 
+/* The stem with BN folded: w (cout, 3, 7, 7) then b (cout), one buffer. */
+static float *
+fold_stem (SiModel *m)
+{
+  const SiConv *c = &m->backbone.stem;
+  size_t n = si_conv_weight_numel (c);
+  float *wb = g_new (float, n + c->cout);
+  si_conv_fold (c, wb, wb + n);
+  return wb;
+}
+
 static void
 test_f16_weights (void)
 {
@@ -651,6 +692,14 @@ test_f16_weights (void)
   for (int i = 0; i < a->out * a->in; i++)
     g_assert_cmpfloat (
         fabsf (a->w[i] - b->w[i]), <=, 1e-3f * (1.0f + fabsf (a->w[i])));
+  /* the backbone's convs fold from the converted float32 copies */
+  float *s32 = fold_stem (m), *s16 = fold_stem (m16);
+  size_t ns = si_conv_weight_numel (&m->backbone.stem) + m->backbone.stem.cout;
+  for (size_t i = 0; i < ns; i++)
+    g_assert_cmpfloat (
+        fabsf (s32[i] - s16[i]), <=, 2e-3f * (1.0f + fabsf (s32[i])));
+  g_free (s32);
+  g_free (s16);
   si_model_clear (&m16);
   si_model_clear (&m);
   g_unlink (path);
@@ -673,6 +722,13 @@ test_unaligned_weights (void)
   SiLinear *a = &m->stages[1].Wv, *b = &mu->stages[1].Wv;
   g_assert_cmpmem (
       a->w, (size_t) a->out * a->in * 4, b->w, (size_t) a->out * a->in * 4);
+  /* unaligned BN / conv tensors: owned aligned copies, the same folds */
+  g_assert_cmpuint ((uintptr_t) mu->backbone.stem.w % 4, ==, 0);
+  float *sa = fold_stem (m), *su = fold_stem (mu);
+  size_t ns = si_conv_weight_numel (&m->backbone.stem) + m->backbone.stem.cout;
+  g_assert_cmpmem (sa, ns * 4, su, ns * 4);
+  g_free (sa);
+  g_free (su);
   si_model_clear (&mu);
   si_model_clear (&m);
   g_unlink (path);
