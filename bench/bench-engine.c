@@ -38,6 +38,7 @@ static char *opt_only = NULL;
 static char *opt_golden = NULL;
 static char *opt_model = NULL;
 static int opt_width = 1333, opt_height = 800;
+static gboolean opt_keep_weights;
 
 static GOptionEntry entries[] = {
   { "runs", 0, 0, G_OPTION_ARG_INT, &opt_runs, "timed runs per model", "N" },
@@ -51,6 +52,10 @@ static GOptionEntry entries[] = {
       "child mode: bench this model file", "FILE" },
   { "width", 0, 0, G_OPTION_ARG_INT, &opt_width, "child: frame width", "W" },
   { "height", 0, 0, G_OPTION_ARG_INT, &opt_height, "child: frame height", "H" },
+  { "keep-weights", 0, 0, G_OPTION_ARG_NONE, &opt_keep_weights,
+      "keep the decoder's weight pages mapped between stages "
+      "(release_weights FALSE)",
+      NULL },
   { NULL },
 };
 
@@ -122,6 +127,7 @@ run_child (void)
   si_context_options_init (&opts);
   opts.backend = SI_BACKEND_CPU;
   opts.num_threads = opt_threads;
+  opts.release_weights = !opt_keep_weights;
   opts.max_width = MAX (opt_width, 64);
   opts.max_height = MAX (opt_height, 64);
   ctx = si_context_new (model, &opts, &error);
@@ -202,7 +208,8 @@ spawn_child (const char *self, const char *model, Config *c)
   int status = 0;
   char runs[16], threads[16], w[16], h[16];
   const char *argv[] = { self, "--model", model, "--runs", runs, "--threads",
-    threads, "--width", w, "--height", h, NULL };
+    threads, "--width", w, "--height", h,
+    opt_keep_weights ? "--keep-weights" : NULL, NULL };
 
   g_snprintf (runs, sizeof (runs), "%d", opt_runs);
   g_snprintf (threads, sizeof (threads), "%d", opt_threads);

@@ -2,13 +2,16 @@
  * weights as backend pointers, every activation buffer allocated once for
  * N queries and the largest stage), the initial queries (model-spec 5),
  * the stage loop (6.1, one stage in decoder_stage.c), dumps and the
- * post-processing (7, host part in postprocess.c).
+ * post-processing (7, host part in postprocess.c), and on the CPU backend
+ * the return of each stage's weight pages after the stage.
  * Shapes use the legend of decoder_stage.h.
  */
 #include "decoder_stage.h"
 #include "postprocess.h"
 
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static void
 free_backend_ptr (gpointer data, gpointer user_data)
@@ -27,6 +30,79 @@ buffer (SiDecoder *dec, size_t count, GError **error)
   return p;
 }
 
+typedef struct
+{
+  guintptr lo, hi; /* page-aligned */
+} SiPageRange;
+
+/* Notes the pages of the model mapping that [p, p + bytes) covers (none
+ * for weights the loader converted into owned memory). */
+static void
+note_pages (SiDecoder *dec, const void *p, size_t bytes)
+{
+  const void *base;
+  size_t size;
+  guintptr page = (guintptr) sysconf (_SC_PAGESIZE), lo, hi, b;
+  SiPageRange r;
+
+  si_safetensors_mapping (dec->model->file, &base, &size);
+  b = (guintptr) base;
+  lo = (guintptr) p;
+  hi = lo + bytes;
+  if (dec->collecting == NULL || base == NULL || lo < b || hi > b + size ||
+      bytes == 0)
+    return;
+  r.lo = lo / page * page;
+  r.hi =
+      MIN ((hi + page - 1) / page * page, (b + size + page - 1) / page * page);
+  g_array_append_val (dec->collecting, r);
+}
+
+static gint
+compare_ranges (gconstpointer a, gconstpointer b)
+{
+  const SiPageRange *x = a, *y = b;
+  return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Sorts and merges overlapping or adjacent ranges. */
+static void
+merge_ranges (GArray *ranges)
+{
+  guint n = 0;
+
+  g_array_sort (ranges, compare_ranges);
+  for (guint i = 0; i < ranges->len; i++) {
+    SiPageRange *r = &g_array_index (ranges, SiPageRange, i);
+    SiPageRange *last = n ? &g_array_index (ranges, SiPageRange, n - 1) : NULL;
+    if (last != NULL && r->lo <= last->hi)
+      last->hi = MAX (last->hi, r->hi);
+    else
+      g_array_index (ranges, SiPageRange, n++) = *r;
+  }
+  g_array_set_size (ranges, n);
+}
+
+static void
+release_stage_pages (SiDecoder *dec, int s)
+{
+  GArray *ranges = dec->stage_pages ? dec->stage_pages[s] : NULL;
+
+  for (guint i = 0; ranges != NULL && i < ranges->len; i++) {
+    const SiPageRange *r = &g_array_index (ranges, SiPageRange, i);
+    /* clean pages of a read-only private mapping: nothing is lost, a later
+     * read maps them again from the page cache */
+    (void) madvise ((void *) r->lo, r->hi - r->lo, MADV_DONTNEED);
+  }
+}
+
+void
+si_decoder_set_release_weights (SiDecoder *dec, gboolean release)
+{
+  g_return_if_fail (dec != NULL);
+  dec->release_weights = release;
+}
+
 /* A weight as a backend pointer: the host memory itself on the CPU
  * backend (weights are mapped once, model-spec 10), an uploaded copy
  * elsewhere. */
@@ -35,8 +111,12 @@ weight (SiDecoder *dec, const float **w, size_t count, GError **error)
 {
   float *p;
 
-  if (*w == NULL || dec->be->kind == SI_BACKEND_CPU)
+  if (*w == NULL)
     return TRUE;
+  if (dec->be->kind == SI_BACKEND_CPU) {
+    note_pages (dec, *w, count * sizeof (float));
+    return TRUE;
+  }
   if (!(p = buffer (dec, count, error)))
     return FALSE;
   if (!dec->be->ops->upload (dec->be, p, *w, count * sizeof (float), error))
@@ -276,11 +356,16 @@ si_decoder_new (SiBackend *be, const SiModel *model, GError **error)
   if (!check_sizes (dec, error))
     goto fail;
   dec->stages = g_new0 (SiStage, dec->n_stages);
+  dec->stage_pages = g_new0 (GArray *, dec->n_stages);
   for (int s = 0; s < dec->n_stages; s++) {
     dec->stages[s] = model->stages[s];
+    dec->stage_pages[s] = g_array_new (FALSE, FALSE, sizeof (SiPageRange));
+    dec->collecting = dec->stage_pages[s];
     if (!stage_weights (dec, &dec->stages[s], error))
       goto fail;
+    merge_ranges (dec->stage_pages[s]);
   }
+  dec->collecting = NULL;
   dec->init_content = model->init_content;
   dec->init_boxes = model->init_boxes;
   if (!weight (dec, &dec->init_content,
@@ -306,6 +391,10 @@ si_decoder_free (SiDecoder **pdec)
   g_ptr_array_unref (dec->owned);
   g_list_free_full (dec->host_arrays, g_free);
   g_free (dec->stages);
+  for (int s = 0; dec->stage_pages != NULL && s < dec->n_stages; s++)
+    if (dec->stage_pages[s] != NULL)
+      g_array_unref (dec->stage_pages[s]);
+  g_free (dec->stage_pages);
   g_free (dec->dump_host);
   g_free (dec->dump_host2);
   g_free (dec->host_results);
@@ -397,8 +486,11 @@ si_decoder_run (SiDecoder *dec, const float *const levels[SI_NUM_LEVELS],
     return FALSE;
   for (int s = 0; s < dec->n_stages; s++) {
     if (!si_decoder_stage_run (
-            dec, s, levels, level_h, level_w, dump, user_data, error) ||
-        !lap (dec, &t0, timings ? &timings->stage[s] : NULL, error))
+            dec, s, levels, level_h, level_w, dump, user_data, error))
+      return FALSE;
+    if (dec->release_weights)
+      release_stage_pages (dec, s);
+    if (!lap (dec, &t0, timings ? &timings->stage[s] : NULL, error))
       return FALSE;
   }
   if (timings)

@@ -19,6 +19,14 @@ SiDecoder *si_decoder_new (SiBackend *be, const SiModel *model, GError **error);
 /* Sets *dec to NULL. */
 void si_decoder_free (SiDecoder **dec);
 
+/* CPU backend: after each stage, give the stage's weight pages back to the
+ * page cache (madvise MADV_DONTNEED on the read-only model mapping), so
+ * that the process holds one stage's weights at a time instead of all
+ * six: the next frame maps them again from memory (no disk read while the
+ * page cache keeps the file).  Other backends read their own copies and
+ * ignore it. */
+void si_decoder_set_release_weights (SiDecoder *dec, gboolean release);
+
 /* Runs the query generator and every decoder stage.
  * levels: the neck outputs F_0..F_3, backend memory, NHWC (level_h[l],
  * level_w[l], D) each; info: the frame geometry (img_shape gives the

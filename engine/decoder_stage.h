@@ -24,6 +24,13 @@ struct _SiDecoder
   int max_L;          /* bank slots for M */
   int bank_sg;        /* rows of the banked S (Sg of the reuse stages) */
 
+  /* CPU backend: page ranges (SiPageRange) of the model mapping that each
+   * stage reads, given back to the page cache after the stage when
+   * release_weights is set (si_decoder_set_release_weights) */
+  GArray **stage_pages; /* n_stages arrays */
+  GArray *collecting;   /* the stage's array while its weights are set up */
+  gboolean release_weights;
+
   /* device copies of the query generator parameters */
   const float *init_content; /* (N, C) */
   const float *init_boxes;   /* (N, 4) */

@@ -172,6 +172,8 @@ si_net_new (SiModel *model, const SiContextOptions *options, GError **error)
     si_net_free (&net);
     return NULL;
   }
+  si_decoder_set_release_weights (
+      net->decoder, options ? options->release_weights : TRUE);
   return net;
 }
 

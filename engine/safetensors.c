@@ -484,6 +484,14 @@ si_safetensors_get (const SiSafetensors *file, guint i)
   return &file->tensors[i];
 }
 
+void
+si_safetensors_mapping (
+    const SiSafetensors *file, const void **base, size_t *size)
+{
+  *base = file ? file->bytes : NULL;
+  *size = file ? file->size : 0;
+}
+
 const char *
 si_safetensors_metadata (const SiSafetensors *file, const char *key)
 {

@@ -45,6 +45,12 @@ const SiTensorInfo *si_safetensors_find (
     const SiSafetensors *file, const char *name);
 guint si_safetensors_n_tensors (const SiSafetensors *file);
 const SiTensorInfo *si_safetensors_get (const SiSafetensors *file, guint i);
+/* The whole file as mapped (read-only, private, clean): its pages may be
+ * given back with madvise (MADV_DONTNEED) and are read again from the page
+ * cache on the next access. */
+void si_safetensors_mapping (
+    const SiSafetensors *file, const void **base, size_t *size);
+
 /* A string of __metadata__, NULL when absent. */
 const char *si_safetensors_metadata (
     const SiSafetensors *file, const char *key);

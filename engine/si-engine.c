@@ -41,6 +41,7 @@ si_context_options_init (SiContextOptions *options)
   options->max_width = 3840;
   options->max_height = 2160;
   options->num_threads = 0;
+  options->release_weights = TRUE;
 }
 
 void

@@ -104,6 +104,12 @@ typedef struct
   int max_width; /* largest frame this context accepts */
   int max_height;
   int num_threads; /* CPU threads; 0 = all cores */
+  /* CPU backend: give each decoder stage's weight pages back to the page
+   * cache after the stage (the model file stays mapped; the next frame
+   * maps the pages again from memory).  The process then holds one
+   * stage's weights at a time: ~340 MiB less resident memory for an R-50
+   * model, ~2 ms per frame.  Default TRUE. */
+  gboolean release_weights;
 } SiContextOptions;
 
 /* Per-run thresholds.  Detections are the top max_per_img candidates of
