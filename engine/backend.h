@@ -190,6 +190,21 @@ struct _SiBackendOps
    * indices, ties lower index first.  scratch: n * 8 bytes. */
   void (*topk_sigmoid) (SiBackend *be, const float *logits, int n, int k,
       float *scores, int32_t *idx, void *scratch);
+
+  /* ---- record and replay (optional: NULL where unsupported, e.g. the
+   * CPU; the CUDA twins are CUDA graphs in engine/cuda/backend_cuda.c) ----
+   * Between capture_begin and capture_end the ops issued on @be are
+   * recorded instead of run; nothing in between may sync, download,
+   * upload or alloc (those fail, and capture_end then fails too).
+   * capture_end returns the recording (NULL with @error set on failure);
+   * graph_launch replays it, stream-ordered, with the pointers and the
+   * by-value arguments it was recorded with (the caller re-records when
+   * one of them changes); errors of the replayed work come back from the
+   * next sync() or download().  graph_free takes NULL. */
+  gboolean (*capture_begin) (SiBackend *be, GError **error);
+  void *(*capture_end) (SiBackend *be, GError **error); /* a graph */
+  gboolean (*graph_launch) (SiBackend *be, void *graph, GError **error);
+  void (*graph_free) (SiBackend *be, void *graph);
 };
 
 struct _SiBackend

@@ -44,6 +44,10 @@ si_cuda_set_error (GError **error, cudaError_t status, const char *what,
   g_set_error (error, SI_ERROR, cuda_error_code (status),
       "CUDA error %s: %s (in %s, %s:%d)", cudaGetErrorName (status),
       cudaGetErrorString (status), what, file, line);
+  /* a failed runtime call is also the thread's last error: reported now,
+   * it must not come back from the next launch check (a sticky error
+   * stays anyway) */
+  cudaGetLastError ();
 }
 
 void
@@ -312,6 +316,28 @@ cuda_take_deferred (SiCudaBackend *cu, GError **error)
   return FALSE;
 }
 
+/* Waits for the stream, then reports the first failure: a void op's
+ * (deferred) or one of the queued work itself (a replayed graph's kernel,
+ * which only the wait sees).  The runtime also keeps the latter as the
+ * thread's last error: it is cleared, so that the next op's launch check
+ * does not report it a second time, and the frame after a failure runs
+ * clean. */
+static gboolean
+cuda_wait (SiCudaBackend *cu, GError **error)
+{
+  cudaError_t st = cudaStreamSynchronize (cu->stream);
+
+  if (st != cudaSuccess) {
+    cudaGetLastError ();
+    if (cu->deferred == NULL) {
+      si_cuda_set_error (
+          error, st, "cudaStreamSynchronize (the stream)", __FILE__, __LINE__);
+      return FALSE;
+    }
+  }
+  return cuda_take_deferred (cu, error);
+}
+
 /* Blocking: waits for the stream, then reports any deferred failure. */
 static gboolean
 cuda_download (
@@ -327,8 +353,7 @@ cuda_download (
     SI_CUDA_TRY (cudaMemcpyAsync (staged ? (void *) cu->staging_out : dst, src,
                      bytes, cudaMemcpyDeviceToHost, cu->stream),
         error, FALSE);
-  SI_CUDA_TRY (cudaStreamSynchronize (cu->stream), error, FALSE);
-  if (!cuda_take_deferred (cu, error))
+  if (!cuda_wait (cu, error))
     return FALSE;
   if (bytes && staged)
     memcpy (dst, cu->staging_out, bytes);
@@ -343,8 +368,7 @@ cuda_sync (SiBackend *be, GError **error)
   if (!cuda_not_capturing (cu, "sync", error))
     return FALSE;
   SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
-  SI_CUDA_TRY (cudaStreamSynchronize (cu->stream), error, FALSE);
-  return cuda_take_deferred (cu, error);
+  return cuda_wait (cu, error);
 }
 
 /* Device-to-device, stream-ordered. */
@@ -458,6 +482,13 @@ si_cuda_graph_launch (SiBackend *be, SiCudaGraph *graph, GError **error)
 {
   SiCudaBackend *cu = si_cuda_priv (be);
 
+  if (graph == NULL || graph->exec == NULL) {
+    g_set_error (
+        error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT, "no CUDA graph to launch");
+    return FALSE;
+  }
+  if (!cuda_not_capturing (cu, "a graph launch", error))
+    return FALSE;
   SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
   SI_CUDA_TRY (cudaGraphLaunch (graph->exec, cu->stream), error, FALSE);
   return TRUE;
@@ -473,6 +504,25 @@ si_cuda_graph_free (SiBackend *be, SiCudaGraph *graph)
   if (graph->graph)
     cudaGraphDestroy (graph->graph);
   g_free (graph);
+}
+
+/* The table's untyped entries (backend.h) over the functions above. */
+static void *
+cuda_capture_end (SiBackend *be, GError **error)
+{
+  return si_cuda_capture_end (be, error);
+}
+
+static gboolean
+cuda_graph_launch (SiBackend *be, void *graph, GError **error)
+{
+  return si_cuda_graph_launch (be, graph, error);
+}
+
+static void
+cuda_graph_free (SiBackend *be, void *graph)
+{
+  si_cuda_graph_free (be, graph);
 }
 
 /* ---- the table ---- */
@@ -517,4 +567,9 @@ const SiBackendOps si_cuda_backend_ops = {
   .gate_mix = si_gate_mix_cuda,
   .refine_boxes = si_refine_boxes_cuda,
   .topk_sigmoid = si_topk_sigmoid_cuda,
+
+  .capture_begin = si_cuda_capture_begin,
+  .capture_end = cuda_capture_end,
+  .graph_launch = cuda_graph_launch,
+  .graph_free = cuda_graph_free,
 };

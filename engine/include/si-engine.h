@@ -124,13 +124,19 @@ typedef struct
 
 #define SI_MAX_STAGES 16
 
-/* Milliseconds spent in each part by the last si_context_run(). */
+/* Milliseconds spent in each part by the last si_context_run().
+ * The CUDA backend runs the decoder (query init and every stage) as one
+ * recorded CUDA graph when no dump is set: query_init is then the whole
+ * decoder's time (on a frame of a new size, the recording too),
+ * num_stages is 0 and stage[] is 0.  SI_CUDA_GRAPHS=0 in the environment
+ * when the context is created turns the graphs off and gives the
+ * per-stage figures back. */
 typedef struct
 {
   double preprocess;
   double backbone;
   double neck;
-  double query_init;
+  double query_init; /* the whole decoder when num_stages is 0 */
   double stage[SI_MAX_STAGES];
   int num_stages;
   double postprocess;

@@ -1,12 +1,14 @@
-/* test-parity-decoder-graph.c: the real decoder recorded as one CUDA graph
- * (the wiring docs/cuda.md proposes): the query init (LayerNorm of the
- * embedding, initial boxes) and every si_decoder_stage_run() between
- * si_cuda_capture_begin and si_cuda_capture_end, then replayed.  The
- * replay must reproduce si_decoder_run()'s logits and boxes bit for bit,
- * frame after frame, on new neck features: this proves the stage code is
- * capture-safe (no sync, no host traffic, no allocation).  Prints the time
- * of both paths (meaningful on a GPU only).  Skips (77) without a CUDA
- * device.  Usage: test-parity-decoder-graph CASE_DIR
+/* test-parity-decoder-graph.c: the real decoder recorded as one CUDA graph:
+ * the query init (LayerNorm of the embedding, initial boxes) and every
+ * si_decoder_stage_run() between si_cuda_capture_begin and
+ * si_cuda_capture_end, then replayed; and si_decoder_run() with its own
+ * recordings (decoder.c, use_graphs).  Both must reproduce
+ * si_decoder_run()'s direct path (use_graphs off) bit for bit in logits
+ * and boxes, frame after frame, on new neck features; a frame with
+ * another image size (new_w, new_h: a new key) makes si_decoder_run()
+ * record again, and going back replays the first recording.  Prints the
+ * time of each path (meaningful on a GPU only).  Skips (77) without a
+ * CUDA device.  Usage: test-parity-decoder-graph CASE_DIR
  */
 #include "si-config.h"
 
@@ -42,7 +44,7 @@ main (int argc, char **argv)
   SiModel *model;
   SiBackend *be;
   SiDecoder *dec;
-  SiImageInfo info;
+  SiImageInfo info, other;
   SiCudaGraph *graph;
   float *levels[SI_NUM_LEVELS];
   int lh[SI_NUM_LEVELS], lw[SI_NUM_LEVELS];
@@ -76,6 +78,11 @@ main (int argc, char **argv)
   c = model->content_dim;
   nc = model->num_classes;
   si_image_info_compute (model, 150, 110, &info);
+  /* the same padded size (the same levels), another image size */
+  si_image_info_compute (model, 120, 110, &other);
+  if (other.pad_w != info.pad_w || other.pad_h != info.pad_h ||
+      other.new_w == info.new_w)
+    die ("frame geometry", NULL);
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     lh[l] = info.pad_h / model->featmap_strides[l];
     lw[l] = info.pad_w / model->featmap_strides[l];
@@ -98,10 +105,12 @@ main (int argc, char **argv)
   if (!(graph = si_cuda_capture_end (be, &error)))
     die ("capture_end", error);
 
-  for (int frame = 0; frame < 3; frame++) {
-    float *cls[2], *box[2];
-    double ms[2];
-    bool same;
+  /* frames 0-2: info, 3: other (a new key), 4: info again */
+  for (int frame = 0; frame < 5; frame++) {
+    const SiImageInfo *fi = frame == 3 ? &other : &info;
+    float *cls[3], *box[3];
+    double ms[3];
+    bool same[3] = { true, true, true };
 
     for (int l = 0; l < SI_NUM_LEVELS; l++) {
       size_t cnt = (size_t) lh[l] * lw[l] * c;
@@ -112,13 +121,20 @@ main (int argc, char **argv)
         die ("upload", error);
       g_free (h);
     }
-    for (int path_i = 0; path_i < 2; path_i++) {
+    /* 0: direct, 1: this test's recording (made for info only),
+     * 2: si_decoder_run's own recordings */
+    for (int path_i = 0; path_i < 3; path_i++) {
       gint64 t0;
+      cls[path_i] = box[path_i] = NULL;
+      ms[path_i] = 0.0;
+      if (path_i == 1 && fi != &info)
+        continue;
       if (!be->ops->sync (be, &error))
         die ("sync", error);
       t0 = g_get_monotonic_time ();
-      if (path_i == 0) {
-        if (!si_decoder_run (dec, (const float *const *) levels, lh, lw, &info,
+      dec->use_graphs = path_i == 2;
+      if (path_i != 1) {
+        if (!si_decoder_run (dec, (const float *const *) levels, lh, lw, fi,
                 NULL, NULL, NULL, &error))
           die ("si_decoder_run", error);
       } else if (!si_cuda_graph_launch (be, graph, &error)) {
@@ -129,19 +145,34 @@ main (int argc, char **argv)
       ms[path_i] = (g_get_monotonic_time () - t0) / 1000.0;
       cls[path_i] = fetch (be, dec->cls, (size_t) n * nc);
       box[path_i] = fetch (be, dec->xyxy, (size_t) n * 4);
+      if (path_i > 0)
+        same[path_i] = memcmp (cls[0], cls[path_i], (size_t) n * nc * 4) == 0 &&
+            memcmp (box[0], box[path_i], (size_t) n * 4 * 4) == 0;
     }
-    same = memcmp (cls[0], cls[1], (size_t) n * nc * 4) == 0 &&
-        memcmp (box[0], box[1], (size_t) n * 4 * 4) == 0;
-    printf ("%s frame %d: graph replay %s si_decoder_run (direct %.3f ms, "
-            "graph %.3f ms, %d stages)\n",
-        same ? "ok  " : "FAIL", frame, same ? "identical to" : "differs from",
-        ms[0], ms[1], dec->n_stages);
-    if (!same)
+    printf ("%s frame %d (image %dx%d): test's graph %s, si_decoder_run's "
+            "graph %s si_decoder_run direct (direct %.3f ms, graphs %.3f, "
+            "%.3f ms, %d stages)\n",
+        same[1] && same[2] ? "ok  " : "FAIL", frame, fi->new_w, fi->new_h,
+        cls[1] == NULL ? "not run"
+            : same[1]  ? "identical"
+                       : "DIFFERS",
+        same[2] ? "identical to" : "DIFFERS from", ms[0], ms[1], ms[2],
+        dec->n_stages);
+    if (!same[1] || !same[2])
       failures++;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
       g_free (cls[i]);
       g_free (box[i]);
     }
+  }
+  {
+    int kept = 0;
+    for (int i = 0; i < SI_DECODER_GRAPHS; i++)
+      kept += dec->graphs[i].graph != NULL;
+    printf ("%s si_decoder_run kept %d recordings for 2 image sizes\n",
+        kept == 2 ? "ok  " : "FAIL", kept);
+    if (kept != 2)
+      failures++;
   }
 
   si_cuda_graph_free (be, graph);

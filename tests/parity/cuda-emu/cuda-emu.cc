@@ -20,6 +20,8 @@ struct SiEmuStream
 {
   bool capturing, invalidated;
   std::vector<std::function<void ()>> recording;
+  /* a failure of replayed work, reported by the next synchronisation */
+  cudaError_t async_error;
 };
 struct SiEmuEvent
 {
@@ -58,6 +60,11 @@ static int malloc_calls;
 static int fail_launch_after = -1;
 static int launches;
 static size_t device_bytes;
+static int fail_captures, fail_captures_at_begin;
+static int graph_launches;
+/* the stream whose graph is being replayed: launch failures there are
+ * asynchronous, as on a device (the replay itself succeeds) */
+static cudaStream_t replaying;
 static std::map<void *, size_t> allocations;
 
 /* ---- fibers ---- */
@@ -207,6 +214,18 @@ si_emu_shfl_phase (void)
 static void launch_now (
     const SiEmuConfig &cfg, const std::function<void ()> &body);
 
+/* A direct launch's failure is the thread's last error (the launch check
+ * after it reads it); a replayed one's is the stream's, reported by the
+ * next cudaStreamSynchronize. */
+static void
+launch_failed (cudaError_t e)
+{
+  if (replaying == NULL)
+    last_error = e;
+  else if (replaying->async_error == cudaSuccess)
+    replaying->async_error = e;
+}
+
 void
 si_emu_launch (const SiEmuConfig &cfg, const std::function<void ()> &body)
 {
@@ -236,12 +255,12 @@ launch_now (const SiEmuConfig &cfg, const std::function<void ()> &body)
         "%u) smem %zu\n",
         cfg.grid.x, cfg.grid.y, cfg.grid.z, cfg.block.x, cfg.block.y,
         cfg.block.z, cfg.smem);
-    last_error = cudaErrorInvalidConfiguration;
+    launch_failed (cudaErrorInvalidConfiguration);
     return;
   }
   if (fail_launch_after >= 0 && launches >= fail_launch_after) {
     launches++;
-    last_error = cudaErrorLaunchFailure;
+    launch_failed (cudaErrorLaunchFailure);
     return;
   }
   launches++;
@@ -308,6 +327,19 @@ si_emu_device_bytes (void)
   return device_bytes;
 }
 
+void
+si_emu_fail_captures (int n, int at_begin)
+{
+  fail_captures = n;
+  fail_captures_at_begin = at_begin;
+}
+
+int
+si_emu_graph_launches (void)
+{
+  return graph_launches;
+}
+
 int
 si_emu_malloc_calls (void)
 {
@@ -372,6 +404,10 @@ cudaGetErrorName (cudaError_t error)
       return "cudaErrorNoDevice";
     case cudaErrorLaunchFailure:
       return "cudaErrorLaunchFailure";
+    case cudaErrorStreamCaptureUnsupported:
+      return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated:
+      return "cudaErrorStreamCaptureInvalidated";
     default:
       return "cudaErrorUnknown";
   }
@@ -391,6 +427,10 @@ cudaGetErrorString (cudaError_t error)
       return "no CUDA-capable device is detected";
     case cudaErrorLaunchFailure:
       return "unspecified launch failure";
+    case cudaErrorStreamCaptureUnsupported:
+      return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated:
+      return "operation failed due to a previous error during capture";
     default:
       return "emulated CUDA error";
   }
@@ -513,6 +553,11 @@ cudaStreamSynchronize (cudaStream_t stream)
     stream->invalidated = true;
     return fail (cudaErrorStreamCaptureUnsupported);
   }
+  if (stream && stream->async_error != cudaSuccess) {
+    cudaError_t e = stream->async_error;
+    stream->async_error = cudaSuccess;
+    return fail (e);
+  }
   return cudaSuccess;
 }
 
@@ -522,6 +567,10 @@ cudaStreamBeginCapture (cudaStream_t stream, enum cudaStreamCaptureMode mode)
   (void) mode;
   if (stream == NULL || stream->capturing)
     return fail (cudaErrorInvalidValue);
+  if (fail_captures > 0 && fail_captures_at_begin) {
+    fail_captures--;
+    return fail (cudaErrorStreamCaptureUnsupported);
+  }
   stream->capturing = true;
   stream->invalidated = false;
   stream->recording.clear ();
@@ -537,8 +586,14 @@ cudaStreamEndCapture (cudaStream_t stream, cudaGraph_t *graph)
     return fail (cudaErrorInvalidValue);
   stream->capturing = false;
   any_capture = false;
-  if (stream->invalidated)
+  if (fail_captures > 0 && !fail_captures_at_begin) {
+    fail_captures--;
+    stream->invalidated = true;
+  }
+  if (stream->invalidated) {
+    stream->recording.clear ();
     return fail (cudaErrorStreamCaptureInvalidated);
+  }
   *graph = new SiEmuGraph ();
   (*graph)->work.swap (stream->recording);
   return cudaSuccess;
@@ -556,8 +611,13 @@ cudaGraphInstantiate (
 cudaError_t
 cudaGraphLaunch (cudaGraphExec_t exec, cudaStream_t stream)
 {
+  if (exec == NULL)
+    return fail (cudaErrorInvalidValue);
+  graph_launches++;
+  replaying = stream;
   for (auto &w : exec->work)
     submit (stream, w);
+  replaying = NULL;
   return cudaSuccess;
 }
 

@@ -116,6 +116,12 @@ int si_emu_launches (void);
 /* Bytes currently allocated with cudaMalloc, and the number of calls. */
 size_t si_emu_device_bytes (void);
 int si_emu_malloc_calls (void);
+/* Makes the next @n stream captures fail: at cudaStreamBeginCapture
+ * (at_begin) or at cudaStreamEndCapture (cudaErrorStreamCaptureInvalidated,
+ * the work recorded is dropped). */
+void si_emu_fail_captures (int n, int at_begin);
+/* Graphs replayed (cudaGraphLaunch calls) since the start. */
+int si_emu_graph_launches (void);
 
 #ifdef __cplusplus
 }
