@@ -3,8 +3,9 @@
  * emulated CUDA runtime (cuda-emu/), whose hooks inject them: no device
  * (and backend=auto falling back to the CPU), out of device memory at
  * every allocation of a context's creation, a failing kernel at several
- * points of a frame (the context stays usable afterwards), a frame larger
- * than the context's maximum.  Usage: test-parity-errors CASE_DIR.
+ * points of a frame, one of them inside the replayed decoder graph (the
+ * context stays usable afterwards), a frame larger than the context's
+ * maximum.  Usage: test-parity-errors CASE_DIR.
  */
 #include "si-engine.h"
 
@@ -128,7 +129,7 @@ test_failing_kernel (SiModel *model)
   SiContext *ctx;
   SiDetection *clean = NULL;
   size_t n_clean = 0;
-  int at[3], total;
+  int at[3], total, replayed = 0;
 
   for (size_t i = 0; i < (size_t) w * h * 3; i++)
     rgb[i] = (uint8_t) (i * 7 % 251);
@@ -167,8 +168,11 @@ test_failing_kernel (SiModel *model)
         at[t], error ? error->message : "it succeeded");
     CHECK (error && strstr (error->message, "cudaErrorLaunchFailure"),
         "kernel %d failing: no CUDA message", at[t]);
-    if (t == 0 && error)
-      printf ("failing kernel: %s\n", error->message);
+    if (error)
+      printf ("failing kernel %d: %s\n", at[t], error->message);
+    /* a kernel of the replayed decoder graph: reported by the wait */
+    if (error && strstr (error->message, "cudaStreamSynchronize"))
+      replayed++;
     g_clear_error (&error);
 
     /* the next frame runs normally and gives the same detections */
@@ -180,6 +184,9 @@ test_failing_kernel (SiModel *model)
             memcmp (d, clean, n * sizeof (SiDetection)) == 0,
         "run after a failure: different detections");
   }
+  CHECK (replayed > 0,
+      "no failure inside the replayed decoder graph (the "
+      "middle launch of a frame is one of its kernels)");
   printf ("failing kernel: %d launches per frame; failure at launch", total);
   for (size_t t = 0; t < G_N_ELEMENTS (at); t++)
     printf (" %d", at[t]);
