@@ -84,6 +84,10 @@ merge_ranges (GArray *ranges)
   g_array_set_size (ranges, n);
 }
 
+/* clean pages of a read-only private mapping: nothing is lost, a later
+ * read maps them again from the page cache.  (Mapping them back with
+ * MADV_POPULATE_READ before the stage was measured slower than letting
+ * the GEMMs fault them in: decoder 293-308 vs 284-291 ms at R-50.) */
 static void
 release_stage_pages (SiDecoder *dec, int s)
 {
@@ -91,8 +95,6 @@ release_stage_pages (SiDecoder *dec, int s)
 
   for (guint i = 0; ranges != NULL && i < ranges->len; i++) {
     const SiPageRange *r = &g_array_index (ranges, SiPageRange, i);
-    /* clean pages of a read-only private mapping: nothing is lost, a later
-     * read maps them again from the page cache */
     (void) madvise ((void *) r->lo, r->hi - r->lo, MADV_DONTNEED);
   }
 }
