@@ -68,6 +68,7 @@ load_cuda_module (GError **error)
     SI_CUDA_MODULE_INSTALL_PATH };
   const SiBackendOps *ops = NULL;
   GString *tried;
+  guint i;
 
   g_mutex_lock (&cuda_module_lock);
   if (cuda_module_ops != NULL) {
@@ -78,18 +79,16 @@ load_cuda_module (GError **error)
     ops = open_cuda_module (env, error);
     goto out;
   }
+  /* the first candidate that exists is the answer, loaded or not */
   tried = g_string_new (NULL);
-  for (guint i = 0; i < G_N_ELEMENTS (candidates) && ops == NULL; i++) {
+  for (i = 0; i < G_N_ELEMENTS (candidates); i++) {
     g_string_append_printf (tried, "%s%s", i ? ", " : "", candidates[i]);
-    if (!g_file_test (candidates[i], G_FILE_TEST_EXISTS))
-      continue;
-    ops = open_cuda_module (candidates[i], error);
-    if (ops == NULL) {
-      g_string_free (tried, TRUE);
-      goto out;
+    if (g_file_test (candidates[i], G_FILE_TEST_EXISTS)) {
+      ops = open_cuda_module (candidates[i], error);
+      break;
     }
   }
-  if (ops == NULL)
+  if (i == G_N_ELEMENTS (candidates))
     g_set_error (error, SI_ERROR, SI_ERROR_NO_DEVICE,
         "the CUDA backend module is not installed (looked for %s; "
         "SI_CUDA_MODULE=FILE names another)",

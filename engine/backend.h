@@ -231,6 +231,10 @@ extern const SiBackendOps si_cpu_backend_ops;
  * tree, then the install directory (engine/meson.build). */
 #define SI_CUDA_MODULE_ENTRY "si_cuda_module_ops"
 
+/* The name of the SI_ERROR quark: the engine and the module each define
+ * si_error_quark () from it, which gives one error domain per process. */
+#define SI_ERROR_QUARK_NAME "si-engine-error-quark"
+
 typedef struct
 {
   const char *version; /* SI_VERSION */

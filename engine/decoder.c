@@ -54,8 +54,7 @@ note_pages (SiDecoder *dec, const void *p, size_t bytes)
       bytes == 0)
     return;
   r.lo = lo / page * page;
-  r.hi =
-      MIN ((hi + page - 1) / page * page, (b + size + page - 1) / page * page);
+  r.hi = (hi + page - 1) / page * page;
   g_array_append_val (dec->collecting, r);
 }
 

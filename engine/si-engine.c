@@ -27,7 +27,7 @@ struct _SiContext
 GQuark
 si_error_quark (void)
 {
-  return g_quark_from_static_string ("si-engine-error-quark");
+  return g_quark_from_static_string (SI_ERROR_QUARK_NAME);
 }
 
 void

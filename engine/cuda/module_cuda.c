@@ -13,8 +13,7 @@
 GQuark
 si_error_quark (void)
 {
-  /* the same string as engine/si-engine.c: one quark in the process */
-  return g_quark_from_static_string ("si-engine-error-quark");
+  return g_quark_from_static_string (SI_ERROR_QUARK_NAME);
 }
 
 __attribute__ ((visibility ("default"))) const SiBackendOps *

@@ -108,7 +108,8 @@ typedef struct
    * cache after the stage (the model file stays mapped; the next frame
    * maps the pages again from memory).  The process then holds one
    * stage's weights at a time: ~340 MiB less resident memory for an R-50
-   * model, ~2 ms per frame.  Default TRUE. */
+   * model, for ~20 ms more per frame on 2 cores (bench/RESULTS.md).
+   * Default TRUE. */
   gboolean release_weights;
 } SiContextOptions;
 
