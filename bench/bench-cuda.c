@@ -120,7 +120,6 @@ bench_single (SiModel *model, SiPrecision precision, const uint8_t *rgb,
     PRE,
     BB,
     NECK,
-    INIT,
     DEC,
     POST,
     TOT,
@@ -128,8 +127,9 @@ bench_single (SiModel *model, SiPrecision precision, const uint8_t *rgb,
     N
   };
   static const char *names[N] = { "preprocess", "backbone", "neck",
-    "query_init", "stages", "postprocess", "total", "wall" };
+    "decoder", "postprocess", "total", "wall" };
   double *t[N];
+  gboolean graph = FALSE;
 
   if (ctx == NULL)
     return FALSE;
@@ -152,7 +152,10 @@ bench_single (SiModel *model, SiPrecision precision, const uint8_t *rgb,
     t[PRE][r] = tm.preprocess;
     t[BB][r] = tm.backbone;
     t[NECK][r] = tm.neck;
-    t[INIT][r] = tm.query_init;
+    /* A replayed decoder graph reports itself as query_init with no
+     * stages (SiTimings), so the decoder is timed as one part. */
+    graph = tm.num_stages == 0;
+    t[DEC][r] = tm.query_init;
     for (int s = 0; s < tm.num_stages; s++)
       t[DEC][r] += tm.stage[s];
     t[POST][r] = tm.postprocess;
@@ -161,7 +164,8 @@ bench_single (SiModel *model, SiPrecision precision, const uint8_t *rgb,
   printf ("%-28s batch 1  ", label);
   for (int i = 0; i < N; i++)
     printf (" %s %.3f", names[i], median (t[i], opt_runs));
-  printf (" ms  -> %.1f frames/s\n", 1000.0 / median (t[WALL], opt_runs));
+  printf (" ms  -> %.1f frames/s%s\n", 1000.0 / median (t[WALL], opt_runs),
+      graph ? "  (decoder: one graph replay)" : "");
   for (int i = 0; i < N; i++)
     g_free (t[i]);
   si_context_free (&ctx);
