@@ -443,7 +443,7 @@ static gboolean
 cfg_int_fixed (Ld *ld, JsonObject *o, const char *path, const char *key,
     int want, GError **error)
 {
-  int v;
+  int v = want;
   if (!cfg_int (ld, o, path, key, FALSE, want, G_MININT, G_MAXINT, &v, error))
     return FALSE;
   if (v != want)

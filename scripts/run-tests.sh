@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the project twice (plain -Werror build, then AddressSanitizer +
-# UndefinedBehaviorSanitizer) and runs every meson test suite in both, then
-# checks formatting.  GPU tests skip (exit 77) without a CUDA device.
+# Builds the project three times and runs its tests: a plain -Werror build
+# and an AddressSanitizer + UndefinedBehaviorSanitizer build (every suite),
+# then a release build without oneDNN / BLAS / GStreamer (the golden suite);
+# then checks formatting.  GPU tests skip (exit 77) without a CUDA device.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
@@ -23,6 +24,15 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
     meson test -C build-asan --print-errorlogs --num-processes "$JOBS" \
     --no-suite slow --timeout-multiplier 4
+
+echo "== release build without oneDNN, BLAS and GStreamer (the golden suite)"
+# -O3 brings warnings the debug builds do not (-Werror), and the reference
+# loops must match the golden case on their own.
+[ -d build-minimal ] || meson setup build-minimal -Dbuildtype=release \
+    -Ddnnl=disabled -Dblas=disabled -Dgst=disabled
+ninja -C build-minimal -j"$JOBS"
+meson test -C build-minimal --print-errorlogs --num-processes "$JOBS" \
+    --suite golden
 
 echo "== formatting"
 scripts/check-format.sh

@@ -18,6 +18,7 @@
 
 #define CONV_CACHE 8
 
+#ifdef SI_HAVE_DNNL
 static void *
 aligned_try_alloc (size_t bytes)
 {
@@ -27,7 +28,6 @@ aligned_try_alloc (size_t bytes)
   return p;
 }
 
-#ifdef SI_HAVE_DNNL
 typedef struct
 {
   int h, w;

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# gpu-bundle.sh: builds what the GPU checks of the CUDA backend need and packs
+# it into .gpu/ (git-ignored) with the libraries it links and the golden cases,
+# so that a session lent a GPU through the device tool runs every check in a
+# few calls of scripts/gpu-suite.sh, carrying .gpu:
+#     run(command="bash scripts/gpu-suite.sh parity", carry=[".gpu"])
+# The device machine has the CUDA toolkit (cuBLAS, compute-sanitizer) and a
+# Python with numpy, but no GLib and no package registry: everything else the
+# binaries need travels here.  oneDNN and OpenBLAS (76 MB) are left out (the
+# CPU twin runs its reference loops) to stay under the 64 MiB the tool moves.
+#
+# usage: scripts/gpu-bundle.sh [BUILD_DIR]   (default build-gpu)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-gpu}
+golden=${SI_GOLDEN_DIR:-$(cd .. && pwd)/shared/golden}
+bundle=.gpu
+limit_mib=64
+
+[ -d "$golden/tiny" ] || { echo "gpu-bundle: no golden cases in $golden" >&2; exit 1; }
+if [ ! -d "$build" ]; then
+  meson setup "$build" -Dcuda=enabled -Dgst=disabled -Ddnnl=disabled \
+    -Dblas=disabled -Dbuildtype=release -Dgolden_dir="$golden"
+fi
+targets=(tests/parity/test-parity-ops tests/parity/test-parity-detector
+  tests/parity/test-parity-graph tests/parity/test-parity-decoder-graph
+  tests/parity/test-parity-context-graph bench/bench-cuda tools/si-detect
+  engine/cuda/libsi-engine-cuda.so)
+ninja -C "$build" "${targets[@]}"
+
+rm -rf "$bundle"
+mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/golden"
+for t in "${targets[@]}"; do
+  case "$t" in
+    *.so) cp "$build/$t" "$bundle/lib/" ;;
+    *) cp "$build/$t" "$bundle/bin/" ;;
+  esac
+done
+# Every shared library the binaries load, except the C runtime and cuBLAS
+# (the device's toolkit has them; cuBLAS alone is ~600 MB).  cudart is small
+# and travels, so the runtime matches the one we compiled against.
+for f in "$bundle"/bin/* "$bundle"/lib/libsi-engine-cuda.so; do
+  ldd "$f" | awk '/=> \//{print $3}'
+done | sort -u | while read -r lib; do
+  case "$(basename "$lib")" in
+    libc.so* | libm.so* | libdl.so* | libpthread.so* | librt.so* | \
+      ld-linux* | libstdc++.so* | libgcc_s.so* | libcublas*) ;;
+    *) cp -L "$lib" "$bundle/lib/" ;;
+  esac
+done
+cp -r "$golden"/. "$bundle/golden/"
+git rev-parse HEAD > "$bundle/COMMIT"
+
+tree_kib=$(git ls-files -z | du -c --files0-from=- -k | tail -1 | cut -f1)
+bundle_kib=$(du -sk "$bundle" | cut -f1)
+total_mib=$(( (tree_kib + bundle_kib) / 1024 ))
+echo "gpu-bundle: $bundle is $((bundle_kib / 1024)) MiB, with the tree" \
+  "$total_mib MiB (the device tool moves at most $limit_mib MiB)"
+if [ "$total_mib" -ge "$limit_mib" ]; then
+  echo "gpu-bundle: too large for one device call" >&2
+  exit 1
+fi
