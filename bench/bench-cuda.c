@@ -126,8 +126,8 @@ bench_single (SiModel *model, SiPrecision precision, const uint8_t *rgb,
     WALL,
     N
   };
-  static const char *names[N] = { "preprocess", "backbone", "neck",
-    "decoder", "postprocess", "total", "wall" };
+  static const char *names[N] = { "preprocess", "backbone", "neck", "decoder",
+    "postprocess", "total", "wall" };
   double *t[N];
   gboolean graph = FALSE;
 
