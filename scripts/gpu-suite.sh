@@ -65,7 +65,7 @@ run_parity() {
     -i "$G/image.ppm" -b cuda -t 0 -n 5 --timings
 }
 
-sanitize() { # sanitize NAME TOOL [OPTIONS...] -- PROGRAM ARGS...
+sanitize() { # sanitize NAME TOOL [TOOL OPTIONS...] PROGRAM ARGS...
   local name=$1 tool=$2; shift 2
   if [ -z "$sanitizer" ]; then
     echo "FAIL $name: compute-sanitizer not found"
