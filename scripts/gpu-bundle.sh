@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # gpu-bundle.sh: builds what the GPU checks of the CUDA backend need and packs
 # it into .gpu/ (git-ignored) with the libraries it links and the golden cases,
-# so that a session lent a GPU through the device tool runs every check in a
-# few calls of scripts/gpu-suite.sh, carrying .gpu:
-#     run(command="bash scripts/gpu-suite.sh parity", carry=[".gpu"])
+# so that a session lent a GPU through the device tool runs every check in
+# one call of scripts/gpu-suite.sh, carrying .gpu:
+#     run(command="bash scripts/gpu-suite.sh", carry=[".gpu"], timeout_s=560)
 # The device machine has the CUDA toolkit (cuBLAS, compute-sanitizer) and a
 # Python with numpy, but no GLib and no package registry: everything else the
 # binaries need travels here.  oneDNN and OpenBLAS (76 MB) are left out (the
@@ -17,7 +17,9 @@ golden=${SI_GOLDEN_DIR:-$(cd .. && pwd)/shared/golden}
 bundle=.gpu
 limit_mib=64
 
+spec=${SI_MODEL_SPEC:-$golden/../docs/model-spec.md}
 [ -d "$golden/tiny" ] || { echo "gpu-bundle: no golden cases in $golden" >&2; exit 1; }
+[ -f "$spec" ] || { echo "gpu-bundle: no model spec at $spec" >&2; exit 1; }
 if [ ! -d "$build" ]; then
   meson setup "$build" -Dcuda=enabled -Dgst=disabled -Ddnnl=disabled \
     -Dblas=disabled -Dbuildtype=release -Dgolden_dir="$golden"
@@ -29,7 +31,7 @@ targets=(tests/parity/test-parity-ops tests/parity/test-parity-detector
 ninja -C "$build" "${targets[@]}"
 
 rm -rf "$bundle"
-mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/golden"
+mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/golden" "$bundle/docs"
 for t in "${targets[@]}"; do
   case "$t" in
     *.so) cp "$build/$t" "$bundle/lib/" ;;
@@ -49,6 +51,8 @@ done | sort -u | while read -r lib; do
   esac
 done
 cp -r "$golden"/. "$bundle/golden/"
+# bench/make-random-model.py reads the state-dict table of the spec
+cp "$spec" "$bundle/docs/model-spec.md"
 git rev-parse HEAD > "$bundle/COMMIT"
 
 tree_kib=$(git ls-files -z | du -c --files0-from=- -k | tail -1 | cut -f1)

@@ -1,77 +1,142 @@
 #!/usr/bin/env bash
 # gpu-suite.sh: the CUDA backend's checks on a machine with a GPU, from the
 # bundle that scripts/gpu-bundle.sh packs into .gpu/ (no build needed there).
-# Stages (one or more, in the order given; each fits a 10-minute device call,
-# two together usually do):
+#
+#   bash scripts/gpu-suite.sh [--budget SECONDS] [STAGE...]
+#
+# Stages, run in the order given; the default, "all", is every stage in
+# order of value, so that what a short device lease cuts off is what matters
+# least:
 #   parity      the parity suite (every op vs its CPU twin, fp32 and fp16; the
 #               detector on the golden cases; CUDA graphs) and si-detect
+#   bench       bench-cuda: R-50 100 and 300 queries, fp32 and fp16, batch 1
+#               and 4 streams; graphs off for comparison
 #   sanitize-ops       compute-sanitizer memcheck / racecheck / synccheck on
 #                      the op parity test
 #   sanitize-detector  memcheck (with leak check) / initcheck on the detector,
 #                      memcheck on the graph-replayed decoder
-#   bench       bench-cuda: R-50 100 and 300 queries, fp32 and fp16, batch 1
-#               and 4 streams; graphs off for comparison
-# e.g.  run(command="bash scripts/gpu-suite.sh parity bench", carry=[".gpu"])
-# Logs go to $OUT (the device tool's folder) or ./gpu-out: one log per step
-# and summary.txt, with a PASS / FAIL / SKIP line and the time of each step.
-# Exit status: 0 when no step failed.
+# --budget (default 480 s) bounds the whole run: each step gets at most what
+# is left of it, and a step that would start with less than 20 s left is
+# reported as NOT RUN.  One device call then fits the tool's 10-minute limit
+# with time to spare for the machine's start and the transfers:
+#     run(command="bash scripts/gpu-suite.sh", carry=[".gpu"], timeout_s=560)
+# A missing driver, cuBLAS or library is found in a few seconds (preflight,
+# exit 3), so that the same lease can still fix and rerun.
+#
+# What comes back in $OUT (the device tool's folder; ./gpu-out elsewhere) is
+# three files, well under the tool's limit of 8: summary.txt (one PASS /
+# FAIL / SKIP / NOT RUN line per step with its seconds, the device, the
+# bundle's commit), bench.txt (the benchmark lines) and logs.tar.gz (one log
+# per step), each rewritten after every step so that a run cut off at its
+# limit still returns what it did.  Exit status: 0 when no step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=$PWD/.gpu
 OUTDIR=${OUT:-$PWD/gpu-out}
+budget=480
+min_step_s=20
+
+while [ $# -gt 0 ]; do
+  case $1 in
+    --budget) budget=${2:?--budget needs seconds}; shift 2 ;;
+    --budget=*) budget=${1#--budget=}; shift ;;
+    *) break ;;
+  esac
+done
+[ $# -gt 0 ] || set -- all
+[ "$*" = all ] && set -- parity bench sanitize-ops sanitize-detector
+for what in "$@"; do
+  case $what in
+    parity | sanitize-ops | sanitize-detector | bench) ;;
+    *) echo "usage: $0 [--budget S] [all|parity|bench|sanitize-ops|sanitize-detector]..."
+       exit 2 ;;
+  esac
+done
+
 mkdir -p "$OUTDIR"
-[ -x "$B/bin/test-parity-ops" ] || { echo "no bundle: run scripts/gpu-bundle.sh first"; exit 1; }
+LOGS=$(mktemp -d)
+SUMMARY=$OUTDIR/summary.txt
+: > "$SUMMARY"
+: > "$OUTDIR/bench.txt"
+say() { echo "$*" | tee -a "$SUMMARY"; }
+pack_logs() { tar czf "$OUTDIR/logs.tar.gz" -C "$LOGS" . 2> /dev/null; }
+deadline=$((SECONDS + budget))
+failed=0
+
+preflight_fail() {
+  say "PREFLIGHT FAILED: $*"
+  pack_logs
+  exit 3
+}
+
+say "== $(date -u +%FT%TZ) gpu-suite, bundle $(cat "$B/COMMIT" 2> /dev/null || echo '?')," \
+  "stages: $*, budget ${budget} s"
+[ -x "$B/bin/test-parity-ops" ] || preflight_fail "no bundle in $B: run scripts/gpu-bundle.sh first"
+command -v nvidia-smi > /dev/null || preflight_fail "nvidia-smi not found (no driver?)"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 |
+  tee -a "$SUMMARY"
+[ "${PIPESTATUS[0]}" -eq 0 ] || preflight_fail "nvidia-smi sees no GPU"
 
 # cuBLAS of the device's CUDA 13 toolkit (or of its Python wheels)
 cublas=$(find /usr/local/cuda*/ /usr/lib/x86_64-linux-gnu /opt -name 'libcublas.so.13*' \
-  2>/dev/null | head -1)
-[ -n "$cublas" ] || { echo "gpu-suite: libcublas.so.13 not found"; exit 1; }
+  2> /dev/null | head -1)
+[ -n "$cublas" ] || preflight_fail "libcublas.so.13 not found"
 export LD_LIBRARY_PATH="$B/lib:$(dirname "$cublas")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export SI_CUDA_MODULE="$B/lib/libsi-engine-cuda.so"
 export OMP_WAIT_POLICY=PASSIVE
 sanitizer=$(command -v compute-sanitizer || find /usr/local/cuda*/ /opt -name compute-sanitizer \
-  -type f 2>/dev/null | head -1)
+  -type f 2> /dev/null | head -1)
+say "cuBLAS: $cublas"
+say "compute-sanitizer: ${sanitizer:-none}"
+missing=$(for f in "$B"/bin/* "$SI_CUDA_MODULE"; do ldd "$f"; done 2>&1 | grep 'not found' | sort -u)
+[ -z "$missing" ] || preflight_fail "libraries not found: $(echo $missing)"
+"$B/bin/si-detect" --version 2>&1 | tee -a "$SUMMARY"
+[ "${PIPESTATUS[0]}" -eq 0 ] || preflight_fail "si-detect --version failed"
 G=$B/golden/tiny
 
-step() { # step NAME TIMEOUT_S COMMAND...
+step() { # step NAME LIMIT_S COMMAND...
   local name=$1 limit=$2; shift 2
-  local log="$OUTDIR/$name.log" t0=$SECONDS rc
+  local log="$LOGS/$name.log" left=$((deadline - SECONDS)) t0=$SECONDS rc
+  if [ "$left" -lt "$min_step_s" ]; then
+    say "NOT RUN $name (budget: ${left} s left)"
+    return
+  fi
+  [ "$limit" -le "$left" ] || limit=$left
   timeout "$limit" "$@" > "$log" 2>&1
   rc=$?
   case $rc in
-    0) echo "PASS $name ($((SECONDS - t0)) s)" ;;
-    77) echo "SKIP $name: $(tail -1 "$log")" ;;
-    *) echo "FAIL $name (rc $rc, $((SECONDS - t0)) s); end of $log:"
-       tail -15 "$log" | sed 's/^/    /' ;;
+    0) say "PASS $name ($((SECONDS - t0)) s)" ;;
+    77) say "SKIP $name: $(tail -1 "$log")" ;;
+    124) say "FAIL $name (timed out after ${limit} s); end of the log:"
+         failed=1
+         tail -15 "$log" | sed 's/^/    /' | tee -a "$SUMMARY" ;;
+    *) say "FAIL $name (rc $rc, $((SECONDS - t0)) s); end of the log:"
+       failed=1
+       tail -15 "$log" | sed 's/^/    /' | tee -a "$SUMMARY" ;;
   esac
+  pack_logs
 }
 
-{
-  echo "== $(date -u +%FT%TZ) bundle $(cat "$B/COMMIT"), stages: ${*:-all}"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  echo "cuBLAS: $cublas"; echo "compute-sanitizer: ${sanitizer:-none}"
-  "$B/bin/si-detect" --version
-} 2>&1 | tee -a "$OUTDIR/summary.txt"
-
 run_parity() {
-  step parity-ops 300 "$B/bin/test-parity-ops"
-  step parity-ops-fp16 300 "$B/bin/test-parity-ops" fp16
-  step parity-detector 300 "$B/bin/test-parity-detector" "$G"
-  step parity-detector-fp16 300 "$B/bin/test-parity-detector" "$G" fp16
-  step parity-graph 120 "$B/bin/test-parity-graph"
-  step parity-decoder-graph 300 "$B/bin/test-parity-decoder-graph" "$G"
-  step parity-context-graph 300 "$B/bin/test-parity-context-graph" "$G"
-  step si-detect-cuda 120 "$B/bin/si-detect" -m "$G/model.safetensors" \
+  step parity-ops 120 "$B/bin/test-parity-ops"
+  step parity-ops-fp16 120 "$B/bin/test-parity-ops" fp16
+  step parity-detector 120 "$B/bin/test-parity-detector" "$G"
+  step parity-detector-fp16 120 "$B/bin/test-parity-detector" "$G" fp16
+  step parity-graph 60 "$B/bin/test-parity-graph"
+  step parity-decoder-graph 120 "$B/bin/test-parity-decoder-graph" "$G"
+  step parity-context-graph 120 "$B/bin/test-parity-context-graph" "$G"
+  step si-detect-cuda 60 "$B/bin/si-detect" -m "$G/model.safetensors" \
     -i "$G/image.ppm" -b cuda -t 0 -n 5 --timings
 }
 
 sanitize() { # sanitize NAME TOOL [TOOL OPTIONS...] PROGRAM ARGS...
   local name=$1 tool=$2; shift 2
   if [ -z "$sanitizer" ]; then
-    echo "FAIL $name: compute-sanitizer not found"
+    say "FAIL $name: compute-sanitizer not found"
+    failed=1
     return
   fi
-  step "$name" 180 "$sanitizer" --error-exitcode 99 --print-limit 20 \
+  step "$name" 150 "$sanitizer" --error-exitcode 99 --print-limit 20 \
     --tool "$tool" "$@"
 }
 
@@ -89,37 +154,38 @@ run_sanitize_detector() {
     "$B/bin/test-parity-context-graph" "$G"
 }
 
-run_bench() {
-  local py
-  py=$(command -v python3)
-  for q in 100 300; do
-    [ -f "/tmp/r50-${q}q.safetensors" ] || "$py" bench/make-random-model.py \
-      --out "/tmp/r50-${q}q.safetensors" --queries "$q" --golden "$G" \
-      > "$OUTDIR/make-model-$q.log" 2>&1 || echo "FAIL make-random-model $q"
-  done
-  step bench-r50-100q 420 "$B/bin/bench-cuda" --model /tmp/r50-100q.safetensors \
-    --runs 50 --streams 4
-  step bench-r50-300q 420 "$B/bin/bench-cuda" --model /tmp/r50-300q.safetensors \
-    --runs 50 --streams 4
-  SI_CUDA_GRAPHS=0 step bench-r50-100q-nographs 300 "$B/bin/bench-cuda" \
-    --model /tmp/r50-100q.safetensors --runs 50 --streams 1 --precision fp16
-  grep -h -E "device|batch 1|streams" "$OUTDIR"/bench-*.log
+bench_lines() {
+  grep -h -E "device|frame |batch 1|streams" "$LOGS"/bench-*.log > "$OUTDIR/bench.txt" 2> /dev/null
 }
 
-[ $# -gt 0 ] || set -- parity sanitize-ops sanitize-detector bench
+run_bench() {
+  local py models=${TMPDIR:-/tmp}/si-bench-models
+  py=$(command -v python3)
+  mkdir -p "$models"
+  for q in 100 300; do
+    [ -f "$models/r50-${q}q.safetensors" ] ||
+      step "make-model-${q}q" 120 "$py" bench/make-random-model.py \
+        --out "$models/r50-${q}q.safetensors" --queries "$q" --golden "$G" --spec "$B/docs/model-spec.md"
+  done
+  step bench-r50-100q 150 "$B/bin/bench-cuda" --model "$models/r50-100q.safetensors" \
+    --runs 50 --streams 4
+  bench_lines
+  step bench-r50-300q 150 "$B/bin/bench-cuda" --model "$models/r50-300q.safetensors" \
+    --runs 50 --streams 4
+  bench_lines
+  SI_CUDA_GRAPHS=0 step bench-r50-100q-nographs 90 "$B/bin/bench-cuda" \
+    --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
+  bench_lines
+  cat "$OUTDIR/bench.txt"
+}
+
 for what in "$@"; do
-  case $what in
-    parity | sanitize-ops | sanitize-detector | bench) ;;
-    *) echo "usage: $0 [parity|sanitize-ops|sanitize-detector|bench]..."; exit 2 ;;
-  esac
-done
-run_log=$(mktemp)
-for what in "$@"; do
-  echo "== stage $what"
+  say "== stage $what ($((deadline - SECONDS)) s of the budget left)"
   "run_${what//-/_}"
-done 2>&1 | tee "$run_log"
-cat "$run_log" >> "$OUTDIR/summary.txt"
-! grep -q '^FAIL' "$run_log"
-status=$?
-rm -f "$run_log"
-exit $status
+done
+say "== done in ${SECONDS} s: $(grep -c '^PASS' "$SUMMARY") passed," \
+  "$(grep -c '^FAIL' "$SUMMARY") failed, $(grep -c '^SKIP' "$SUMMARY") skipped," \
+  "$(grep -c '^NOT RUN' "$SUMMARY") not run"
+pack_logs
+rm -rf "$LOGS"
+exit $failed
