@@ -59,13 +59,16 @@ SUMMARY=$OUTDIR/summary.txt
 : > "$SUMMARY"
 : > "$OUTDIR/bench.txt"
 say() { echo "$*" | tee -a "$SUMMARY"; }
-pack_logs() { tar czf "$OUTDIR/logs.tar.gz" -C "$LOGS" . 2> /dev/null; }
+# what comes back, rewritten after every step and at exit
+save_results() {
+  tar czf "$OUTDIR/logs.tar.gz" -C "$LOGS" . 2> /dev/null
+  grep -h -E "device|frame |batch 1|streams" "$LOGS"/bench-*.log > "$OUTDIR/bench.txt" 2> /dev/null
+}
+trap 'save_results; rm -rf "$LOGS"' EXIT
 deadline=$((SECONDS + budget))
-failed=0
 
 preflight_fail() {
   say "PREFLIGHT FAILED: $*"
-  pack_logs
   exit 3
 }
 
@@ -107,14 +110,14 @@ step() { # step NAME LIMIT_S COMMAND...
   case $rc in
     0) say "PASS $name ($((SECONDS - t0)) s)" ;;
     77) say "SKIP $name: $(tail -1 "$log")" ;;
-    124) say "FAIL $name (timed out after ${limit} s); end of the log:"
-         failed=1
-         tail -15 "$log" | sed 's/^/    /' | tee -a "$SUMMARY" ;;
-    *) say "FAIL $name (rc $rc, $((SECONDS - t0)) s); end of the log:"
-       failed=1
+    *) if [ "$rc" -eq 124 ]; then
+         say "FAIL $name (timed out after ${limit} s); end of the log:"
+       else
+         say "FAIL $name (rc $rc, $((SECONDS - t0)) s); end of the log:"
+       fi
        tail -15 "$log" | sed 's/^/    /' | tee -a "$SUMMARY" ;;
   esac
-  pack_logs
+  save_results
 }
 
 run_parity() {
@@ -133,7 +136,6 @@ sanitize() { # sanitize NAME TOOL [TOOL OPTIONS...] PROGRAM ARGS...
   local name=$1 tool=$2; shift 2
   if [ -z "$sanitizer" ]; then
     say "FAIL $name: compute-sanitizer not found"
-    failed=1
     return
   fi
   step "$name" 150 "$sanitizer" --error-exitcode 99 --print-limit 20 \
@@ -154,10 +156,6 @@ run_sanitize_detector() {
     "$B/bin/test-parity-context-graph" "$G"
 }
 
-bench_lines() {
-  grep -h -E "device|frame |batch 1|streams" "$LOGS"/bench-*.log > "$OUTDIR/bench.txt" 2> /dev/null
-}
-
 run_bench() {
   local py models=${TMPDIR:-/tmp}/si-bench-models
   py=$(command -v python3)
@@ -169,13 +167,10 @@ run_bench() {
   done
   step bench-r50-100q 150 "$B/bin/bench-cuda" --model "$models/r50-100q.safetensors" \
     --runs 50 --streams 4
-  bench_lines
   step bench-r50-300q 150 "$B/bin/bench-cuda" --model "$models/r50-300q.safetensors" \
     --runs 50 --streams 4
-  bench_lines
   SI_CUDA_GRAPHS=0 step bench-r50-100q-nographs 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
-  bench_lines
   cat "$OUTDIR/bench.txt"
 }
 
@@ -186,6 +181,4 @@ done
 say "== done in ${SECONDS} s: $(grep -c '^PASS' "$SUMMARY") passed," \
   "$(grep -c '^FAIL' "$SUMMARY") failed, $(grep -c '^SKIP' "$SUMMARY") skipped," \
   "$(grep -c '^NOT RUN' "$SUMMARY") not run"
-pack_logs
-rm -rf "$LOGS"
-exit $failed
+! grep -q '^FAIL' "$SUMMARY"
