@@ -153,7 +153,9 @@ bench_single (SiModel *model, SiPrecision precision, const uint8_t *rgb,
     t[BB][r] = tm.backbone;
     t[NECK][r] = tm.neck;
     /* A replayed decoder graph reports itself as query_init with no
-     * stages (SiTimings), so the decoder is timed as one part. */
+     * stages (SiTimings), so the decoder is timed as one part.  With
+     * graphs on, the backbone and the neck are replays too (a failed
+     * recording would have printed a warning). */
     graph = tm.num_stages == 0;
     t[DEC][r] = tm.query_init;
     for (int s = 0; s < tm.num_stages; s++)
@@ -165,7 +167,7 @@ bench_single (SiModel *model, SiPrecision precision, const uint8_t *rgb,
   for (int i = 0; i < N; i++)
     printf (" %s %.3f", names[i], median (t[i], opt_runs));
   printf (" ms  -> %.1f frames/s%s\n", 1000.0 / median (t[WALL], opt_runs),
-      graph ? "  (decoder: one graph replay)" : "");
+      graph ? "  (CUDA graphs: backbone, neck, decoder replayed)" : "");
   for (int i = 0; i < N; i++)
     g_free (t[i]);
   si_context_free (&ctx);

@@ -7,6 +7,10 @@
  */
 #include "backbone.h"
 
+#include <string.h>
+
+#include "graph_cache.h"
+
 typedef struct
 {
   SiConvPlan *conv1, *conv2, *conv3, *downsample; /* conv3 NULL: basic */
@@ -18,7 +22,19 @@ struct _SiBackboneNet
   const SiBackbone *bb;
   SiConvPlan *stem;
   BlockPlans *blocks[SI_NUM_LEVELS];
+  SiGraphCache graphs;
 };
+
+/* What a recorded backbone run depends on: the input's size and address
+ * and the buffers (the weights are the net's own). */
+typedef struct
+{
+  const float *input;
+  int h, w;
+  SiBackboneBuffers buf;
+} SiBackboneGraphKey;
+
+G_STATIC_ASSERT (sizeof (SiBackboneGraphKey) <= SI_GRAPH_KEY_MAX);
 
 static size_t
 max_sz (size_t a, size_t b)
@@ -60,6 +76,8 @@ si_backbone_net_new (SiBackend *be, const SiBackbone *bb, GError **error)
 
   bn->be = be;
   bn->bb = bb;
+  si_graph_cache_init (
+      &bn->graphs, be, "backbone", sizeof (SiBackboneGraphKey));
   if (!(bn->stem = ops->conv_prepare (be, &bb->stem, error)))
     goto fail;
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
@@ -92,6 +110,7 @@ si_backbone_net_free (SiBackboneNet **pbn)
 
   if (bn == NULL)
     return;
+  si_graph_cache_clear (&bn->graphs);
   bn->be->ops->conv_release (bn->be, bn->stem);
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     if (bn->blocks[l] == NULL)
@@ -154,8 +173,9 @@ run_block (SiBackboneNet *bn, const SiBottleneck *blk, const BlockPlans *p,
   return TRUE;
 }
 
-gboolean
-si_backbone_run (SiBackboneNet *bn, const float *input, int h, int w,
+/* The ops of si_backbone_run (the work a recording holds). */
+static gboolean
+backbone_ops (SiBackboneNet *bn, const float *input, int h, int w,
     const SiBackboneBuffers *buf, GError **error)
 {
   SiBackend *be = bn->be;
@@ -184,4 +204,38 @@ si_backbone_run (SiBackboneNet *bn, const float *input, int h, int w,
     }
   }
   return TRUE;
+}
+
+typedef struct
+{
+  SiBackboneNet *bn;
+  const SiBackboneGraphKey *key;
+} SiBackboneWork;
+
+static gboolean
+backbone_work (void *data, GError **error)
+{
+  SiBackboneWork *work = data;
+  const SiBackboneGraphKey *k = work->key;
+
+  return backbone_ops (work->bn, k->input, k->h, k->w, &k->buf, error);
+}
+
+gboolean
+si_backbone_run (SiBackboneNet *bn, const float *input, int h, int w,
+    const SiBackboneBuffers *buf, GError **error)
+{
+  SiBackboneGraphKey key;
+  SiBackboneWork work = { bn, &key };
+  gboolean replayed;
+
+  memset (&key, 0, sizeof (key)); /* compared bytewise */
+  key.input = input;
+  key.h = h;
+  key.w = w;
+  key.buf = *buf;
+  if (!si_graph_cache_replay (
+          &bn->graphs, &key, backbone_work, &work, &replayed, error))
+    return FALSE;
+  return replayed || backbone_ops (bn, input, h, w, buf, error);
 }

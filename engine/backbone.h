@@ -41,7 +41,10 @@ SiBackboneNet *si_backbone_net_new (
     SiBackend *be, const SiBackbone *bb, GError **error);
 void si_backbone_net_free (SiBackboneNet **bn);
 
-/* input (H, W, 3) NHWC -> buf->out[0..3] (map layout). */
+/* input (H, W, 3) NHWC -> buf->out[0..3] (map layout).  Queues the work
+ * and returns: nothing here syncs, downloads or allocates.  On backends
+ * with record and replay the work is recorded once per (input, H, W,
+ * buffers) and replayed afterwards (graph_cache.h). */
 gboolean si_backbone_run (SiBackboneNet *bn, const float *input, int h, int w,
     const SiBackboneBuffers *buf, GError **error);
 

@@ -4,7 +4,8 @@
  * the stage loop (6.1, one stage in decoder_stage.c), dumps and the
  * post-processing (7, host part in postprocess.c), on the CPU backend the
  * return of each stage's weight pages after the stage, and on backends
- * with record and replay (CUDA graphs) the recorded decoder runs.
+ * with record and replay (CUDA graphs, graph_cache.h) the recorded
+ * decoder runs.
  * Shapes use the legend of decoder_stage.h.
  */
 #include "decoder_stage.h"
@@ -346,10 +347,7 @@ si_decoder_new (SiBackend *be, const SiModel *model, GError **error)
   dec->model = model;
   dec->n_stages = model->num_stages;
   dec->owned = g_ptr_array_new ();
-  dec->use_graphs = be->ops->capture_begin != NULL &&
-      be->ops->capture_end != NULL && be->ops->graph_launch != NULL &&
-      be->ops->graph_free != NULL &&
-      g_strcmp0 (g_getenv ("SI_CUDA_GRAPHS"), "0") != 0;
+  si_graph_cache_init (&dec->graphs, be, "decoder", sizeof (SiDecoderGraphKey));
   dec->reuse_st = model->num_stages;
   for (int s = model->num_stages - 1; s >= 0; s--)
     if (model->stages[s].reuse) {
@@ -393,9 +391,7 @@ si_decoder_free (SiDecoder **pdec)
 
   if (pdec == NULL || (dec = *pdec) == NULL)
     return;
-  for (int i = 0; i < SI_DECODER_GRAPHS; i++)
-    if (dec->graphs[i].graph != NULL)
-      dec->be->ops->graph_free (dec->be, dec->graphs[i].graph);
+  si_graph_cache_clear (&dec->graphs);
   g_ptr_array_foreach (dec->owned, free_backend_ptr, dec->be);
   g_ptr_array_unref (dec->owned);
   g_list_free_full (dec->host_arrays, g_free);
@@ -471,98 +467,30 @@ query_init (SiDecoder *dec, const SiImageInfo *info, SiDumpFunc dump,
 
 /* ---- record and replay ---- */
 
-static void
-graph_key (SiDecoderGraphKey *key, const float *const levels[SI_NUM_LEVELS],
-    const int level_h[SI_NUM_LEVELS], const int level_w[SI_NUM_LEVELS],
-    const SiImageInfo *info)
+G_STATIC_ASSERT (sizeof (SiDecoderGraphKey) <= SI_GRAPH_KEY_MAX);
+
+typedef struct
 {
-  memset (key, 0, sizeof (*key)); /* compared with memcmp */
-  for (int l = 0; l < SI_NUM_LEVELS; l++) {
-    key->levels[l] = levels[l];
-    key->level_h[l] = level_h[l];
-    key->level_w[l] = level_w[l];
-  }
-  key->new_w = info->new_w;
-  key->new_h = info->new_h;
-}
+  SiDecoder *dec;
+  const float *const *levels;
+  const int *level_h, *level_w;
+  const SiImageInfo *info;
+} SiDecoderWork;
 
-/* Turns record and replay off for this decoder after a failed recording:
- * the direct path runs instead, now and on every later frame. */
-static void
-graphs_off (SiDecoder *dec, GError *why)
-{
-  g_warning ("decoder: recording the %s backend's decoder run failed (%s); "
-             "running it op by op from now on",
-      dec->be->ops->name, why ? why->message : "unknown error");
-  dec->use_graphs = FALSE;
-}
-
-/* Records query_init and every stage for @key into the least recently
- * used slot.  NULL when the recording failed (graphs are off then). */
-static SiDecoderGraph *
-graph_record (SiDecoder *dec, const SiDecoderGraphKey *key,
-    const float *const levels[SI_NUM_LEVELS], const int level_h[SI_NUM_LEVELS],
-    const int level_w[SI_NUM_LEVELS], const SiImageInfo *info)
-{
-  SiBackend *be = dec->be;
-  SiDecoderGraph *slot = &dec->graphs[0];
-  GError *why = NULL;
-  gboolean ok;
-  void *graph;
-
-  for (int i = 1; i < SI_DECODER_GRAPHS && slot->graph != NULL; i++)
-    if (dec->graphs[i].graph == NULL || dec->graphs[i].used < slot->used)
-      slot = &dec->graphs[i];
-  if (!be->ops->capture_begin (be, &why)) {
-    graphs_off (dec, why);
-    g_error_free (why);
-    return NULL;
-  }
-  /* without a dump nothing below syncs, downloads or allocates */
-  ok = query_init (dec, info, NULL, NULL, &why);
-  for (int s = 0; ok && s < dec->n_stages; s++)
-    ok = si_decoder_stage_run (
-        dec, s, levels, level_h, level_w, NULL, NULL, &why);
-  /* always end the capture, even after a failure */
-  graph = be->ops->capture_end (be, ok ? &why : NULL);
-  if (!ok || graph == NULL) {
-    be->ops->graph_free (be, graph);
-    graphs_off (dec, why);
-    g_clear_error (&why);
-    return NULL;
-  }
-  if (slot->graph != NULL)
-    be->ops->graph_free (be, slot->graph);
-  slot->key = *key;
-  slot->graph = graph;
-  return slot;
-}
-
-/* The recording for the frame (recorded now if new); NULL: run the ops
- * directly.  FALSE only for an error of the work queued before. */
+/* The recorded work: query_init and every stage, without dumps (nothing
+ * then syncs, downloads or allocates). */
 static gboolean
-graph_for (SiDecoder *dec, const float *const levels[SI_NUM_LEVELS],
-    const int level_h[SI_NUM_LEVELS], const int level_w[SI_NUM_LEVELS],
-    const SiImageInfo *info, SiDecoderGraph **out, GError **error)
+decoder_work (void *data, GError **error)
 {
-  SiDecoderGraphKey key;
-  SiDecoderGraph *g = NULL;
+  SiDecoderWork *w = data;
+  SiDecoder *dec = w->dec;
 
-  graph_key (&key, levels, level_h, level_w, info);
-  for (int i = 0; i < SI_DECODER_GRAPHS && g == NULL; i++)
-    if (dec->graphs[i].graph != NULL &&
-        memcmp (&dec->graphs[i].key, &key, sizeof (key)) == 0)
-      g = &dec->graphs[i];
-  if (g == NULL) {
-    /* failures of the work before (backbone, neck) belong to this frame,
-     * not to the recording */
-    if (!dec->be->ops->sync (dec->be, error))
+  if (!query_init (dec, w->info, NULL, NULL, error))
+    return FALSE;
+  for (int s = 0; s < dec->n_stages; s++)
+    if (!si_decoder_stage_run (
+            dec, s, w->levels, w->level_h, w->level_w, NULL, NULL, error))
       return FALSE;
-    g = graph_record (dec, &key, levels, level_h, level_w, info);
-  }
-  if (g != NULL)
-    g->used = ++dec->graph_clock;
-  *out = g;
   return TRUE;
 }
 
@@ -587,14 +515,25 @@ si_decoder_run (SiDecoder *dec, const float *const levels[SI_NUM_LEVELS],
     return FALSE;
   }
 
-  if (dec->use_graphs && dump == NULL) {
-    SiDecoderGraph *g;
-    if (!graph_for (dec, levels, level_h, level_w, info, &g, error))
+  if (dump == NULL) {
+    SiDecoderGraphKey key;
+    SiDecoderWork work = { dec, levels, level_h, level_w, info };
+    gboolean replayed;
+
+    memset (&key, 0, sizeof (key)); /* compared bytewise */
+    for (int l = 0; l < SI_NUM_LEVELS; l++) {
+      key.levels[l] = levels[l];
+      key.level_h[l] = level_h[l];
+      key.level_w[l] = level_w[l];
+    }
+    key.new_w = info->new_w;
+    key.new_h = info->new_h;
+    if (!si_graph_cache_replay (
+            &dec->graphs, &key, decoder_work, &work, &replayed, error))
       return FALSE;
-    if (g != NULL) {
+    if (replayed) {
       /* one figure for the whole decoder (SiTimings) */
-      if (!dec->be->ops->graph_launch (dec->be, g->graph, error) ||
-          !lap (dec, &t0, timings ? &timings->query_init : NULL, error))
+      if (!lap (dec, &t0, timings ? &timings->query_init : NULL, error))
         return FALSE;
       if (timings) {
         memset (timings->stage, 0, sizeof (timings->stage));

@@ -32,7 +32,10 @@ void si_decoder_set_release_weights (SiDecoder *dec, gboolean release);
  * level_w[l], D) each; info: the frame geometry (img_shape gives the
  * initial boxes).  timings (may be NULL) receives query_init, stage[] and
  * num_stages.  dump (may be NULL) receives init.* and stage{i}.* tensors
- * with the golden names and shapes. */
+ * with the golden names and shapes.  Without a dump, on backends with
+ * record and replay, the run is recorded once per key (levels, sizes,
+ * new_w/new_h) and replayed (graph_cache.h); timings then hold one
+ * figure, query_init, with num_stages 0. */
 gboolean si_decoder_run (SiDecoder *dec,
     const float *const levels[SI_NUM_LEVELS], const int level_h[SI_NUM_LEVELS],
     const int level_w[SI_NUM_LEVELS], const SiImageInfo *info,

@@ -11,6 +11,7 @@
 #define SI_DECODER_STAGE_H
 
 #include "decoder.h"
+#include "graph_cache.h"
 
 /* What a recorded decoder run (the query init and every stage, replayed
  * as one graph) depends on besides the decoder's own buffers and weights:
@@ -23,16 +24,6 @@ typedef struct
   int level_w[SI_NUM_LEVELS];
   int new_w, new_h;
 } SiDecoderGraphKey;
-
-typedef struct
-{
-  SiDecoderGraphKey key;
-  void *graph;  /* from ops->capture_end; NULL: free slot */
-  guint64 used; /* last use, for evicting the least recently used */
-} SiDecoderGraph;
-
-/* Recordings kept per decoder (frame sizes alternating in one stream). */
-#define SI_DECODER_GRAPHS 4
 
 struct _SiDecoder
 {
@@ -53,14 +44,10 @@ struct _SiDecoder
   GArray *collecting;   /* the stage's array while its weights are set up */
   gboolean release_weights;
 
-  /* Backends with record and replay (ops->capture_begin): si_decoder_run
+  /* Backends with record and replay (graph_cache.h): si_decoder_run
    * without a dump records the query init and the stages once per
-   * SiDecoderGraphKey and replays them afterwards.  use_graphs is FALSE
-   * on other backends, with SI_CUDA_GRAPHS=0 in the environment at
-   * si_decoder_new, and after a failed recording (one g_warning). */
-  gboolean use_graphs;
-  SiDecoderGraph graphs[SI_DECODER_GRAPHS];
-  guint64 graph_clock;
+   * SiDecoderGraphKey and replays them afterwards. */
+  SiGraphCache graphs;
 
   /* device copies of the query generator parameters */
   const float *init_content; /* (N, C) */

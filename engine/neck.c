@@ -4,7 +4,10 @@
  */
 #include "neck.h"
 
+#include <string.h>
+
 #include "gemm.h"
+#include "graph_cache.h"
 
 struct _SiNeckNet
 {
@@ -15,7 +18,19 @@ struct _SiNeckNet
   float *w[SI_NUM_LEVELS]; /* (D, Cin_l) backend memory */
   float *b[SI_NUM_LEVELS]; /* (D) */
   float *gamma, *beta;     /* (D) */
+  SiGraphCache graphs;
 };
+
+/* What a recorded neck run depends on: the arguments of si_neck_run. */
+typedef struct
+{
+  const float *in[SI_NUM_LEVELS];
+  int h[SI_NUM_LEVELS], w[SI_NUM_LEVELS];
+  float *scratch;
+  float *out[SI_NUM_LEVELS];
+} SiNeckGraphKey;
+
+G_STATIC_ASSERT (sizeof (SiNeckGraphKey) <= SI_GRAPH_KEY_MAX);
 
 static float *
 upload (SiBackend *be, const float *src, size_t n, GError **error)
@@ -39,6 +54,7 @@ si_neck_net_new (SiBackend *be, const SiModel *model, GError **error)
   SiNeckNet *nn = g_new0 (SiNeckNet, 1);
 
   nn->be = be;
+  si_graph_cache_init (&nn->graphs, be, "neck", sizeof (SiNeckGraphKey));
   nn->d = nk->out_channels;
   nn->groups = nk->gn_groups;
   if (nn->groups <= 0 || nn->d % nn->groups) {
@@ -78,6 +94,7 @@ si_neck_net_free (SiNeckNet **pnn)
 
   if (nn == NULL)
     return;
+  si_graph_cache_clear (&nn->graphs);
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     if (nn->w[l])
       nn->be->ops->free (nn->be, nn->w[l]);
@@ -92,10 +109,11 @@ si_neck_net_free (SiNeckNet **pnn)
   *pnn = NULL;
 }
 
-gboolean
-si_neck_run (SiNeckNet *nn, const float *const in[SI_NUM_LEVELS],
+/* The ops of si_neck_run (the work a recording holds). */
+static void
+neck_ops (SiNeckNet *nn, const float *const in[SI_NUM_LEVELS],
     const int h[SI_NUM_LEVELS], const int w[SI_NUM_LEVELS], float *scratch,
-    float *const out[SI_NUM_LEVELS], GError **error)
+    float *const out[SI_NUM_LEVELS])
 {
   SiBackend *be = nn->be;
 
@@ -130,5 +148,46 @@ si_neck_run (SiNeckNet *nn, const float *const in[SI_NUM_LEVELS],
     be->ops->group_norm (be, out[l], hw, nn->d, nn->groups, nn->b[l], nn->gamma,
         nn->beta, 1e-5f, out[l]);
   }
+}
+
+typedef struct
+{
+  SiNeckNet *nn;
+  const SiNeckGraphKey *key;
+} SiNeckWork;
+
+static gboolean
+neck_work (void *data, GError **error)
+{
+  SiNeckWork *work = data;
+  const SiNeckGraphKey *k = work->key;
+
+  (void) error;
+  neck_ops (work->nn, k->in, k->h, k->w, k->scratch, k->out);
+  return TRUE;
+}
+
+gboolean
+si_neck_run (SiNeckNet *nn, const float *const in[SI_NUM_LEVELS],
+    const int h[SI_NUM_LEVELS], const int w[SI_NUM_LEVELS], float *scratch,
+    float *const out[SI_NUM_LEVELS], GError **error)
+{
+  SiNeckGraphKey key;
+  SiNeckWork work = { nn, &key };
+  gboolean replayed;
+
+  memset (&key, 0, sizeof (key)); /* compared bytewise */
+  for (int l = 0; l < SI_NUM_LEVELS; l++) {
+    key.in[l] = in[l];
+    key.h[l] = h[l];
+    key.w[l] = w[l];
+    key.out[l] = out[l];
+  }
+  key.scratch = scratch;
+  if (!si_graph_cache_replay (
+          &nn->graphs, &key, neck_work, &work, &replayed, error))
+    return FALSE;
+  if (!replayed)
+    neck_ops (nn, in, h, w, scratch, out);
   return TRUE;
 }

@@ -17,7 +17,9 @@ void si_neck_net_free (SiNeckNet **nn);
 /* in[l] (h[l], w[l], in_channels[l]) in the backend's map layout ->
  * out[l] (h[l], w[l], D) NHWC.  Level by level, C_l is first converted to
  * NHWC into scratch (floats: the largest h*w*in_channels), so out[l] may
- * alias in[l]. */
+ * alias in[l].  Queues the work without syncing; on backends with record
+ * and replay it is recorded once per set of arguments and replayed
+ * afterwards (graph_cache.h). */
 gboolean si_neck_run (SiNeckNet *nn, const float *const in[SI_NUM_LEVELS],
     const int h[SI_NUM_LEVELS], const int w[SI_NUM_LEVELS], float *scratch,
     float *const out[SI_NUM_LEVELS], GError **error);

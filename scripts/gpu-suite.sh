@@ -14,7 +14,7 @@
 #   sanitize-ops       compute-sanitizer memcheck / racecheck / synccheck on
 #                      the op parity test
 #   sanitize-detector  memcheck (with leak check) / initcheck on the detector,
-#                      memcheck on the graph-replayed decoder
+#                      memcheck on the graph-replayed context
 # --budget (default 480 s) bounds the whole run: each step gets at most what
 # is left of it, and a step that would start with less than 20 s left is
 # reported as NOT RUN.  One device call then fits the tool's 10-minute limit

@@ -126,12 +126,14 @@ typedef struct
 #define SI_MAX_STAGES 16
 
 /* Milliseconds spent in each part by the last si_context_run().
- * The CUDA backend runs the decoder (query init and every stage) as one
- * recorded CUDA graph when no dump is set: query_init is then the whole
- * decoder's time (on a frame of a new size, the recording too),
- * num_stages is 0 and stage[] is 0.  SI_CUDA_GRAPHS=0 in the environment
- * when the context is created turns the graphs off and gives the
- * per-stage figures back. */
+ * The CUDA backend records the backbone, the neck and the decoder (query
+ * init and every stage) as three CUDA graphs per frame size and replays
+ * them on later frames; on a frame of a new size each part's figure
+ * includes its recording.  The backbone and the neck keep their own
+ * figures; the decoder's is one: query_init is the whole decoder's time,
+ * num_stages is 0 and stage[] is 0.  Graphs are off while a dump is set
+ * (for the decoder) and when SI_CUDA_GRAPHS=0 is in the environment at
+ * the context's creation, which gives the per-stage figures back. */
 typedef struct
 {
   double preprocess;

@@ -1,15 +1,17 @@
-/* test-parity-context-graph.c: the decoder's record and replay (CUDA
- * graphs, engine/decoder.c) through the public API.  Two CUDA contexts run
- * the same frames: one with graphs (the default), one created with
- * SI_CUDA_GRAPHS=0 (op by op).  Their detections must agree bit for bit
- * on frames of different content, on a new frame size (a new recording),
- * back on the first size (a replay of the kept recording) and on a third
- * size; the timings must show one decoder figure with graphs and the
- * per-stage figures without.  Built for the device (skips with "skipped:
- * no CUDA device") and for the emulation (SI_PARITY_EMU), where it also
- * checks the replay count and that a failed recording (at the capture's
- * begin or end) falls back to the direct path with one g_warning and the
- * same detections.  Usage: test-parity-context-graph CASE_DIR
+/* test-parity-context-graph.c: record and replay (CUDA graphs,
+ * engine/graph_cache.c) of the backbone, the neck and the decoder through
+ * the public API.  Two CUDA contexts run the same frames: one with graphs
+ * (the default), one created with SI_CUDA_GRAPHS=0 (op by op).  Their
+ * detections must agree bit for bit on frames of different content, on a
+ * new frame size (new recordings), back on the first size (a replay of the
+ * kept recordings) and on a third size; the timings must show one decoder
+ * figure with graphs and the per-stage figures without.  Built for the
+ * device (skips with "skipped: no CUDA device") and for the emulation
+ * (SI_PARITY_EMU), where it also checks the replay count (three graphs a
+ * frame) and that failed recordings (at the capture's begin or end) fall
+ * back to the direct path, one g_warning per failing part, with the same
+ * detections: the backbone's alone (the neck and the decoder still
+ * replay), and all three parts'.  Usage: test-parity-context-graph CASE_DIR
  */
 #include "si-config.h"
 
@@ -151,6 +153,8 @@ static const int sizes[][2] = {
   { 96, 180 },
 };
 #define N_FRAMES ((int) G_N_ELEMENTS (sizes))
+/* backbone, neck, decoder */
+#define GRAPHS_PER_FRAME 3
 static SiDetection *direct_dets[N_FRAMES];
 static size_t direct_n[N_FRAMES];
 
@@ -208,8 +212,9 @@ test_replay (SiModel *model, const SiImage *img)
 #ifdef SI_PARITY_EMU
   replays = si_emu_graph_launches () - replays;
   printf ("graph launches: %d for %d frames\n", replays, N_FRAMES);
-  CHECK (replays == N_FRAMES, "%d graph launches, expected one per frame",
-      replays);
+  CHECK (replays == GRAPHS_PER_FRAME * N_FRAMES,
+      "%d graph launches, expected %d per frame (backbone, neck, decoder)",
+      replays, GRAPHS_PER_FRAME);
 #endif
   CHECK (warnings == 0, "%d warnings", warnings);
   si_context_free (&graph);
@@ -217,44 +222,59 @@ test_replay (SiModel *model, const SiImage *img)
 }
 
 #ifdef SI_PARITY_EMU
-/* A recording that fails: one warning, then the direct path, with the
- * direct context's detections, on this frame and on a frame of another
- * size (which records nothing: graphs stay off). */
+/* Recordings that fail: the first @failing captures of a new context, in
+ * the order backbone, neck, decoder.  One warning per failing part, each
+ * of which then runs op by op, with the direct context's detections, on
+ * this frame and (failing at the end) on a frame of another size, which
+ * records nothing for the failed parts.  The parts that did not fail
+ * still replay their recordings. */
 static void
-test_failed_recording (SiModel *model, const SiImage *img, int at_begin)
+test_failed_recording (
+    SiModel *model, const SiImage *img, int at_begin, int failing)
 {
   const char *where = at_begin ? "begin" : "end";
   SiContext *graph = context (model, TRUE);
   int launches = si_emu_graph_launches ();
   const int frames[] = { 0, 2 };
+  int n_frames = at_begin ? 1 : 2; /* the emulation is slow under ASan */
+  gboolean decoder_direct = failing >= GRAPHS_PER_FRAME;
+  int expected = (GRAPHS_PER_FRAME - failing) * n_frames;
 
   warnings = 0;
-  si_emu_fail_captures (1, at_begin);
-  /* (the second frame only once: the emulation is slow under ASan) */
-  for (int i = 0; i < (at_begin ? 1 : 2); i++) {
+  si_emu_fail_captures (failing, at_begin);
+  for (int i = 0; i < n_frames; i++) {
     int k = frames[i];
     SiDetection *dets = NULL;
     size_t n = 0;
     SiTimings t;
-    char what[64];
+    char what[96];
 
-    g_snprintf (
-        what, sizeof (what), "capture failing at its %s, frame %d", where, k);
+    g_snprintf (what, sizeof (what),
+        "%d capture(s) failing at the %s, frame %d", failing, where, k);
     if (run_frame (graph, img, k, &dets, &n, &t, what) && direct_dets[k]) {
       gboolean same = same_detections (dets, n, direct_dets[k], direct_n[k]);
-      printf ("%s %s: fell back to the direct path, detections %s\n",
-          same ? "ok  " : "FAIL", what, same ? "identical" : "differ");
+      printf ("%s %s: detections %s the direct context's\n",
+          same ? "ok  " : "FAIL", what, same ? "identical to" : "differ from");
       CHECK (same, "%s: detections differ", what);
-      CHECK (t.num_stages == si_model_get_num_stages (model),
-          "%s: not the direct path (%d stage timings)", what, t.num_stages);
+      CHECK (
+          (t.num_stages == si_model_get_num_stages (model)) == decoder_direct,
+          "%s: the decoder ran %s (%d stage timings)", what,
+          t.num_stages ? "op by op" : "as a graph", t.num_stages);
     }
     g_free (dets);
   }
   si_emu_fail_captures (0, 0);
-  CHECK (warnings == 1, "capture failing at its %s: %d warnings, expected 1",
-      where, warnings);
-  CHECK (si_emu_graph_launches () == launches,
-      "capture failing at its %s: a graph was launched", where);
+  CHECK (warnings == failing,
+      "%d capture(s) failing at the %s: %d warnings, expected %d", failing,
+      where, warnings, failing);
+  launches = si_emu_graph_launches () - launches;
+  printf ("%s %d capture(s) failing at the %s: %d warning(s), %d graph "
+          "launches\n",
+      launches == expected ? "ok  " : "FAIL", failing, where, warnings,
+      launches);
+  CHECK (launches == expected,
+      "%d capture(s) failing at the %s: %d graph launches, expected %d",
+      failing, where, launches, expected);
   warnings = 0;
   si_context_free (&graph);
 }
@@ -283,8 +303,8 @@ main (int argc, char **argv)
   }
   test_replay (model, &img);
 #ifdef SI_PARITY_EMU
-  test_failed_recording (model, &img, TRUE);
-  test_failed_recording (model, &img, FALSE);
+  test_failed_recording (model, &img, TRUE, 1);
+  test_failed_recording (model, &img, FALSE, GRAPHS_PER_FRAME);
 #endif
   for (int k = 0; k < N_FRAMES; k++)
     g_free (direct_dets[k]);

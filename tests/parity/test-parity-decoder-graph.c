@@ -2,8 +2,8 @@
  * the query init (LayerNorm of the embedding, initial boxes) and every
  * si_decoder_stage_run() between si_cuda_capture_begin and
  * si_cuda_capture_end, then replayed; and si_decoder_run() with its own
- * recordings (decoder.c, use_graphs).  Both must reproduce
- * si_decoder_run()'s direct path (use_graphs off) bit for bit in logits
+ * recordings (decoder.c, graph_cache.c).  Both must reproduce
+ * si_decoder_run()'s direct path (graphs.enabled off) bit for bit in logits
  * and boxes, frame after frame, on new neck features; a frame with
  * another image size (new_w, new_h: a new key) makes si_decoder_run()
  * record again, and going back replays the first recording.  Prints the
@@ -132,7 +132,7 @@ main (int argc, char **argv)
       if (!be->ops->sync (be, &error))
         die ("sync", error);
       t0 = g_get_monotonic_time ();
-      dec->use_graphs = path_i == 2;
+      dec->graphs.enabled = path_i == 2;
       if (path_i != 1) {
         if (!si_decoder_run (dec, (const float *const *) levels, lh, lw, fi,
                 NULL, NULL, NULL, &error))
@@ -166,9 +166,7 @@ main (int argc, char **argv)
     }
   }
   {
-    int kept = 0;
-    for (int i = 0; i < SI_DECODER_GRAPHS; i++)
-      kept += dec->graphs[i].graph != NULL;
+    int kept = si_graph_cache_count (&dec->graphs);
     printf ("%s si_decoder_run kept %d recordings for 2 image sizes\n",
         kept == 2 ? "ok  " : "FAIL", kept);
     if (kept != 2)

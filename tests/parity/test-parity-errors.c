@@ -3,8 +3,8 @@
  * emulated CUDA runtime (cuda-emu/), whose hooks inject them: no device
  * (and backend=auto falling back to the CPU), out of device memory at
  * every allocation of a context's creation, a failing kernel at several
- * points of a frame, one of them inside the replayed decoder graph (the
- * context stays usable afterwards), a frame larger than the context's
+ * points of a frame, one of them inside a replayed graph (backbone, neck
+ * or decoder; the context stays usable afterwards), a frame larger than the context's
  * maximum.  Usage: test-parity-errors CASE_DIR.
  */
 #include "si-engine.h"
@@ -170,7 +170,7 @@ test_failing_kernel (SiModel *model)
         "kernel %d failing: no CUDA message", at[t]);
     if (error)
       printf ("failing kernel %d: %s\n", at[t], error->message);
-    /* a kernel of the replayed decoder graph: reported by the wait */
+    /* a kernel of a replayed graph: reported by the wait */
     if (error && strstr (error->message, "cudaStreamSynchronize"))
       replayed++;
     g_clear_error (&error);
@@ -185,8 +185,8 @@ test_failing_kernel (SiModel *model)
         "run after a failure: different detections");
   }
   CHECK (replayed > 0,
-      "no failure inside the replayed decoder graph (the "
-      "middle launch of a frame is one of its kernels)");
+      "no failure inside a replayed graph (the middle launch of a "
+      "frame is one of their kernels)");
   printf ("failing kernel: %d launches per frame; failure at launch", total);
   for (size_t t = 0; t < G_N_ELEMENTS (at); t++)
     printf (" %d", at[t]);
