@@ -56,7 +56,8 @@ typedef struct
   size_t cublas_ws_size;
   bool capturing;
 
-  /* im2col workspace of the convolutions: conv_ws_floats floats. */
+  /* im2col workspace of the convolutions: conv_ws_floats floats (twice
+   * as many halves in fp16). */
   float *conv_ws;
   size_t conv_ws_floats;
 
@@ -159,6 +160,10 @@ void si_cuda_graph_free (SiBackend *be, SiCudaGraph *graph);
 void si_gemm_cuda (SiBackend *be, const SiGemm *g);
 void si_gemm_batched_cuda (SiBackend *be, const SiGemm *g, int batch,
     long stride_a, long stride_b, long stride_c);
+/* Half operands: g->a and g->b point to __half (typed float * only to go
+ * through the shared mapping; never read as floats), C is fp32; fp32
+ * accumulation on the tensor cores, whatever the backend's precision. */
+void si_gemm_half_cuda (SiBackend *be, const SiGemm *g);
 
 /* preprocess_cuda.cu */
 gboolean si_resize_frame_cuda (SiBackend *be, const SiFrame *frame,

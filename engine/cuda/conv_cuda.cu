@@ -1,19 +1,31 @@
 /* conv_cuda.cu: CUDA twin of conv_cpu.c: 2-D convolution on NHWC maps with
  * BN folded, as im2col + cuBLAS GEMM (through the backend's row-major
  * gemm, gemm.h), then bias, the residual (GEMM beta = 1 on y) and ReLU.
- * 1x1 / stride 1 convolutions are one GEMM on the input itself.  The
- * im2col buffer is the backend's fixed workspace: large maps are done in
- * slices of output pixels, so nothing is allocated per frame.
+ * 1x1 / stride 1 convolutions are one GEMM on the input itself.  In fp16
+ * the others keep their weights as half, and im2col rounds the input to
+ * half as it gathers it: the GEMM reads half operands on the tensor cores
+ * and accumulates and writes fp32, so the maps stay fp32 (the direct 1x1
+ * GEMMs read them with CUBLAS_COMPUTE_32F_FAST_16F instead, which spares
+ * a conversion pass over their input).  The im2col buffer is the backend's fixed workspace: large maps are done
+ * in slices of output pixels, so nothing is allocated per frame.
  */
 #include "backend_cuda.h"
 
+#include <cuda_fp16.h>
 #include <string.h>
 
 struct _SiConvPlan
 {
   SiConv conv; /* sizes (its views of the model are not read after prepare) */
-  float *w;    /* (cout, kh*kw*cin_g) device, row order (ky, kx, ci) */
-  float *b;    /* (cout) device */
+  /* one GEMM on the input (1x1, stride 1, no padding, one group), no
+   * im2col */
+  bool direct;
+  /* im2col into half and half weights (fp16, not direct) */
+  bool half;
+  /* (cout, kh*kw*cin_g) device, row order (ky, kx, ci): __half when half,
+   * else float */
+  void *w;
+  float *b; /* (cout) device */
 };
 
 SiConvPlan *
@@ -24,6 +36,11 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
   size_t n;
   float *wt, *wf, *bf;
   SiConvPlan *plan;
+  bool direct = conv->kh == 1 && conv->kw == 1 && conv->stride == 1 &&
+      conv->pad == 0 && conv->groups == 1;
+  bool half = cu->precision == SI_PRECISION_FP16 && !direct;
+  size_t w_bytes;
+  const void *src;
 
   if (conv->w == NULL || conv->cout <= 0 || conv->groups <= 0 ||
       conv->cin % conv->groups || conv->cout % conv->groups ||
@@ -64,17 +81,29 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
         for (int kx = 0; kx < conv->kw; kx++)
           wt[(size_t) co * kg + (ky * conv->kw + kx) * cin_g + ci] =
               wf[(((size_t) co * cin_g + ci) * conv->kh + ky) * conv->kw + kx];
+  src = wt;
+  w_bytes = n * sizeof (float);
+  if (half) {
+    /* into wf, whose weights are dead after the reorder (bf is after them) */
+    __half *wh = (__half *) wf;
+    for (size_t i = 0; i < n; i++)
+      wh[i] = __float2half (wt[i]);
+    src = wh;
+    w_bytes = n * sizeof (__half);
+  }
 
   plan = g_new0 (SiConvPlan, 1);
   plan->conv = *conv;
-  plan->w = (float *) si_cuda_alloc (be, n * sizeof (float), error);
+  plan->direct = direct;
+  plan->half = half;
+  plan->w = si_cuda_alloc (be, w_bytes, error);
   plan->b = plan->w ? (float *) si_cuda_alloc (
                           be, (size_t) conv->cout * sizeof (float), error)
                     : NULL;
   if (plan->b == NULL)
     goto fail;
-  /* pageable sources: consumed when the calls return, wt and bf may go */
-  if (cudaMemcpyAsync (plan->w, wt, n * sizeof (float), cudaMemcpyHostToDevice,
+  /* pageable sources: consumed when the calls return, wt and wf may go */
+  if (cudaMemcpyAsync (plan->w, src, w_bytes, cudaMemcpyHostToDevice,
           cu->stream) != cudaSuccess ||
       cudaMemcpyAsync (plan->b, bf, conv->cout * sizeof (float),
           cudaMemcpyHostToDevice, cu->stream) != cudaSuccess) {
@@ -105,18 +134,15 @@ si_conv_release_cuda (SiBackend *be, SiConvPlan *plan)
   g_free (plan);
 }
 
-/* col (rows, groups*kg) for output pixels [m0, m0 + rows): column
- * g*kg + (ky*kw + kx)*cin_g + ci holds x[iy][ix][g*cin_g + ci] (0 in the
- * padding).  One thread per element, consecutive threads on consecutive
- * input channels. */
-__global__ void
-im2col_kernel (const float *x, int h, int w, int cin, int kh, int kw,
-    int stride, int pad, int groups, int wo, long m0, long rows, float *col)
+/* Element t of the im2col matrix col (rows, groups*kg) for output pixels
+ * [m0, m0 + rows): column g*kg + (ky*kw + kx)*cin_g + ci holds
+ * x[iy][ix][g*cin_g + ci].  Returns its index in x, or -1 in the padding.
+ * Consecutive t are consecutive input channels. */
+__device__ __forceinline__ long
+im2col_source (long t, int h, int w, int cin, int kh, int kw, int stride,
+    int pad, int groups, int wo, long m0)
 {
   int cin_g = cin / groups, kg = kh * kw * cin_g, kt = kg * groups;
-  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
-  if (t >= rows * kt)
-    return;
   int q = (int) (t % kt);
   long m = m0 + t / kt;
   int g = q / kg, r = q % kg;
@@ -124,9 +150,34 @@ im2col_kernel (const float *x, int h, int w, int cin, int kh, int kw,
   int ky = tap / kw, kx = tap % kw;
   int oy = (int) (m / wo), ox = (int) (m % wo);
   int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
-  col[t] = (iy >= 0 && iy < h && ix >= 0 && ix < w)
-      ? x[((size_t) iy * w + ix) * cin + g * cin_g + ci]
-      : 0.0f;
+  if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+    return -1;
+  return ((long) iy * w + ix) * cin + g * cin_g + ci;
+}
+
+/* One thread per element of col (n = rows * groups * kg). */
+__global__ void
+im2col_kernel (const float *x, int h, int w, int cin, int kh, int kw,
+    int stride, int pad, int groups, int wo, long m0, long n, float *col)
+{
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= n)
+    return;
+  long src = im2col_source (t, h, w, cin, kh, kw, stride, pad, groups, wo, m0);
+  col[t] = src >= 0 ? x[src] : 0.0f;
+}
+
+/* The same gathered into half (round to nearest even, as cuBLAS rounds
+ * fp32 operands under CUBLAS_COMPUTE_32F_FAST_16F). */
+__global__ void
+im2col_half_kernel (const float *x, int h, int w, int cin, int kh, int kw,
+    int stride, int pad, int groups, int wo, long m0, long n, __half *col)
+{
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= n)
+    return;
+  long src = im2col_source (t, h, w, cin, kh, kw, stride, pad, groups, wo, m0);
+  col[t] = __float2half (src >= 0 ? x[src] : 0.0f);
 }
 
 gboolean
@@ -140,6 +191,7 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
   int cin_g = cv->cin / cv->groups, cout_g = cv->cout / cv->groups;
   int kg = cv->kh * cv->kw * cin_g, kt = kg * cv->groups;
   long m = (long) ho * wo;
+  bool half = plan->half;
   SiGemm g;
 
   if (ho <= 0 || wo <= 0)
@@ -151,34 +203,46 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
   g.ldb = kg;
   g.ldc = cv->cout;
 
-  if (cv->kh == 1 && cv->kw == 1 && cv->stride == 1 && cv->pad == 0 &&
-      cv->groups == 1) {
+  if (plan->direct) {
     /* y (HW, cout) = x (HW, cin) W^T */
     g.m = (int) m;
     g.n = cv->cout;
     g.k = cv->cin;
     g.a = x;
     g.lda = cv->cin;
-    g.b = plan->w;
+    g.b = (const float *) plan->w;
     g.c = y;
     si_gemm_cuda (be, &g);
   } else {
-    long slice = (long) (cu->conv_ws_floats / kt);
+    /* the workspace holds conv_ws_floats floats, or twice as many halves */
+    long slice = (long) ((half ? 2 : 1) * cu->conv_ws_floats / kt);
+    size_t esz = half ? sizeof (__half) : sizeof (float);
     for (long m0 = 0; m0 < m; m0 += slice) {
       long rows = MIN (slice, m - m0);
-      im2col_kernel<<<si_cuda_blocks (rows * kt, 256), 256, 0, cu->stream>>> (x,
-          h, w, cv->cin, cv->kh, cv->kw, cv->stride, cv->pad, cv->groups, wo,
-          m0, rows, cu->conv_ws);
+      if (half)
+        im2col_half_kernel<<<si_cuda_blocks (rows * kt, 256), 256, 0,
+            cu->stream>>> (x, h, w, cv->cin, cv->kh, cv->kw, cv->stride,
+            cv->pad, cv->groups, wo, m0, rows * kt, (__half *) cu->conv_ws);
+      else
+        im2col_kernel<<<si_cuda_blocks (rows * kt, 256), 256, 0, cu->stream>>> (
+            x, h, w, cv->cin, cv->kh, cv->kw, cv->stride, cv->pad, cv->groups,
+            wo, m0, rows * kt, cu->conv_ws);
       SI_CUDA_TRY (cudaGetLastError (), error, FALSE);
       for (int gi = 0; gi < cv->groups; gi++) {
         g.m = (int) rows;
         g.n = cout_g;
         g.k = kg;
-        g.a = cu->conv_ws + (size_t) gi * kg;
+        /* (for fp16 these point to halves: si_gemm_half_cuda) */
+        g.a = (const float *) ((const uint8_t *) cu->conv_ws +
+            (size_t) gi * kg * esz);
         g.lda = kt;
-        g.b = plan->w + (size_t) gi * cout_g * kg;
+        g.b = (const float *) ((const uint8_t *) plan->w +
+            (size_t) gi * cout_g * kg * esz);
         g.c = y + (size_t) m0 * cv->cout + (size_t) gi * cout_g;
-        si_gemm_cuda (be, &g);
+        if (half)
+          si_gemm_half_cuda (be, &g);
+        else
+          si_gemm_cuda (be, &g);
       }
     }
   }

@@ -2,7 +2,9 @@
  * through si_gemm_to_col_major() (gemm.h, the mapping the CPU backend runs
  * through cblas), nothing else here reorders operands.  fp32: cublasSgemm
  * with CUBLAS_DEFAULT_MATH (no TF32, parity mode); fp16: tensor cores on
- * the same fp32 buffers with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_16F).
+ * the same fp32 buffers with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_16F),
+ * or on half operands stored as such (si_gemm_half_cuda: the fp16
+ * convolutions' weights and im2col).
  */
 #include "si-config.h"
 
@@ -51,6 +53,26 @@ si_gemm_cuda (SiBackend *be, const SiGemm *g)
         cm.ldc);
   if (st != CUBLAS_STATUS_SUCCESS)
     si_cublas_defer (be, st, "gemm", __FILE__, __LINE__);
+}
+
+void
+si_gemm_half_cuda (SiBackend *be, const SiGemm *g)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  SiGemmColMajor cm;
+  cublasStatus_t st;
+
+  if (!cuda_gemm_check (be, g))
+    return;
+  si_gemm_to_col_major (g, &cm);
+  if (cm.m == 0 || cm.n == 0)
+    return;
+  st = cublasGemmEx (cu->cublas, cuda_op (cm.trans_a), cuda_op (cm.trans_b),
+      cm.m, cm.n, cm.k, &cm.alpha, cm.a, CUDA_R_16F, cm.lda, cm.b, CUDA_R_16F,
+      cm.ldb, &cm.beta, cm.c, CUDA_R_32F, cm.ldc, CUBLAS_COMPUTE_32F,
+      CUBLAS_GEMM_DEFAULT);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    si_cublas_defer (be, st, "gemm_half", __FILE__, __LINE__);
 }
 
 /* Strides follow their matrices through the mapping: the row-major A is

@@ -7,6 +7,7 @@
  * ASan / valgrind see out-of-bounds kernel accesses.
  */
 #include "cublas_v2.h"
+#include "cuda_fp16.h"
 #include "cuda_runtime.h"
 
 #include <map>
@@ -833,10 +834,24 @@ static cublasStatus_t
 gemm_ex_check (
     cudaDataType a, cudaDataType b, cudaDataType c, cublasComputeType_t ct)
 {
-  if (a != CUDA_R_32F || b != CUDA_R_32F || c != CUDA_R_32F ||
-      (ct != CUBLAS_COMPUTE_32F && ct != CUBLAS_COMPUTE_32F_FAST_16F))
+  bool fp32 = a == CUDA_R_32F && b == CUDA_R_32F &&
+      (ct == CUBLAS_COMPUTE_32F || ct == CUBLAS_COMPUTE_32F_FAST_16F);
+  bool fp16 = a == CUDA_R_16F && b == CUDA_R_16F && ct == CUBLAS_COMPUTE_32F;
+  if (c != CUDA_R_32F || !(fp32 || fp16))
     return CUBLAS_STATUS_NOT_SUPPORTED;
   return CUBLAS_STATUS_SUCCESS;
+}
+
+/* Elements of the column-major operands of op(A) (m, k) op(B) (k, n) up
+ * to the last one read. */
+static void
+operand_spans (cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+    int k, int lda, int ldb, size_t *na, size_t *nb)
+{
+  int cols_a = ta == CUBLAS_OP_N ? k : m, rows_a = ta == CUBLAS_OP_N ? m : k;
+  int cols_b = tb == CUBLAS_OP_N ? n : k, rows_b = tb == CUBLAS_OP_N ? k : n;
+  *na = cols_a ? (size_t) lda * (cols_a - 1) + rows_a : 0;
+  *nb = cols_b ? (size_t) ldb * (cols_b - 1) + rows_b : 0;
 }
 
 static cublasStatus_t
@@ -847,15 +862,30 @@ gemm_ex_one (cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
   if (!half)
     return gemm_cm (ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
   /* round copies of the operands (only the parts the product reads) */
-  int cols_a = ta == CUBLAS_OP_N ? k : m, rows_a = ta == CUBLAS_OP_N ? m : k;
-  int cols_b = tb == CUBLAS_OP_N ? n : k, rows_b = tb == CUBLAS_OP_N ? k : n;
-  size_t na = cols_a ? (size_t) lda * (cols_a - 1) + rows_a : 0;
-  size_t nb = cols_b ? (size_t) ldb * (cols_b - 1) + rows_b : 0;
+  size_t na, nb;
+  operand_spans (ta, tb, m, n, k, lda, ldb, &na, &nb);
   std::vector<float> a (na), b (nb);
   for (size_t i = 0; i < na; i++)
     a[i] = round_fp16 (A[i]);
   for (size_t i = 0; i < nb; i++)
     b[i] = round_fp16 (B[i]);
+  return gemm_cm (
+      ta, tb, m, n, k, alpha, a.data (), lda, b.data (), ldb, beta, C, ldc);
+}
+
+/* Half operands (CUDA_R_16F), widened exactly; fp32 accumulation. */
+static cublasStatus_t
+gemm_ex_one_16f (cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+    int k, float alpha, const __half *A, int lda, const __half *B, int ldb,
+    float beta, float *C, int ldc)
+{
+  size_t na, nb;
+  operand_spans (ta, tb, m, n, k, lda, ldb, &na, &nb);
+  std::vector<float> a (na), b (nb);
+  for (size_t i = 0; i < na; i++)
+    a[i] = __half2float (A[i]);
+  for (size_t i = 0; i < nb; i++)
+    b[i] = __half2float (B[i]);
   return gemm_cm (
       ta, tb, m, n, k, alpha, a.data (), lda, b.data (), ldb, beta, C, ldc);
 }
@@ -874,6 +904,13 @@ cublasGemmEx (cublasHandle_t handle, cublasOperation_t transa,
   if (!gemm_args_ok (transa, transb, m, n, k, lda, ldb, ldc))
     return CUBLAS_STATUS_INVALID_VALUE;
   float al = *(const float *) alpha, be = *(const float *) beta;
+  if (Atype == CUDA_R_16F) {
+    submit (handle->stream, [=] () {
+      gemm_ex_one_16f (transa, transb, m, n, k, al, (const __half *) A, lda,
+          (const __half *) B, ldb, be, (float *) C, ldc);
+    });
+    return CUBLAS_STATUS_SUCCESS;
+  }
   bool half = computeType == CUBLAS_COMPUTE_32F_FAST_16F;
   submit (handle->stream, [=] () {
     gemm_ex_one (transa, transb, m, n, k, al, (const float *) A, lda,
@@ -891,6 +928,8 @@ cublasGemmStridedBatchedEx (cublasHandle_t handle, cublasOperation_t transa,
     int batchCount, cublasComputeType_t computeType, cublasGemmAlgo_t algo)
 {
   (void) algo;
+  if (Atype == CUDA_R_16F) /* (engine/cuda/ batches fp32 operands only) */
+    return CUBLAS_STATUS_NOT_SUPPORTED;
   cublasStatus_t st = gemm_ex_check (Atype, Btype, Ctype, computeType);
   if (st != CUBLAS_STATUS_SUCCESS)
     return st;
