@@ -16,18 +16,38 @@ cuda_op (bool trans)
   return trans ? CUBLAS_OP_T : CUBLAS_OP_N;
 }
 
+/* Checks g (a failure becomes the deferred error) and maps it to cuBLAS's
+ * column-major call; false when there is nothing to run. */
 static bool
-cuda_gemm_check (SiBackend *be, const SiGemm *g)
+cuda_gemm_map (SiBackend *be, const SiGemm *g, SiGemmColMajor *cm)
 {
   SiCudaBackend *cu = si_cuda_priv (be);
 
-  if (si_gemm_is_valid (g))
-    return true;
-  if (cu->deferred == NULL)
-    g_set_error (&cu->deferred, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
-        "gemm: inconsistent sizes m %d n %d k %d lda %d ldb %d ldc %d", g->m,
-        g->n, g->k, g->lda, g->ldb, g->ldc);
-  return false;
+  if (!si_gemm_is_valid (g)) {
+    if (cu->deferred == NULL)
+      g_set_error (&cu->deferred, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+          "gemm: inconsistent sizes m %d n %d k %d lda %d ldb %d ldc %d", g->m,
+          g->n, g->k, g->lda, g->ldb, g->ldc);
+    return false;
+  }
+  si_gemm_to_col_major (g, cm);
+  return cm->m > 0 && cm->n > 0;
+}
+
+/* One mapped GEMM through cublasGemmEx: A and B of @operands, C fp32. */
+static void
+gemm_ex (SiBackend *be, const SiGemmColMajor *cm, cudaDataType operands,
+    cublasComputeType_t compute, const char *what)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  cublasStatus_t st;
+
+  st = cublasGemmEx (cu->cublas, cuda_op (cm->trans_a), cuda_op (cm->trans_b),
+      cm->m, cm->n, cm->k, &cm->alpha, cm->a, operands, cm->lda, cm->b,
+      operands, cm->ldb, &cm->beta, cm->c, CUDA_R_32F, cm->ldc, compute,
+      CUBLAS_GEMM_DEFAULT);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    si_cublas_defer (be, st, what, __FILE__, __LINE__);
 }
 
 void
@@ -37,20 +57,15 @@ si_gemm_cuda (SiBackend *be, const SiGemm *g)
   SiGemmColMajor cm;
   cublasStatus_t st;
 
-  if (!cuda_gemm_check (be, g))
+  if (!cuda_gemm_map (be, g, &cm))
     return;
-  si_gemm_to_col_major (g, &cm);
-  if (cm.m == 0 || cm.n == 0)
+  if (cu->precision == SI_PRECISION_FP16) {
+    gemm_ex (be, &cm, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_16F, "gemm");
     return;
-  if (cu->precision == SI_PRECISION_FP16)
-    st = cublasGemmEx (cu->cublas, cuda_op (cm.trans_a), cuda_op (cm.trans_b),
-        cm.m, cm.n, cm.k, &cm.alpha, cm.a, CUDA_R_32F, cm.lda, cm.b, CUDA_R_32F,
-        cm.ldb, &cm.beta, cm.c, CUDA_R_32F, cm.ldc, CUBLAS_COMPUTE_32F_FAST_16F,
-        CUBLAS_GEMM_DEFAULT);
-  else
-    st = cublasSgemm (cu->cublas, cuda_op (cm.trans_a), cuda_op (cm.trans_b),
-        cm.m, cm.n, cm.k, &cm.alpha, cm.a, cm.lda, cm.b, cm.ldb, &cm.beta, cm.c,
-        cm.ldc);
+  }
+  st = cublasSgemm (cu->cublas, cuda_op (cm.trans_a), cuda_op (cm.trans_b),
+      cm.m, cm.n, cm.k, &cm.alpha, cm.a, cm.lda, cm.b, cm.ldb, &cm.beta, cm.c,
+      cm.ldc);
   if (st != CUBLAS_STATUS_SUCCESS)
     si_cublas_defer (be, st, "gemm", __FILE__, __LINE__);
 }
@@ -58,21 +73,10 @@ si_gemm_cuda (SiBackend *be, const SiGemm *g)
 void
 si_gemm_half_cuda (SiBackend *be, const SiGemm *g)
 {
-  SiCudaBackend *cu = si_cuda_priv (be);
   SiGemmColMajor cm;
-  cublasStatus_t st;
 
-  if (!cuda_gemm_check (be, g))
-    return;
-  si_gemm_to_col_major (g, &cm);
-  if (cm.m == 0 || cm.n == 0)
-    return;
-  st = cublasGemmEx (cu->cublas, cuda_op (cm.trans_a), cuda_op (cm.trans_b),
-      cm.m, cm.n, cm.k, &cm.alpha, cm.a, CUDA_R_16F, cm.lda, cm.b, CUDA_R_16F,
-      cm.ldb, &cm.beta, cm.c, CUDA_R_32F, cm.ldc, CUBLAS_COMPUTE_32F,
-      CUBLAS_GEMM_DEFAULT);
-  if (st != CUBLAS_STATUS_SUCCESS)
-    si_cublas_defer (be, st, "gemm_half", __FILE__, __LINE__);
+  if (cuda_gemm_map (be, g, &cm))
+    gemm_ex (be, &cm, CUDA_R_16F, CUBLAS_COMPUTE_32F, "gemm_half");
 }
 
 /* Strides follow their matrices through the mapping: the row-major A is
@@ -85,10 +89,7 @@ si_gemm_batched_cuda (SiBackend *be, const SiGemm *g, int batch, long stride_a,
   SiGemmColMajor cm;
   cublasStatus_t st;
 
-  if (!cuda_gemm_check (be, g))
-    return;
-  si_gemm_to_col_major (g, &cm);
-  if (cm.m == 0 || cm.n == 0 || batch <= 0)
+  if (!cuda_gemm_map (be, g, &cm) || batch <= 0)
     return;
   if (cu->precision == SI_PRECISION_FP16)
     st = cublasGemmStridedBatchedEx (cu->cublas, cuda_op (cm.trans_a),

@@ -854,41 +854,42 @@ operand_spans (cublasOperation_t ta, cublasOperation_t tb, int m, int n,
   *nb = cols_b ? (size_t) ldb * (cols_b - 1) + rows_b : 0;
 }
 
+/* (overloads and a template: C++ linkage inside this extern "C" block) */
+extern "C++" {
+
+static float
+widen (float x, bool round)
+{
+  return round ? round_fp16 (x) : x;
+}
+
+static float
+widen (__half x, bool)
+{
+  return __half2float (x);
+}
+
+/* op(A) op(B) on float copies of the operands (only the parts the product
+ * reads): fp32 ones rounded to half when @round (FAST_16F), half ones
+ * widened exactly; fp32 accumulation. */
+template <typename T>
 static cublasStatus_t
 gemm_ex_one (cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-    float alpha, const float *A, int lda, const float *B, int ldb, float beta,
-    float *C, int ldc, bool half)
+    float alpha, const T *A, int lda, const T *B, int ldb, float beta,
+    float *C, int ldc, bool round)
 {
-  if (!half)
-    return gemm_cm (ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-  /* round copies of the operands (only the parts the product reads) */
   size_t na, nb;
   operand_spans (ta, tb, m, n, k, lda, ldb, &na, &nb);
   std::vector<float> a (na), b (nb);
   for (size_t i = 0; i < na; i++)
-    a[i] = round_fp16 (A[i]);
+    a[i] = widen (A[i], round);
   for (size_t i = 0; i < nb; i++)
-    b[i] = round_fp16 (B[i]);
+    b[i] = widen (B[i], round);
   return gemm_cm (
       ta, tb, m, n, k, alpha, a.data (), lda, b.data (), ldb, beta, C, ldc);
 }
 
-/* Half operands (CUDA_R_16F), widened exactly; fp32 accumulation. */
-static cublasStatus_t
-gemm_ex_one_16f (cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-    int k, float alpha, const __half *A, int lda, const __half *B, int ldb,
-    float beta, float *C, int ldc)
-{
-  size_t na, nb;
-  operand_spans (ta, tb, m, n, k, lda, ldb, &na, &nb);
-  std::vector<float> a (na), b (nb);
-  for (size_t i = 0; i < na; i++)
-    a[i] = __half2float (A[i]);
-  for (size_t i = 0; i < nb; i++)
-    b[i] = __half2float (B[i]);
-  return gemm_cm (
-      ta, tb, m, n, k, alpha, a.data (), lda, b.data (), ldb, beta, C, ldc);
-}
+} /* extern "C++" */
 
 cublasStatus_t
 cublasGemmEx (cublasHandle_t handle, cublasOperation_t transa,
@@ -904,17 +905,17 @@ cublasGemmEx (cublasHandle_t handle, cublasOperation_t transa,
   if (!gemm_args_ok (transa, transb, m, n, k, lda, ldb, ldc))
     return CUBLAS_STATUS_INVALID_VALUE;
   float al = *(const float *) alpha, be = *(const float *) beta;
-  if (Atype == CUDA_R_16F) {
-    submit (handle->stream, [=] () {
-      gemm_ex_one_16f (transa, transb, m, n, k, al, (const __half *) A, lda,
-          (const __half *) B, ldb, be, (float *) C, ldc);
-    });
-    return CUBLAS_STATUS_SUCCESS;
-  }
   bool half = computeType == CUBLAS_COMPUTE_32F_FAST_16F;
   submit (handle->stream, [=] () {
-    gemm_ex_one (transa, transb, m, n, k, al, (const float *) A, lda,
-        (const float *) B, ldb, be, (float *) C, ldc, half);
+    if (Atype == CUDA_R_16F)
+      gemm_ex_one (transa, transb, m, n, k, al, (const __half *) A, lda,
+          (const __half *) B, ldb, be, (float *) C, ldc, false);
+    else if (half)
+      gemm_ex_one (transa, transb, m, n, k, al, (const float *) A, lda,
+          (const float *) B, ldb, be, (float *) C, ldc, true);
+    else
+      gemm_cm (transa, transb, m, n, k, al, (const float *) A, lda,
+          (const float *) B, ldb, be, (float *) C, ldc);
   });
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -939,9 +940,15 @@ cublasGemmStridedBatchedEx (cublasHandle_t handle, cublasOperation_t transa,
   bool half = computeType == CUBLAS_COMPUTE_32F_FAST_16F;
   submit (handle->stream, [=] () {
     for (int b = 0; b < batchCount; b++)
-      gemm_ex_one (transa, transb, m, n, k, al, (const float *) A + b * strideA,
-          lda, (const float *) B + b * strideB, ldb, be,
-          (float *) C + b * strideC, ldc, half);
+      if (half)
+        gemm_ex_one (transa, transb, m, n, k, al,
+            (const float *) A + b * strideA, lda,
+            (const float *) B + b * strideB, ldb, be, (float *) C + b * strideC,
+            ldc, true);
+      else
+        gemm_cm (transa, transb, m, n, k, al, (const float *) A + b * strideA,
+            lda, (const float *) B + b * strideB, ldb, be,
+            (float *) C + b * strideC, ldc);
   });
   return CUBLAS_STATUS_SUCCESS;
 }
