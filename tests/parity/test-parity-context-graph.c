@@ -171,6 +171,32 @@ run_frame (SiContext *ctx, const SiImage *img, int k, SiDetection **dets,
   return ok;
 }
 
+#ifdef SI_PARITY_EMU
+/* The per-frame contract of issue 4, from the emulation's counters around
+ * one si_context_run: one copy of the frame up, from pinned staging, one
+ * copy of the detections down, into pinned staging, and no allocation or
+ * free of device or pinned memory, whether the frame records, replays or
+ * runs op by op. */
+static void
+check_transfers (const SiEmuCounts *a, const SiEmuCounts *b, const char *what)
+{
+  int allocs = b->mallocs - a->mallocs, frees = b->frees - a->frees;
+  int host =
+      (b->host_allocs - a->host_allocs) + (b->host_frees - a->host_frees);
+  int h2d = b->h2d - a->h2d, d2h = b->d2h - a->d2h;
+  int pageable =
+      (b->h2d_pageable - a->h2d_pageable) + (b->d2h_pageable - a->d2h_pageable);
+  gboolean ok = allocs == 0 && frees == 0 && host == 0 && h2d == 1 &&
+      d2h == 1 && pageable == 0;
+
+  printf ("%s %s: %d copy up, %d copy down (%d not pinned), %d cudaMalloc, "
+          "%d cudaFree, %d pinned allocations or frees\n",
+      ok ? "ok  " : "FAIL", what, h2d, d2h, pageable, allocs, frees, host);
+  CHECK (
+      ok, "%s: the frame's transfers and allocations break the contract", what);
+}
+#endif
+
 /* The frames through both contexts: detections bit for bit, timings. */
 static void
 test_replay (SiModel *model, const SiImage *img)
@@ -188,11 +214,31 @@ test_replay (SiModel *model, const SiImage *img)
     SiTimings t[2];
     char what[64];
 
+    gboolean ran[2];
+#ifdef SI_PARITY_EMU
+    SiEmuCounts c[3];
+    char path[96];
+#endif
+
     g_snprintf (
         what, sizeof (what), "frame %d (%dx%d)", k, sizes[k][0], sizes[k][1]);
-    if (run_frame (graph, img, k, &dets, &n, &t[0], what) &&
-        run_frame (
-            direct, img, k, &direct_dets[k], &direct_n[k], &t[1], what)) {
+#ifdef SI_PARITY_EMU
+    si_emu_counts (&c[0]);
+#endif
+    ran[0] = run_frame (graph, img, k, &dets, &n, &t[0], what);
+#ifdef SI_PARITY_EMU
+    si_emu_counts (&c[1]);
+#endif
+    ran[1] =
+        run_frame (direct, img, k, &direct_dets[k], &direct_n[k], &t[1], what);
+#ifdef SI_PARITY_EMU
+    si_emu_counts (&c[2]);
+    g_snprintf (path, sizeof (path), "%s with graphs", what);
+    check_transfers (&c[0], &c[1], path);
+    g_snprintf (path, sizeof (path), "%s op by op", what);
+    check_transfers (&c[1], &c[2], path);
+#endif
+    if (ran[0] && ran[1]) {
       gboolean same = same_detections (dets, n, direct_dets[k], direct_n[k]);
       printf ("%s %s: %zu detections, graph replay %s the direct path "
               "(decoder %.3f ms as one figure, %d stages op by op)\n",

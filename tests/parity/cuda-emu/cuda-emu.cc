@@ -67,6 +67,8 @@ static int graph_launches;
  * asynchronous, as on a device (the replay itself succeeds) */
 static cudaStream_t replaying;
 static std::map<void *, size_t> allocations;
+static std::map<const char *, size_t> pinned; /* cudaHostAlloc'ed */
+static SiEmuCounts counts;
 
 /* ---- fibers ---- */
 
@@ -347,6 +349,39 @@ si_emu_malloc_calls (void)
   return malloc_calls;
 }
 
+void
+si_emu_counts (SiEmuCounts *out)
+{
+  *out = counts;
+}
+
+/* Whether [p, p + bytes) lies in one cudaHostAlloc'ed block. */
+static bool
+is_pinned (const void *p, size_t bytes)
+{
+  const char *c = (const char *) p;
+  auto it = pinned.upper_bound (c);
+  if (it == pinned.begin ())
+    return false;
+  --it;
+  return c + bytes <= it->first + it->second;
+}
+
+/* Counts a copy of @kind; for host <-> device ones, whether the host side
+ * ([src or dst, + bytes)) is pinned. */
+static void
+count_copy (cudaMemcpyKind kind, const void *dst, const void *src,
+    size_t bytes)
+{
+  if (kind == cudaMemcpyHostToDevice) {
+    counts.h2d++;
+    counts.h2d_pageable += !is_pinned (src, bytes);
+  } else if (kind == cudaMemcpyDeviceToHost) {
+    counts.d2h++;
+    counts.d2h_pageable += !is_pinned (dst, bytes);
+  }
+}
+
 cudaError_t
 cudaGetDeviceCount (int *count)
 {
@@ -450,6 +485,7 @@ cudaMalloc (void **ptr, size_t bytes)
   if (any_capture)
     return fail (cudaErrorStreamCaptureUnsupported);
   malloc_calls++;
+  counts.mallocs++;
   if (fail_after >= 0 && malloc_calls > fail_after)
     return fail (cudaErrorMemoryAllocation);
   *ptr = malloc (bytes ? bytes : 1);
@@ -467,6 +503,7 @@ cudaFree (void *ptr)
 {
   if (ptr == NULL)
     return cudaSuccess;
+  counts.frees++;
   auto it = allocations.find (ptr);
   if (it == allocations.end ())
     return fail (cudaErrorInvalidValue);
@@ -480,13 +517,21 @@ cudaError_t
 cudaHostAlloc (void **ptr, size_t bytes, unsigned int flags)
 {
   (void) flags;
+  counts.host_allocs++;
   *ptr = malloc (bytes ? bytes : 1);
-  return *ptr ? cudaSuccess : fail (cudaErrorMemoryAllocation);
+  if (*ptr == NULL)
+    return fail (cudaErrorMemoryAllocation);
+  pinned[(const char *) *ptr] = bytes;
+  return cudaSuccess;
 }
 
 cudaError_t
 cudaFreeHost (void *ptr)
 {
+  if (ptr == NULL)
+    return cudaSuccess;
+  counts.host_frees++;
+  pinned.erase ((const char *) ptr);
   free (ptr);
   return cudaSuccess;
 }
@@ -499,6 +544,7 @@ cudaMemcpyAsync (void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
   (void) stream;
   if (bytes && (dst == NULL || src == NULL))
     return fail (cudaErrorInvalidValue);
+  count_copy (kind, dst, src, bytes);
   if (capturing (stream) && kind != cudaMemcpyDeviceToDevice) {
     /* host memory in a graph: the backend never records it */
     stream->invalidated = true;
@@ -513,9 +559,12 @@ cudaError_t
 cudaMemcpy2DAsync (void *dst, size_t dpitch, const void *src, size_t spitch,
     size_t width, size_t height, cudaMemcpyKind kind, cudaStream_t stream)
 {
-  (void) kind;
   if (width > dpitch || width > spitch)
     return fail (cudaErrorInvalidValue);
+  if (height > 0) /* (the host side's extent, by its pitch) */
+    count_copy (kind, dst, src,
+        (height - 1) * (kind == cudaMemcpyHostToDevice ? spitch : dpitch) +
+            width);
   submit (stream, [=] () {
     for (size_t r = 0; r < height; r++)
       memmove (

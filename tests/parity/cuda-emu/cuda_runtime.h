@@ -122,6 +122,15 @@ int si_emu_malloc_calls (void);
 void si_emu_fail_captures (int n, int at_begin);
 /* Graphs replayed (cudaGraphLaunch calls) since the start. */
 int si_emu_graph_launches (void);
+/* Calls since the start: allocations and frees of device and of pinned
+ * host memory, copies between host and device (cudaMemcpy*Async by kind),
+ * and how many of those had a host side outside pinned memory. */
+typedef struct
+{
+  int mallocs, frees, host_allocs, host_frees;
+  int h2d, d2h, h2d_pageable, d2h_pageable;
+} SiEmuCounts;
+void si_emu_counts (SiEmuCounts *counts);
 
 #ifdef __cplusplus
 }
