@@ -111,6 +111,8 @@ cuda_destroy (SiBackend *be)
     cudaStreamSynchronize (cu->stream);
   if (cu->cublas)
     cublasDestroy (cu->cublas);
+  if (cu->lt)
+    cublasLtDestroy (cu->lt);
   if (cu->chunks) {
     for (guint i = 0; i < cu->chunks->len; i++)
       cudaFree (g_array_index (cu->chunks, SiCudaChunk, i).base);
@@ -150,6 +152,9 @@ cuda_init_resources (
    * call (gemm_cuda.c), the math mode stays the default. */
   SI_CUBLAS_TRY (
       cublasSetMathMode (cu->cublas, CUBLAS_DEFAULT_MATH), error, FALSE);
+  SI_CUBLAS_TRY (cublasLtCreate (&cu->lt), error, FALSE);
+  cu->fused_epilogue =
+      g_strcmp0 (g_getenv ("SI_CUDA_FUSED_EPILOGUE"), "0") != 0;
 
   /* staging for the largest frame: 4 bytes per pixel covers every format */
   if (options && options->max_width > 0 && options->max_height > 0)

@@ -10,6 +10,7 @@
 
 #include <glib.h>
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -34,6 +35,13 @@ typedef struct
   SiPrecision precision;
   cudaStream_t stream;
   cublasHandle_t cublas;
+  /* cuBLASLt, for GEMMs with a bias (+ ReLU) epilogue
+   * (si_gemm_bias_act_cuda); it shares cuBLAS's workspace (same stream) */
+  cublasLtHandle_t lt;
+  /* convolutions fuse bias + ReLU into the GEMM (SI_CUDA_FUSED_EPILOGUE=0
+   * in the environment at init turns it off: the separate bias pass) */
+  bool fused_epilogue;
+  bool lt_fallback_noted; /* the one message about a missing fused kernel */
   char device_name[256];
 
   GArray *chunks; /* SiCudaChunk: the arena (weights and activations) */
@@ -160,6 +168,16 @@ void si_cuda_graph_free (SiBackend *be, SiCudaGraph *graph);
 void si_gemm_cuda (SiBackend *be, const SiGemm *g);
 void si_gemm_batched_cuda (SiBackend *be, const SiGemm *g, int batch,
     long stride_a, long stride_b, long stride_c);
+/* C = act (alpha A B + beta C + bias) in one cuBLASLt call: bias (n floats,
+ * one per column of the row-major C) and, when @relu, ReLU in the GEMM's
+ * epilogue, after the beta C term (so a residual in C is inside the ReLU).
+ * @half: A and B are __half (as for si_gemm_half_cuda), else fp32 with the
+ * backend's precision.  FALSE when cuBLASLt cannot set it up or has no
+ * kernel for it on this device: nothing was queued, the caller runs the
+ * GEMM and the bias pass itself.  A failure of the matmul call itself
+ * becomes the deferred error (TRUE). */
+bool si_gemm_bias_act_cuda (
+    SiBackend *be, const SiGemm *g, bool half, const float *bias, bool relu);
 /* Half operands: g->a and g->b point to __half (typed float * only to go
  * through the shared mapping; never read as floats), C is fp32; fp32
  * accumulation on the tensor cores, whatever the backend's precision. */

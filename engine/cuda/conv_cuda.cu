@@ -1,13 +1,16 @@
 /* conv_cuda.cu: CUDA twin of conv_cpu.c: 2-D convolution on NHWC maps with
- * BN folded, as im2col + cuBLAS GEMM (through the backend's row-major
- * gemm, gemm.h), then bias, the residual (GEMM beta = 1 on y) and ReLU.
- * 1x1 / stride 1 convolutions are one GEMM on the input itself.  In fp16
- * the others keep their weights as half, and im2col rounds the input to
- * half as it gathers it: the GEMM reads half operands on the tensor cores
- * and accumulates and writes fp32, so the maps stay fp32 (the direct 1x1
+ * BN folded, as im2col + GEMM (through the backend's row-major mapping,
+ * gemm.h), the residual accumulated by the GEMM (beta = 1 on y), bias and
+ * ReLU in the GEMM's epilogue (cuBLASLt; a separate pass where the device
+ * has no such kernel, or with SI_CUDA_FUSED_EPILOGUE=0).  1x1 / stride 1
+ * convolutions are one GEMM on the input itself.  In fp16 the others keep
+ * their weights as half, and im2col rounds the input to half as it
+ * gathers it: the GEMM reads half operands on the tensor cores and
+ * accumulates and writes fp32, so the maps stay fp32 (the direct 1x1
  * GEMMs read them with CUBLAS_COMPUTE_32F_FAST_16F instead, which spares
- * a conversion pass over their input).  The im2col buffer is the backend's fixed workspace: large maps are done
- * in slices of output pixels, so nothing is allocated per frame.
+ * a conversion pass over their input).  The im2col buffer is the
+ * backend's fixed workspace: large maps are done in slices of output
+ * pixels, so nothing is allocated per frame.
  */
 #include "backend_cuda.h"
 
@@ -22,6 +25,8 @@ struct _SiConvPlan
   bool direct;
   /* im2col into half and half weights (fp16, not direct) */
   bool half;
+  /* bias (+ ReLU) in the GEMM's epilogue (one group: one bias slice) */
+  bool fused;
   /* (cout, kh*kw*cin_g) device, row order (ky, kx, ci): __half when half,
    * else float */
   void *w;
@@ -96,6 +101,7 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
   plan->conv = *conv;
   plan->direct = direct;
   plan->half = half;
+  plan->fused = conv->groups == 1 && cu->fused_epilogue;
   plan->w = si_cuda_alloc (be, w_bytes, error);
   plan->b = plan->w ? (float *) si_cuda_alloc (
                           be, (size_t) conv->cout * sizeof (float), error)
@@ -180,6 +186,22 @@ im2col_half_kernel (const float *x, int h, int w, int cin, int kh, int kw,
   col[t] = __float2half (src >= 0 ? x[src] : 0.0f);
 }
 
+/* One GEMM of a convolution, g->c = act (g->a W^T + beta g->c + bias):
+ * fused into the GEMM's epilogue (cuBLASLt) where the device has a kernel
+ * for it, else the GEMM and then the bias pass over the rows it wrote. */
+static void
+conv_gemm (SiBackend *be, SiConvPlan *plan, const SiGemm *g, bool half,
+    const float *bias, bool relu)
+{
+  if (plan->fused && si_gemm_bias_act_cuda (be, g, half, bias, relu))
+    return;
+  if (half)
+    si_gemm_half_cuda (be, g);
+  else
+    si_gemm_cuda (be, g);
+  si_bias_act_cuda (be, g->c, bias, g->m, g->n, g->ldc, relu);
+}
+
 gboolean
 si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
     float *y, bool accumulate, bool relu, GError **error)
@@ -212,13 +234,14 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
     g.lda = cv->cin;
     g.b = (const float *) plan->w;
     g.c = y;
-    si_gemm_cuda (be, &g);
+    conv_gemm (be, plan, &g, false, plan->b, relu);
   } else {
     /* the workspace holds conv_ws_floats floats, or twice as many halves */
     long slice = (long) ((half ? 2 : 1) * cu->conv_ws_floats / kt);
     size_t esz = half ? sizeof (__half) : sizeof (float);
     for (long m0 = 0; m0 < m; m0 += slice) {
       long rows = MIN (slice, m - m0);
+      float *ys = y + (size_t) m0 * cv->cout;
       if (half)
         im2col_half_kernel<<<si_cuda_blocks (rows * kt, 256), 256, 0,
             cu->stream>>> (x, h, w, cv->cin, cv->kh, cv->kw, cv->stride,
@@ -238,15 +261,11 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
         g.lda = kt;
         g.b = (const float *) ((const uint8_t *) plan->w +
             (size_t) gi * cout_g * kg * esz);
-        g.c = y + (size_t) m0 * cv->cout + (size_t) gi * cout_g;
-        if (half)
-          si_gemm_half_cuda (be, &g);
-        else
-          si_gemm_cuda (be, &g);
+        g.c = ys + (size_t) gi * cout_g;
+        conv_gemm (be, plan, &g, half, plan->b + (size_t) gi * cout_g, relu);
       }
     }
   }
-  si_bias_act_cuda (be, y, plan->b, (int) m, cv->cout, cv->cout, relu);
   if (cu->deferred) {
     g_propagate_error (error, cu->deferred);
     cu->deferred = NULL;

@@ -79,6 +79,116 @@ si_gemm_half_cuda (SiBackend *be, const SiGemm *g)
     gemm_ex (be, &cm, CUDA_R_16F, CUBLAS_COMPUTE_32F, "gemm_half");
 }
 
+/* The largest power of two up to 256 that divides the address (cuBLASLt
+ * picks kernels by the operands' alignment). */
+static uint32_t
+alignment_of (const void *p)
+{
+  uint32_t a = 256;
+  while (a > 1 && ((uintptr_t) p % a) != 0)
+    a /= 2;
+  return a;
+}
+
+/* Notes, once per backend, that a GEMM runs without its fused epilogue. */
+static void
+note_fallback (SiBackend *be, const SiGemmColMajor *cm, cublasStatus_t st)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+
+  if (cu->lt_fallback_noted)
+    return;
+  cu->lt_fallback_noted = true;
+  g_message ("cuda: no cuBLASLt fused bias epilogue for a %d x %d x %d "
+             "GEMM on %s (%s); such GEMMs run with a separate bias pass",
+      cm->m, cm->n, cm->k, cu->device_name, cublasGetStatusName (st));
+}
+
+bool
+si_gemm_bias_act_cuda (
+    SiBackend *be, const SiGemm *g, bool half, const float *bias, bool relu)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  cudaDataType type = half ? CUDA_R_16F : CUDA_R_32F;
+  cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
+  cublasLtMatmulDesc_t op = NULL;
+  cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+  cublasLtMatmulPreference_t pref = NULL;
+  cublasLtMatmulHeuristicResult_t found;
+  int32_t ta, tb;
+  uint32_t epilogue =
+      relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+  uint64_t ws = cu->cublas_ws_size;
+  uint32_t align[4];
+  SiGemmColMajor cm;
+  cublasStatus_t st;
+  int n_found = 0;
+  bool queued = true;
+
+  if (!cuda_gemm_map (be, g, &cm))
+    return true; /* nothing to run, or the deferred error */
+  if (!half && cu->precision == SI_PRECISION_FP16)
+    compute = CUBLAS_COMPUTE_32F_FAST_16F;
+  ta = cm.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  tb = cm.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  align[0] = alignment_of (cm.a);
+  align[1] = alignment_of (cm.b);
+  align[2] = align[3] = alignment_of (cm.c);
+  /* column-major: op(A) (m, k), op(B) (k, n), C (m, n); the bias runs down
+   * C's m rows, the row-major C's columns */
+  if ((st = cublasLtMatmulDescCreate (&op, compute, CUDA_R_32F)) ||
+      (st = cublasLtMatmulDescSetAttribute (
+           op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof (ta))) ||
+      (st = cublasLtMatmulDescSetAttribute (
+           op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof (tb))) ||
+      (st = cublasLtMatmulDescSetAttribute (
+           op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof (epilogue))) ||
+      (st = cublasLtMatmulDescSetAttribute (
+           op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof (bias))) ||
+      (st = cublasLtMatrixLayoutCreate (&la, type, cm.trans_a ? cm.k : cm.m,
+           cm.trans_a ? cm.m : cm.k, cm.lda)) ||
+      (st = cublasLtMatrixLayoutCreate (&lb, type, cm.trans_b ? cm.n : cm.k,
+           cm.trans_b ? cm.k : cm.n, cm.ldb)) ||
+      (st = cublasLtMatrixLayoutCreate (&lc, CUDA_R_32F, cm.m, cm.n, cm.ldc)) ||
+      (st = cublasLtMatmulPreferenceCreate (&pref)) ||
+      (st = cublasLtMatmulPreferenceSetAttribute (
+           pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof (ws))))
+    goto unsupported;
+  for (int i = 0; i < 4; i++)
+    if ((st = cublasLtMatmulPreferenceSetAttribute (pref,
+             CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i, &align[i],
+             sizeof (align[i]))))
+      goto unsupported;
+  st = cublasLtMatmulAlgoGetHeuristic (
+      cu->lt, op, la, lb, lc, lc, pref, 1, &found, &n_found);
+  if (st != CUBLAS_STATUS_SUCCESS || n_found < 1)
+    goto unsupported;
+  /* C is D (in place): the residual, when beta is 1, is read from it */
+  st = cublasLtMatmul (cu->lt, op, &cm.alpha, cm.a, la, cm.b, lb, &cm.beta,
+      cm.c, lc, cm.c, lc, &found.algo, cu->cublas_ws, cu->cublas_ws_size,
+      cu->stream);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    si_cublas_defer (be, st, "gemm_bias_act", __FILE__, __LINE__);
+  goto done;
+unsupported:
+  /* a configuration this cuBLASLt cannot set up or has no kernel for:
+   * nothing queued, the caller's two-pass path runs instead */
+  note_fallback (be, &cm, st);
+  queued = false;
+done:
+  if (pref)
+    cublasLtMatmulPreferenceDestroy (pref);
+  if (la)
+    cublasLtMatrixLayoutDestroy (la);
+  if (lb)
+    cublasLtMatrixLayoutDestroy (lb);
+  if (lc)
+    cublasLtMatrixLayoutDestroy (lc);
+  if (op)
+    cublasLtMatmulDescDestroy (op);
+  return queued;
+}
+
 /* Strides follow their matrices through the mapping: the row-major A is
  * cuBLAS's B and vice versa. */
 void

@@ -2,9 +2,16 @@
  * test (CUDA) against its CPU twin (plain-loop reference mode) on random
  * and edge inputs: normalized error (nmse) with a per-op tolerance, exact
  * bytes for the integer outputs (resized frames, LUT normalisation).
+ * Under the emulation (SI_PARITY_EMU) the convolutions also run with
+ * cuBLASLt finding no fused-epilogue kernel: the separate bias pass must
+ * give the same results, and the fused path must have been taken before.
  * Usage: test-parity-ops [fp16].  Skips (77) without a CUDA device.
  */
 #include "parity.h"
+
+#ifdef SI_PARITY_EMU
+#include "cublasLt.h"
+#endif
 
 #include "preprocess.h"
 #include "si-math.h"
@@ -366,6 +373,27 @@ test_image_ops (void)
   test_conv_case (32, 32, 3, 2, 1, 19, 23, false, true, false);
   test_conv_case (64, 64, 3, 1, 32, 9, 11, false, true, false);  /* groups */
   test_conv_case (64, 16, 3, 1, 1, 180, 180, true, true, false); /* slices */
+#ifdef SI_PARITY_EMU
+  {
+    /* every case above but the grouped one fused bias and ReLU into its
+     * GEMMs; now the device "has no such kernel": the two-pass path */
+    int fused = si_emu_lt_matmuls ();
+    si_emu_lt_no_algo (1);
+    test_conv_case (3, 16, 7, 2, 1, 37, 45, false, true, true);
+    test_conv_case (16, 32, 1, 1, 1, 20, 24, true, true, false);
+    test_conv_case (32, 32, 3, 1, 1, 19, 23, true, true, true);
+    si_emu_lt_no_algo (0);
+    if (fused < 6 || si_emu_lt_matmuls () != fused)
+      si_parity_fail (pt,
+          "conv2d: %d fused GEMMs for the 6 ungrouped cases, %d more with no "
+          "fused kernel (expected >= 6, then 0)",
+          fused, si_emu_lt_matmuls () - fused);
+    else
+      printf ("ok   conv2d: %d GEMMs with a fused bias epilogue, the "
+              "two-pass fallback as above\n",
+          fused);
+  }
+#endif
 
   /* max pool: random, then all-negative (padding must not win); C 24 is
    * NHWC everywhere, C 32 may be blocked */

@@ -6,6 +6,7 @@
  * checks of the cuBLAS documentation.  Device memory is malloc'ed, so
  * ASan / valgrind see out-of-bounds kernel accesses.
  */
+#include "cublasLt.h"
 #include "cublas_v2.h"
 #include "cuda_fp16.h"
 #include "cuda_runtime.h"
@@ -769,6 +770,8 @@ cublasGetStatusName (cublasStatus_t status)
       return "CUBLAS_STATUS_INVALID_VALUE";
     case CUBLAS_STATUS_ALLOC_FAILED:
       return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+      return "CUBLAS_STATUS_NOT_SUPPORTED";
     default:
       return "CUBLAS_STATUS_OTHER";
   }
@@ -998,6 +1001,270 @@ cublasGemmStridedBatchedEx (cublasHandle_t handle, cublasOperation_t transa,
         gemm_cm (transa, transb, m, n, k, al, (const float *) A + b * strideA,
             lda, (const float *) B + b * strideB, ldb, be,
             (float *) C + b * strideC, ldc);
+  });
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+/* ---- cuBLASLt ---- */
+
+struct SiEmuLt
+{
+  int unused;
+};
+
+struct SiEmuLtDesc
+{
+  cublasComputeType_t compute;
+  cublasOperation_t ta, tb;
+  cublasLtEpilogue_t epilogue;
+  const float *bias;
+};
+
+struct SiEmuLtLayout
+{
+  cudaDataType type;
+  uint64_t rows, cols;
+  int64_t ld;
+};
+
+struct SiEmuLtPref
+{
+  uint64_t workspace;
+};
+
+static int lt_no_algo, lt_matmuls;
+
+void
+si_emu_lt_no_algo (int none)
+{
+  lt_no_algo = none;
+}
+
+int
+si_emu_lt_matmuls (void)
+{
+  return lt_matmuls;
+}
+
+cublasStatus_t
+cublasLtCreate (cublasLtHandle_t *handle)
+{
+  *handle = new SiEmuLt ();
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtDestroy (cublasLtHandle_t handle)
+{
+  delete handle;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmulDescCreate (
+    cublasLtMatmulDesc_t *desc, cublasComputeType_t compute, cudaDataType scale)
+{
+  if (scale != CUDA_R_32F ||
+      (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_16F))
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  *desc = new SiEmuLtDesc ();
+  (*desc)->compute = compute;
+  (*desc)->ta = (*desc)->tb = CUBLAS_OP_N;
+  (*desc)->epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  (*desc)->bias = NULL;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmulDescDestroy (cublasLtMatmulDesc_t desc)
+{
+  delete desc;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmulDescSetAttribute (cublasLtMatmulDesc_t desc,
+    cublasLtMatmulDescAttributes_t attr, const void *buf, size_t size)
+{
+  switch (attr) {
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+    case CUBLASLT_MATMUL_DESC_TRANSB: {
+      int32_t op;
+      if (size != sizeof (op))
+        return CUBLAS_STATUS_INVALID_VALUE;
+      memcpy (&op, buf, sizeof (op));
+      if (op != CUBLAS_OP_N && op != CUBLAS_OP_T)
+        return CUBLAS_STATUS_INVALID_VALUE;
+      (attr == CUBLASLT_MATMUL_DESC_TRANSA ? desc->ta : desc->tb) =
+          (cublasOperation_t) op;
+      return CUBLAS_STATUS_SUCCESS;
+    }
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: {
+      uint32_t e;
+      if (size != sizeof (e))
+        return CUBLAS_STATUS_INVALID_VALUE;
+      memcpy (&e, buf, sizeof (e));
+      if (e != CUBLASLT_EPILOGUE_DEFAULT && e != CUBLASLT_EPILOGUE_RELU &&
+          e != CUBLASLT_EPILOGUE_BIAS && e != CUBLASLT_EPILOGUE_RELU_BIAS)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+      desc->epilogue = (cublasLtEpilogue_t) e;
+      return CUBLAS_STATUS_SUCCESS;
+    }
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER:
+      if (size != sizeof (void *))
+        return CUBLAS_STATUS_INVALID_VALUE;
+      memcpy (&desc->bias, buf, sizeof (void *));
+      return CUBLAS_STATUS_SUCCESS;
+  }
+  return CUBLAS_STATUS_INVALID_VALUE;
+}
+
+cublasStatus_t
+cublasLtMatrixLayoutCreate (cublasLtMatrixLayout_t *layout, cudaDataType type,
+    uint64_t rows, uint64_t cols, int64_t ld)
+{
+  if ((type != CUDA_R_32F && type != CUDA_R_16F) || ld < 1 ||
+      (uint64_t) ld < rows)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  *layout = new SiEmuLtLayout ();
+  (*layout)->type = type;
+  (*layout)->rows = rows;
+  (*layout)->cols = cols;
+  (*layout)->ld = ld;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatrixLayoutDestroy (cublasLtMatrixLayout_t layout)
+{
+  delete layout;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmulPreferenceCreate (cublasLtMatmulPreference_t *pref)
+{
+  *pref = new SiEmuLtPref ();
+  (*pref)->workspace = 0;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmulPreferenceDestroy (cublasLtMatmulPreference_t pref)
+{
+  delete pref;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmulPreferenceSetAttribute (cublasLtMatmulPreference_t pref,
+    cublasLtMatmulPreferenceAttributes_t attr, const void *buf, size_t size)
+{
+  if (attr == CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) {
+    if (size != sizeof (uint64_t))
+      return CUBLAS_STATUS_INVALID_VALUE;
+    memcpy (&pref->workspace, buf, size);
+    return CUBLAS_STATUS_SUCCESS;
+  }
+  if (attr >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES &&
+      attr <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES)
+    return size == sizeof (uint32_t) ? CUBLAS_STATUS_SUCCESS
+                                     : CUBLAS_STATUS_INVALID_VALUE;
+  return CUBLAS_STATUS_INVALID_VALUE;
+}
+
+/* The problem's m, n, k from the layouts, or false when they disagree. */
+static bool
+lt_shape (const SiEmuLtDesc *desc, const SiEmuLtLayout *a,
+    const SiEmuLtLayout *b, const SiEmuLtLayout *c, const SiEmuLtLayout *d,
+    int *m, int *n, int *k)
+{
+  uint64_t am = desc->ta == CUBLAS_OP_N ? a->rows : a->cols;
+  uint64_t ak = desc->ta == CUBLAS_OP_N ? a->cols : a->rows;
+  uint64_t bk = desc->tb == CUBLAS_OP_N ? b->rows : b->cols;
+  uint64_t bn = desc->tb == CUBLAS_OP_N ? b->cols : b->rows;
+  if (ak != bk || d->rows != am || d->cols != bn || c->rows != d->rows ||
+      c->cols != d->cols || c->ld != d->ld || a->type != b->type ||
+      c->type != CUDA_R_32F || d->type != CUDA_R_32F ||
+      (a->type == CUDA_R_16F && desc->compute != CUBLAS_COMPUTE_32F))
+    return false;
+  *m = (int) am;
+  *n = (int) bn;
+  *k = (int) ak;
+  return true;
+}
+
+cublasStatus_t
+cublasLtMatmulAlgoGetHeuristic (cublasLtHandle_t handle,
+    cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
+    cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
+    cublasLtMatrixLayout_t d, cublasLtMatmulPreference_t pref, int requested,
+    cublasLtMatmulHeuristicResult_t results[], int *returned)
+{
+  int m, n, k;
+  (void) handle;
+  (void) pref;
+  *returned = 0;
+  if (requested < 1 || !lt_shape (desc, a, b, c, d, &m, &n, &k))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  if (lt_no_algo)
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  memset (&results[0], 0, sizeof (results[0]));
+  results[0].state = CUBLAS_STATUS_SUCCESS;
+  results[0].wavesCount = 1.0f;
+  *returned = 1;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t
+cublasLtMatmul (cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
+    const void *alpha, const void *A, cublasLtMatrixLayout_t a, const void *B,
+    cublasLtMatrixLayout_t b, const void *beta, const void *C,
+    cublasLtMatrixLayout_t c, void *D, cublasLtMatrixLayout_t d,
+    const cublasLtMatmulAlgo_t *algo, void *workspace, size_t workspace_bytes,
+    cudaStream_t stream)
+{
+  int m, n, k;
+  (void) handle;
+  (void) algo;
+  (void) workspace;
+  (void) workspace_bytes;
+  if (!lt_shape (desc, a, b, c, d, &m, &n, &k))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  bool bias = desc->epilogue == CUBLASLT_EPILOGUE_BIAS ||
+      desc->epilogue == CUBLASLT_EPILOGUE_RELU_BIAS;
+  bool relu = desc->epilogue == CUBLASLT_EPILOGUE_RELU ||
+      desc->epilogue == CUBLASLT_EPILOGUE_RELU_BIAS;
+  if (bias && desc->bias == NULL)
+    return CUBLAS_STATUS_INVALID_VALUE;
+  float al = *(const float *) alpha, be = *(const float *) beta;
+  cublasOperation_t ta = desc->ta, tb = desc->tb;
+  bool half = a->type == CUDA_R_16F;
+  bool round = desc->compute == CUBLAS_COMPUTE_32F_FAST_16F;
+  int lda = (int) a->ld, ldb = (int) b->ld, ldd = (int) d->ld;
+  const float *bv = desc->bias;
+  lt_matmuls++;
+  submit (stream, [=] () {
+    float *out = (float *) D;
+    /* D = C first, then the product accumulates onto it (beta) */
+    if (C != D)
+      for (int j = 0; j < n; j++)
+        memmove (out + (size_t) j * ldd, (const float *) C + (size_t) j * ldd,
+            (size_t) m * sizeof (float));
+    if (half)
+      gemm_ex_one (ta, tb, m, n, k, al, (const __half *) A, lda,
+          (const __half *) B, ldb, be, out, ldd, false);
+    else if (round)
+      gemm_ex_one (ta, tb, m, n, k, al, (const float *) A, lda,
+          (const float *) B, ldb, be, out, ldd, true);
+    else
+      gemm_cm (ta, tb, m, n, k, al, (const float *) A, lda, (const float *) B,
+          ldb, be, out, ldd);
+    for (int j = 0; j < n; j++)
+      for (int i = 0; i < m; i++) {
+        float v = out[(size_t) j * ldd + i] + (bias ? bv[i] : 0.0f);
+        out[(size_t) j * ldd + i] = relu && v < 0.0f ? 0.0f : v;
+      }
   });
   return CUBLAS_STATUS_SUCCESS;
 }
