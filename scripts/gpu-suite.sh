@@ -10,7 +10,8 @@
 #   parity      the parity suite (every op vs its CPU twin, fp32 and fp16; the
 #               detector on the golden cases; CUDA graphs) and si-detect
 #   bench       bench-cuda: R-50 100 and 300 queries, fp32 and fp16, batch 1
-#               and 4 streams; graphs off for comparison
+#               and 4 streams; graphs off, and the fused conv epilogue off,
+#               for comparison
 #   sanitize-ops       compute-sanitizer memcheck / racecheck / synccheck on
 #                      the op parity test
 #   sanitize-detector  memcheck (with leak check) / initcheck on the detector,
@@ -170,6 +171,8 @@ run_bench() {
   step bench-r50-300q 150 "$B/bin/bench-cuda" --model "$models/r50-300q.safetensors" \
     --runs 50 --streams 4
   SI_CUDA_GRAPHS=0 step bench-r50-100q-nographs 90 "$B/bin/bench-cuda" \
+    --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
+  SI_CUDA_FUSED_EPILOGUE=0 step bench-r50-100q-unfused 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
   cat "$OUTDIR/bench.txt"
 }
