@@ -1067,11 +1067,9 @@ cublasLtMatmulDescCreate (
   if (scale != CUDA_R_32F ||
       (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_16F))
     return CUBLAS_STATUS_NOT_SUPPORTED;
-  *desc = new SiEmuLtDesc ();
-  (*desc)->compute = compute;
-  (*desc)->ta = (*desc)->tb = CUBLAS_OP_N;
-  (*desc)->epilogue = CUBLASLT_EPILOGUE_DEFAULT;
-  (*desc)->bias = NULL;
+  *desc = new SiEmuLtDesc{
+    compute, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, NULL
+  };
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -1126,11 +1124,7 @@ cublasLtMatrixLayoutCreate (cublasLtMatrixLayout_t *layout, cudaDataType type,
   if ((type != CUDA_R_32F && type != CUDA_R_16F) || ld < 1 ||
       (uint64_t) ld < rows)
     return CUBLAS_STATUS_INVALID_VALUE;
-  *layout = new SiEmuLtLayout ();
-  (*layout)->type = type;
-  (*layout)->rows = rows;
-  (*layout)->cols = cols;
-  (*layout)->ld = ld;
+  *layout = new SiEmuLtLayout{ type, rows, cols, ld };
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -1144,8 +1138,7 @@ cublasLtMatrixLayoutDestroy (cublasLtMatrixLayout_t layout)
 cublasStatus_t
 cublasLtMatmulPreferenceCreate (cublasLtMatmulPreference_t *pref)
 {
-  *pref = new SiEmuLtPref ();
-  (*pref)->workspace = 0;
+  *pref = new SiEmuLtPref{ 0 };
   return CUBLAS_STATUS_SUCCESS;
 }
 
