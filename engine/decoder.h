@@ -34,8 +34,9 @@ void si_decoder_set_release_weights (SiDecoder *dec, gboolean release);
  * num_stages.  dump (may be NULL) receives init.* and stage{i}.* tensors
  * with the golden names and shapes.  Without a dump, on backends with
  * record and replay, the run is recorded once per key (levels, sizes,
- * new_w/new_h) and replayed (graph_cache.h); timings then hold one
- * figure, query_init, with num_stages 0. */
+ * new_w/new_h; on the key's second run, after a warm-up op by op) and
+ * replayed (graph_cache.h); timings of a replay hold one figure,
+ * query_init, with num_stages 0. */
 gboolean si_decoder_run (SiDecoder *dec,
     const float *const levels[SI_NUM_LEVELS], const int level_h[SI_NUM_LEVELS],
     const int level_w[SI_NUM_LEVELS], const SiImageInfo *info,

@@ -28,6 +28,7 @@ si_graph_cache_clear (SiGraphCache *cache)
     if (cache->slots[i].graph != NULL)
       cache->be->ops->graph_free (cache->be, cache->slots[i].graph);
     cache->slots[i].graph = NULL;
+    cache->slots[i].seen = FALSE;
   }
 }
 
@@ -53,24 +54,21 @@ graphs_off (SiGraphCache *cache, const GError *why)
   cache->enabled = FALSE;
 }
 
-/* Records work(data) for @key into the least recently used slot.  NULL
- * when the recording failed (the cache is off then). */
-static SiGraphSlot *
-record (SiGraphCache *cache, const void *key, SiGraphWorkFunc work, void *data)
+/* Records work(data) into @slot (its key set).  FALSE when the recording
+ * failed (the cache is off then). */
+static gboolean
+record (
+    SiGraphCache *cache, SiGraphSlot *slot, SiGraphWorkFunc work, void *data)
 {
   SiBackend *be = cache->be;
-  SiGraphSlot *slot = &cache->slots[0];
   GError *why = NULL;
   gboolean ok;
   void *graph;
 
-  for (int i = 1; i < SI_GRAPH_SLOTS && slot->graph != NULL; i++)
-    if (cache->slots[i].graph == NULL || cache->slots[i].used < slot->used)
-      slot = &cache->slots[i];
   if (!be->ops->capture_begin (be, &why)) {
     graphs_off (cache, why);
     g_error_free (why);
-    return NULL;
+    return FALSE;
   }
   ok = work (data, &why);
   /* always end the capture, even after a failure */
@@ -79,12 +77,27 @@ record (SiGraphCache *cache, const void *key, SiGraphWorkFunc work, void *data)
     be->ops->graph_free (be, graph);
     graphs_off (cache, why);
     g_clear_error (&why);
-    return NULL;
+    return FALSE;
   }
-  if (slot->graph != NULL)
-    be->ops->graph_free (be, slot->graph);
-  memcpy (slot->key, key, cache->key_size);
   slot->graph = graph;
+  return TRUE;
+}
+
+/* The slot for a new key: a free one, else the least recently used (its
+ * recording freed). */
+static SiGraphSlot *
+take_slot (SiGraphCache *cache, const void *key)
+{
+  SiGraphSlot *slot = &cache->slots[0];
+
+  for (int i = 1; i < SI_GRAPH_SLOTS && slot->seen; i++)
+    if (!cache->slots[i].seen || cache->slots[i].used < slot->used)
+      slot = &cache->slots[i];
+  if (slot->graph != NULL)
+    cache->be->ops->graph_free (cache->be, slot->graph);
+  slot->graph = NULL;
+  slot->seen = TRUE;
+  memcpy (slot->key, key, cache->key_size);
   return slot;
 }
 
@@ -98,18 +111,23 @@ si_graph_cache_replay (SiGraphCache *cache, const void *key,
   if (!cache->enabled)
     return TRUE;
   for (int i = 0; i < SI_GRAPH_SLOTS && slot == NULL; i++)
-    if (cache->slots[i].graph != NULL &&
+    if (cache->slots[i].seen &&
         memcmp (cache->slots[i].key, key, cache->key_size) == 0)
       slot = &cache->slots[i];
   if (slot == NULL) {
+    /* the key's first run: op by op, outside any capture */
+    take_slot (cache, key)->used = ++cache->clock;
+    return TRUE;
+  }
+  slot->used = ++cache->clock;
+  if (slot->graph == NULL) {
     /* failures of the work before belong to this frame, not to the
      * recording */
     if (!cache->be->ops->sync (cache->be, error))
       return FALSE;
-    if ((slot = record (cache, key, work, data)) == NULL)
+    if (!record (cache, slot, work, data))
       return TRUE;
   }
-  slot->used = ++cache->clock;
   if (!cache->be->ops->graph_launch (cache->be, slot->graph, error))
     return FALSE;
   *replayed = TRUE;

@@ -1,9 +1,11 @@
 /* graph_cache.h: record and replay of one part of the forward pass
  * (backbone, neck, decoder) on backends that can record a stream of work
  * (ops->capture_begin; CUDA graphs).  A part keeps up to SI_GRAPH_SLOTS
- * recordings, each for one key: every value its ops took from the host
- * when recorded (sizes, buffer addresses); a new key replaces the least
- * recently used recording.  A part whose recording fails warns once and
+ * keys: every value its ops take from the host (sizes, buffer addresses).
+ * The first run of a key is op by op, its warm-up (lazy module loading and
+ * the libraries' first-call setup happen outside a capture); the second is
+ * recorded, and later ones replay the recording.  A new key replaces the
+ * least recently used one.  A part whose recording fails warns once and
  * runs op by op from then on; the other parts keep their recordings.
  * Internal to engine/.
  */
@@ -24,8 +26,9 @@ typedef gboolean (*SiGraphWorkFunc) (void *data, GError **error);
 typedef struct
 {
   guint8 key[SI_GRAPH_KEY_MAX];
-  void *graph;  /* from ops->capture_end; NULL: free slot */
-  guint64 used; /* last use, for evicting the least recently used */
+  gboolean seen; /* key is set and has had its warm-up run */
+  void *graph;   /* from ops->capture_end; NULL: not recorded (yet) */
+  guint64 used;  /* last use, for evicting the least recently used */
 } SiGraphSlot;
 
 typedef struct
@@ -46,15 +49,15 @@ void si_graph_cache_init (
 void si_graph_cache_clear (SiGraphCache *cache);
 
 /* Replays the recording for @key (key_size bytes, compared bytewise: zero
- * the key's padding), recording work(data) first when there is none.
+ * the key's padding), recording work(data) first on the key's second run.
  * *replayed FALSE: nothing was queued, the caller runs its ops directly
- * (graphs are off, or this recording just failed).  FALSE with @error
- * only for a failure of the work queued before a recording (found by the
- * sync that precedes it) or of the launch. */
+ * (the key's first run, graphs off, or this recording just failed).
+ * FALSE with @error only for a failure of the work queued before a
+ * recording (found by the sync that precedes it) or of the launch. */
 gboolean si_graph_cache_replay (SiGraphCache *cache, const void *key,
     SiGraphWorkFunc work, void *data, gboolean *replayed, GError **error);
 
-/* Number of recordings held (tests). */
+/* Number of recordings held, warm-up keys not counted (tests). */
 int si_graph_cache_count (const SiGraphCache *cache);
 
 #endif /* SI_GRAPH_CACHE_H */

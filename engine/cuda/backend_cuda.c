@@ -466,8 +466,13 @@ si_cuda_capture_end (SiBackend *be, GError **error)
   if (st != cudaSuccess || cu->deferred) {
     if (graph)
       cudaGraphDestroy (graph);
-    if (!cuda_take_deferred (cu, error))
+    if (cu->deferred) {
+      /* the capture's own failure is the thread's last error too: clear
+       * it, or the next launch check on the direct path reports it */
+      cudaGetLastError ();
+      cuda_take_deferred (cu, error);
       return NULL;
+    }
     si_cuda_set_error (error, st, "cudaStreamEndCapture", __FILE__, __LINE__);
     return NULL;
   }

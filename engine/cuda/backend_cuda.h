@@ -172,10 +172,11 @@ void si_gemm_batched_cuda (SiBackend *be, const SiGemm *g, int batch,
  * one per column of the row-major C) and, when @relu, ReLU in the GEMM's
  * epilogue, after the beta C term (so a residual in C is inside the ReLU).
  * @half: A and B are __half (as for si_gemm_half_cuda), else fp32 with the
- * backend's precision.  FALSE when cuBLASLt cannot set it up or has no
- * kernel for it on this device: nothing was queued, the caller runs the
- * GEMM and the bias pass itself.  A failure of the matmul call itself
- * becomes the deferred error (TRUE). */
+ * backend's precision.  FALSE when cuBLASLt cannot set it up, has no
+ * kernel for it on this device or refuses it (NOT_SUPPORTED,
+ * INVALID_VALUE): nothing was queued, the caller runs the GEMM and the
+ * bias pass itself.  Other failures of the matmul become the deferred
+ * error (TRUE). */
 bool si_gemm_bias_act_cuda (
     SiBackend *be, const SiGemm *g, bool half, const float *bias, bool relu);
 /* Half operands: g->a and g->b point to __half (typed float * only to go

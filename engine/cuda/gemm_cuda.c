@@ -167,13 +167,17 @@ si_gemm_bias_act_cuda (
   st = cublasLtMatmul (cu->lt, op, &cm.alpha, cm.a, la, cm.b, lb, &cm.beta,
       cm.c, lc, cm.c, lc, &found.algo, cu->cublas_ws, cu->cublas_ws_size,
       cu->stream);
+  /* these two are refusals before anything is queued */
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE)
+    goto unsupported;
   if (st != CUBLAS_STATUS_SUCCESS)
     si_cublas_defer (be, st, "gemm_bias_act", __FILE__, __LINE__);
   goto done;
 unsupported:
-  /* a configuration this cuBLASLt cannot set up or has no kernel for:
-   * nothing queued, the caller's two-pass path runs instead */
-  note_fallback (be, &cm, st);
+  /* a configuration this cuBLASLt cannot set up, has no kernel for or
+   * refuses: nothing queued, the caller's two-pass path runs instead */
+  note_fallback (
+      be, &cm, st == CUBLAS_STATUS_SUCCESS ? CUBLAS_STATUS_NOT_SUPPORTED : st);
   queued = false;
 done:
   if (pref)

@@ -126,12 +126,13 @@ typedef struct
 #define SI_MAX_STAGES 16
 
 /* Milliseconds spent in each part by the last si_context_run().
- * The CUDA backend records the backbone, the neck and the decoder (query
- * init and every stage) as three CUDA graphs per frame size and replays
- * them on later frames; on a frame of a new size each part's figure
- * includes its recording.  The backbone and the neck keep their own
- * figures; the decoder's is one: query_init is the whole decoder's time,
- * num_stages is 0 and stage[] is 0.  Graphs are off while a dump is set
+ * The CUDA backend runs a frame size's first frame op by op (a warm-up),
+ * records the backbone, the neck and the decoder (query init and every
+ * stage) as three CUDA graphs on its second frame, whose figures include
+ * the recording, and replays them on later frames.  The backbone and the
+ * neck keep their own figures; with a decoder graph the decoder's is one:
+ * query_init is the whole decoder's time, num_stages is 0 and stage[] is
+ * 0.  Graphs are off while a dump is set
  * (for the decoder) and when SI_CUDA_GRAPHS=0 is in the environment at
  * the context's creation, which gives the per-stage figures back. */
 typedef struct

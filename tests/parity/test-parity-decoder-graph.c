@@ -4,9 +4,11 @@
  * si_cuda_capture_end, then replayed; and si_decoder_run() with its own
  * recordings (decoder.c, graph_cache.c).  Both must reproduce
  * si_decoder_run()'s direct path (graphs.enabled off) bit for bit in logits
- * and boxes, frame after frame, on new neck features; a frame with
- * another image size (new_w, new_h: a new key) makes si_decoder_run()
- * record again, and going back replays the first recording.  Prints the
+ * and boxes, frame after frame, on new neck features.  si_decoder_run()
+ * runs a key op by op first (its warm-up), records it on its second frame
+ * and replays it after that; two frames with another image size (new_w,
+ * new_h: a new key) make it record again, and going back replays the
+ * first recording.  Prints the
  * time of each path (meaningful on a GPU only).  Skips (77) without a
  * CUDA device.  Usage: test-parity-decoder-graph CASE_DIR
  */
@@ -105,9 +107,10 @@ main (int argc, char **argv)
   if (!(graph = si_cuda_capture_end (be, &error)))
     die ("capture_end", error);
 
-  /* frames 0-2: info, 3: other (a new key), 4: info again */
-  for (int frame = 0; frame < 5; frame++) {
-    const SiImageInfo *fi = frame == 3 ? &other : &info;
+  /* frames 0-2: info (si_decoder_run: warm-up, record, replay), 3-4: other
+   * (a new key: warm-up, record), 5: info again (the kept recording) */
+  for (int frame = 0; frame < 6; frame++) {
+    const SiImageInfo *fi = frame == 3 || frame == 4 ? &other : &info;
     float *cls[3], *box[3];
     double ms[3];
     bool same[3] = { true, true, true };
