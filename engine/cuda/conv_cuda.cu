@@ -27,11 +27,22 @@ struct _SiConvPlan
   bool half;
   /* bias (+ ReLU) in the GEMM's epilogue (one group: one bias slice) */
   bool fused;
-  /* (cout, kh*kw*cin_g) device, row order (ky, kx, ci): __half when half,
-   * else float */
+  /* (cout, kh*kw*cin_g) device, row order (ky, kx, ci), rows ldw apart:
+   * __half when half, else float */
   void *w;
+  int ldw;
   float *b; /* (cout) device */
 };
+
+/* Row pitch of the half operands (im2col columns, weights): a multiple
+ * of 8 halves, 16 bytes, which the tensor-core kernels' loads need (the
+ * stem's 7 x 7 x 3 = 147 taps are not); the extra columns are never
+ * read (the GEMM's k stays the tap count). */
+static int
+half_pitch (int n)
+{
+  return (n + 7) / 8 * 8;
+}
 
 SiConvPlan *
 si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
@@ -41,6 +52,8 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
   size_t n;
   float *wt, *wf, *bf;
   SiConvPlan *plan;
+  __half *wh = NULL;
+  int ldw;
   bool direct = conv->kh == 1 && conv->kw == 1 && conv->stride == 1 &&
       conv->pad == 0 && conv->groups == 1;
   bool half = cu->precision == SI_PRECISION_FP16 && !direct;
@@ -87,20 +100,29 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
           wt[(size_t) co * kg + (ky * conv->kw + kx) * cin_g + ci] =
               wf[(((size_t) co * cin_g + ci) * conv->kh + ky) * conv->kw + kx];
   src = wt;
+  ldw = kg;
   w_bytes = n * sizeof (float);
   if (half) {
-    /* into wf, whose weights are dead after the reorder (bf is after them) */
-    __half *wh = (__half *) wf;
-    for (size_t i = 0; i < n; i++)
-      wh[i] = __float2half (wt[i]);
+    ldw = half_pitch (kg);
+    w_bytes = (size_t) conv->cout * ldw * sizeof (__half);
+    if ((wh = (__half *) g_try_malloc0 (w_bytes)) == NULL) {
+      g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
+          "conv: cannot allocate %zu bytes for the half weights", w_bytes);
+      g_free (wf);
+      g_free (wt);
+      return NULL;
+    }
+    for (int co = 0; co < conv->cout; co++)
+      for (int i = 0; i < kg; i++)
+        wh[(size_t) co * ldw + i] = __float2half (wt[(size_t) co * kg + i]);
     src = wh;
-    w_bytes = n * sizeof (__half);
   }
 
   plan = g_new0 (SiConvPlan, 1);
   plan->conv = *conv;
   plan->direct = direct;
   plan->half = half;
+  plan->ldw = ldw;
   plan->fused = conv->groups == 1 && cu->fused_epilogue;
   plan->w = si_cuda_alloc (be, w_bytes, error);
   plan->b = plan->w ? (float *) si_cuda_alloc (
@@ -108,7 +130,7 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
                     : NULL;
   if (plan->b == NULL)
     goto fail;
-  /* pageable sources: consumed when the calls return, wt and wf may go */
+  /* pageable sources: consumed when the calls return, they may go */
   if (cudaMemcpyAsync (plan->w, src, w_bytes, cudaMemcpyHostToDevice,
           cu->stream) != cudaSuccess ||
       cudaMemcpyAsync (plan->b, bf, conv->cout * sizeof (float),
@@ -119,6 +141,7 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
   }
   g_free (wt);
   g_free (wf);
+  g_free (wh);
   /* the raw pages the fold read are dead in this process now */
   si_conv_release_pages (conv);
   return plan;
@@ -126,6 +149,7 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
 fail:
   g_free (wt);
   g_free (wf);
+  g_free (wh);
   si_conv_release_cuda (be, plan);
   return NULL;
 }
@@ -161,29 +185,34 @@ im2col_source (long t, int h, int w, int cin, int kh, int kw, int stride,
   return ((long) iy * w + ix) * cin + g * cin_g + ci;
 }
 
-/* One thread per element of col (n = rows * groups * kg). */
+/* One thread per element of col (n = rows * groups * kg), rows ld
+ * apart. */
 __global__ void
 im2col_kernel (const float *x, int h, int w, int cin, int kh, int kw,
-    int stride, int pad, int groups, int wo, long m0, long n, float *col)
+    int stride, int pad, int groups, int wo, long m0, long n, int ld,
+    float *col)
 {
   long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= n)
     return;
+  long kt = (long) kh * kw * (cin / groups) * groups;
   long src = im2col_source (t, h, w, cin, kh, kw, stride, pad, groups, wo, m0);
-  col[t] = src >= 0 ? x[src] : 0.0f;
+  col[t / kt * ld + t % kt] = src >= 0 ? x[src] : 0.0f;
 }
 
 /* The same gathered into half (round to nearest even, as cuBLAS rounds
  * fp32 operands under CUBLAS_COMPUTE_32F_FAST_16F). */
 __global__ void
 im2col_half_kernel (const float *x, int h, int w, int cin, int kh, int kw,
-    int stride, int pad, int groups, int wo, long m0, long n, __half *col)
+    int stride, int pad, int groups, int wo, long m0, long n, int ld,
+    __half *col)
 {
   long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= n)
     return;
+  long kt = (long) kh * kw * (cin / groups) * groups;
   long src = im2col_source (t, h, w, cin, kh, kw, stride, pad, groups, wo, m0);
-  col[t] = __float2half (src >= 0 ? x[src] : 0.0f);
+  col[t / kt * ld + t % kt] = __float2half (src >= 0 ? x[src] : 0.0f);
 }
 
 /* One GEMM of a convolution, g->c = act (g->a W^T + beta g->c + bias):
@@ -222,7 +251,7 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
   g.trans_b = true; /* W (cout_g, kg) used as W^T */
   g.alpha = 1.0f;
   g.beta = accumulate ? 1.0f : 0.0f;
-  g.ldb = kg;
+  g.ldb = plan->ldw;
   g.ldc = cv->cout;
 
   if (plan->direct) {
@@ -236,8 +265,10 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
     g.c = y;
     conv_gemm (be, plan, &g, false, plan->b, relu);
   } else {
-    /* the workspace holds conv_ws_floats floats, or twice as many halves */
-    long slice = (long) ((half ? 2 : 1) * cu->conv_ws_floats / kt);
+    /* the workspace holds conv_ws_floats floats, or twice as many halves;
+     * half rows are padded to the half pitch */
+    int ld = half ? half_pitch (kt) : kt;
+    long slice = (long) ((half ? 2 : 1) * cu->conv_ws_floats / ld);
     size_t esz = half ? sizeof (__half) : sizeof (float);
     for (long m0 = 0; m0 < m; m0 += slice) {
       long rows = MIN (slice, m - m0);
@@ -245,11 +276,12 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
       if (half)
         im2col_half_kernel<<<si_cuda_blocks (rows * kt, 256), 256, 0,
             cu->stream>>> (x, h, w, cv->cin, cv->kh, cv->kw, cv->stride,
-            cv->pad, cv->groups, wo, m0, rows * kt, (__half *) cu->conv_ws);
+            cv->pad, cv->groups, wo, m0, rows * kt, ld,
+            (__half *) cu->conv_ws);
       else
         im2col_kernel<<<si_cuda_blocks (rows * kt, 256), 256, 0, cu->stream>>> (
             x, h, w, cv->cin, cv->kh, cv->kw, cv->stride, cv->pad, cv->groups,
-            wo, m0, rows * kt, cu->conv_ws);
+            wo, m0, rows * kt, ld, cu->conv_ws);
       SI_CUDA_TRY (cudaGetLastError (), error, FALSE);
       for (int gi = 0; gi < cv->groups; gi++) {
         g.m = (int) rows;
@@ -258,9 +290,9 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
         /* (for fp16 these point to halves: si_gemm_half_cuda) */
         g.a = (const float *) ((const uint8_t *) cu->conv_ws +
             (size_t) gi * kg * esz);
-        g.lda = kt;
+        g.lda = ld;
         g.b = (const float *) ((const uint8_t *) plan->w +
-            (size_t) gi * cout_g * kg * esz);
+            (size_t) gi * cout_g * plan->ldw * esz);
         g.c = ys + (size_t) gi * cout_g;
         conv_gemm (be, plan, &g, half, plan->b + (size_t) gi * cout_g, relu);
       }
