@@ -111,6 +111,8 @@ cuda_destroy (SiBackend *be)
     cudaStreamSynchronize (cu->stream);
   if (cu->cublas)
     cublasDestroy (cu->cublas);
+  if (cu->lt_plans)
+    g_hash_table_destroy (cu->lt_plans);
   if (cu->lt)
     cublasLtDestroy (cu->lt);
   if (cu->chunks) {
@@ -153,6 +155,7 @@ cuda_init_resources (
   SI_CUBLAS_TRY (
       cublasSetMathMode (cu->cublas, CUBLAS_DEFAULT_MATH), error, FALSE);
   SI_CUBLAS_TRY (cublasLtCreate (&cu->lt), error, FALSE);
+  cu->lt_plans = si_lt_plans_new ();
   cu->fused_epilogue =
       g_strcmp0 (g_getenv ("SI_CUDA_FUSED_EPILOGUE"), "0") != 0;
 

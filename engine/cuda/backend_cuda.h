@@ -42,6 +42,9 @@ typedef struct
    * in the environment at init turns it off: the separate bias pass) */
   bool fused_epilogue;
   bool lt_fallback_noted; /* the one message about a missing fused kernel */
+  /* SiLtKey -> SiLtPlan: cuBLASLt setups and their chosen algorithms, so
+   * that a GEMM shape pays for its heuristic once (gemm_cuda.c) */
+  GHashTable *lt_plans;
   char device_name[256];
 
   GArray *chunks; /* SiCudaChunk: the arena (weights and activations) */
@@ -165,6 +168,8 @@ gboolean si_cuda_graph_launch (
 void si_cuda_graph_free (SiBackend *be, SiCudaGraph *graph);
 
 /* gemm_cuda.c */
+typedef struct _SiLtPlan SiLtPlan;
+GHashTable *si_lt_plans_new (void);
 void si_gemm_cuda (SiBackend *be, const SiGemm *g);
 void si_gemm_batched_cuda (SiBackend *be, const SiGemm *g, int batch,
     long stride_a, long stride_b, long stride_c);

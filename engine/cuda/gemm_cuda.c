@@ -4,11 +4,15 @@
  * with CUBLAS_DEFAULT_MATH (no TF32, parity mode); fp16: tensor cores on
  * the same fp32 buffers with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_16F),
  * or on half operands stored as such (si_gemm_half_cuda: the fp16
- * convolutions' weights and im2col).
+ * convolutions' weights and im2col).  The convolutions' GEMMs with a bias
+ * (+ ReLU) epilogue go through cuBLASLt (si_gemm_bias_act_cuda), whose
+ * setup and chosen algorithm are cached per GEMM shape and alignment.
  */
 #include "si-config.h"
 
 #include "backend_cuda.h"
+
+#include <string.h>
 
 static cublasOperation_t
 cuda_op (bool trans)
@@ -90,9 +94,69 @@ alignment_of (const void *p)
   return a;
 }
 
+/* Everything a cuBLASLt setup and its heuristic's choice depend on; the
+ * pointers themselves are set per call. */
+typedef struct
+{
+  int m, n, k, lda, ldb, ldc;
+  int32_t ta, tb;
+  int type, compute;
+  uint32_t epilogue;
+  uint32_t align[4]; /* A, B, C (= D), bias */
+} SiLtKey;
+
+/* One cached setup: the descriptors and the chosen algorithm, or none
+ * (supported FALSE: this cuBLASLt cannot run it, the two-pass path). */
+struct _SiLtPlan
+{
+  SiLtKey key;
+  gboolean supported;
+  cublasLtMatmulDesc_t op;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatmulAlgo_t algo;
+};
+
+static guint
+lt_key_hash (gconstpointer p)
+{
+  const guint8 *b = p;
+  guint h = 2166136261u; /* FNV-1a */
+  for (size_t i = 0; i < sizeof (SiLtKey); i++)
+    h = (h ^ b[i]) * 16777619u;
+  return h;
+}
+
+static gboolean
+lt_key_equal (gconstpointer a, gconstpointer b)
+{
+  return memcmp (a, b, sizeof (SiLtKey)) == 0;
+}
+
+static void
+lt_plan_free (gpointer data)
+{
+  SiLtPlan *plan = data;
+
+  if (plan->lc)
+    cublasLtMatrixLayoutDestroy (plan->lc);
+  if (plan->lb)
+    cublasLtMatrixLayoutDestroy (plan->lb);
+  if (plan->la)
+    cublasLtMatrixLayoutDestroy (plan->la);
+  if (plan->op)
+    cublasLtMatmulDescDestroy (plan->op);
+  g_free (plan);
+}
+
+GHashTable *
+si_lt_plans_new (void)
+{
+  return g_hash_table_new_full (lt_key_hash, lt_key_equal, NULL, lt_plan_free);
+}
+
 /* Notes, once per backend, that a GEMM runs without its fused epilogue. */
 static void
-note_fallback (SiBackend *be, const SiGemmColMajor *cm, cublasStatus_t st)
+note_fallback (SiBackend *be, const SiLtKey *k, cublasStatus_t st)
 {
   SiCudaBackend *cu = si_cuda_priv (be);
 
@@ -101,96 +165,133 @@ note_fallback (SiBackend *be, const SiGemmColMajor *cm, cublasStatus_t st)
   cu->lt_fallback_noted = true;
   g_message ("cuda: no cuBLASLt fused bias epilogue for a %d x %d x %d "
              "GEMM on %s (%s); such GEMMs run with a separate bias pass",
-      cm->m, cm->n, cm->k, cu->device_name, cublasGetStatusName (st));
+      k->m, k->n, k->k, cu->device_name, cublasGetStatusName (st));
 }
+
+/* Sets up @plan for its key: descriptors, then the heuristic's choice
+ * (the bias pointer's alignment counts there: it is set first). */
+static void
+lt_plan_setup (SiBackend *be, SiLtPlan *plan, const float *bias)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  const SiLtKey *k = &plan->key;
+  cublasLtMatmulPreference_t pref = NULL;
+  cublasLtMatmulHeuristicResult_t found;
+  uint64_t ws = cu->cublas_ws_size;
+  cublasStatus_t st;
+  int n_found = 0;
+
+  /* column-major: op(A) (m, k), op(B) (k, n), C (m, n); the bias runs down
+   * C's m rows, the row-major C's columns */
+  if ((st = cublasLtMatmulDescCreate (
+           &plan->op, (cublasComputeType_t) k->compute, CUDA_R_32F)) ||
+      (st = cublasLtMatmulDescSetAttribute (
+           plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &k->ta, sizeof (k->ta))) ||
+      (st = cublasLtMatmulDescSetAttribute (
+           plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &k->tb, sizeof (k->tb))) ||
+      (st = cublasLtMatmulDescSetAttribute (plan->op,
+           CUBLASLT_MATMUL_DESC_EPILOGUE, &k->epilogue,
+           sizeof (k->epilogue))) ||
+      (st = cublasLtMatmulDescSetAttribute (plan->op,
+           CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof (bias))) ||
+      (st = cublasLtMatrixLayoutCreate (&plan->la, (cudaDataType) k->type,
+           k->ta == CUBLAS_OP_T ? k->k : k->m,
+           k->ta == CUBLAS_OP_T ? k->m : k->k, k->lda)) ||
+      (st = cublasLtMatrixLayoutCreate (&plan->lb, (cudaDataType) k->type,
+           k->tb == CUBLAS_OP_T ? k->n : k->k,
+           k->tb == CUBLAS_OP_T ? k->k : k->n, k->ldb)) ||
+      (st = cublasLtMatrixLayoutCreate (
+           &plan->lc, CUDA_R_32F, k->m, k->n, k->ldc)) ||
+      (st = cublasLtMatmulPreferenceCreate (&pref)) ||
+      (st = cublasLtMatmulPreferenceSetAttribute (
+           pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof (ws))))
+    goto out;
+  for (int i = 0; i < 3; i++)
+    if ((st = cublasLtMatmulPreferenceSetAttribute (pref,
+             CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i, &k->align[i],
+             sizeof (k->align[i]))))
+      goto out;
+  /* D is C */
+  if ((st = cublasLtMatmulPreferenceSetAttribute (pref,
+           CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &k->align[2],
+           sizeof (k->align[2]))))
+    goto out;
+  st = cublasLtMatmulAlgoGetHeuristic (cu->lt, plan->op, plan->la, plan->lb,
+      plan->lc, plan->lc, pref, 1, &found, &n_found);
+  if (st == CUBLAS_STATUS_SUCCESS && n_found >= 1) {
+    plan->algo = found.algo;
+    plan->supported = TRUE;
+  }
+out:
+  if (pref)
+    cublasLtMatmulPreferenceDestroy (pref);
+  if (!plan->supported)
+    note_fallback (
+        be, k, st == CUBLAS_STATUS_SUCCESS ? CUBLAS_STATUS_NOT_SUPPORTED : st);
+}
+
+/* Setups kept per backend before the cache starts over (frame sizes x
+ * convolutions x slices: a few hundred for one stream of one size). */
+#define SI_LT_PLANS_MAX 1024
 
 bool
 si_gemm_bias_act_cuda (
     SiBackend *be, const SiGemm *g, bool half, const float *bias, bool relu)
 {
   SiCudaBackend *cu = si_cuda_priv (be);
-  cudaDataType type = half ? CUDA_R_16F : CUDA_R_32F;
-  cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
-  cublasLtMatmulDesc_t op = NULL;
-  cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
-  cublasLtMatmulPreference_t pref = NULL;
-  cublasLtMatmulHeuristicResult_t found;
-  int32_t ta, tb;
-  uint32_t epilogue =
-      relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
-  uint64_t ws = cu->cublas_ws_size;
-  uint32_t align[4];
   SiGemmColMajor cm;
+  SiLtKey key;
+  SiLtPlan *plan;
   cublasStatus_t st;
-  int n_found = 0;
-  bool queued = true;
 
   if (!cuda_gemm_map (be, g, &cm))
-    return true; /* nothing to run, or the deferred error */
-  if (!half && cu->precision == SI_PRECISION_FP16)
-    compute = CUBLAS_COMPUTE_32F_FAST_16F;
-  ta = cm.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  tb = cm.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  align[0] = alignment_of (cm.a);
-  align[1] = alignment_of (cm.b);
-  align[2] = align[3] = alignment_of (cm.c);
-  /* column-major: op(A) (m, k), op(B) (k, n), C (m, n); the bias runs down
-   * C's m rows, the row-major C's columns */
-  if ((st = cublasLtMatmulDescCreate (&op, compute, CUDA_R_32F)) ||
-      (st = cublasLtMatmulDescSetAttribute (
-           op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof (ta))) ||
-      (st = cublasLtMatmulDescSetAttribute (
-           op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof (tb))) ||
-      (st = cublasLtMatmulDescSetAttribute (
-           op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof (epilogue))) ||
-      (st = cublasLtMatmulDescSetAttribute (
-           op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof (bias))) ||
-      (st = cublasLtMatrixLayoutCreate (&la, type, cm.trans_a ? cm.k : cm.m,
-           cm.trans_a ? cm.m : cm.k, cm.lda)) ||
-      (st = cublasLtMatrixLayoutCreate (&lb, type, cm.trans_b ? cm.n : cm.k,
-           cm.trans_b ? cm.k : cm.n, cm.ldb)) ||
-      (st = cublasLtMatrixLayoutCreate (&lc, CUDA_R_32F, cm.m, cm.n, cm.ldc)) ||
-      (st = cublasLtMatmulPreferenceCreate (&pref)) ||
-      (st = cublasLtMatmulPreferenceSetAttribute (
-           pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof (ws))))
-    goto unsupported;
-  for (int i = 0; i < 4; i++)
-    if ((st = cublasLtMatmulPreferenceSetAttribute (pref,
-             CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i, &align[i],
-             sizeof (align[i]))))
-      goto unsupported;
-  st = cublasLtMatmulAlgoGetHeuristic (
-      cu->lt, op, la, lb, lc, lc, pref, 1, &found, &n_found);
-  if (st != CUBLAS_STATUS_SUCCESS || n_found < 1)
-    goto unsupported;
+    return true;                  /* nothing to run, or the deferred error */
+  memset (&key, 0, sizeof (key)); /* hashed bytewise */
+  key.m = cm.m;
+  key.n = cm.n;
+  key.k = cm.k;
+  key.lda = cm.lda;
+  key.ldb = cm.ldb;
+  key.ldc = cm.ldc;
+  key.ta = cm.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  key.tb = cm.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  key.type = half ? CUDA_R_16F : CUDA_R_32F;
+  key.compute = !half && cu->precision == SI_PRECISION_FP16
+      ? CUBLAS_COMPUTE_32F_FAST_16F
+      : CUBLAS_COMPUTE_32F;
+  key.epilogue = relu ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+  key.align[0] = alignment_of (cm.a);
+  key.align[1] = alignment_of (cm.b);
+  key.align[2] = alignment_of (cm.c);
+  key.align[3] = alignment_of (bias);
+
+  if ((plan = g_hash_table_lookup (cu->lt_plans, &key)) == NULL) {
+    if (g_hash_table_size (cu->lt_plans) >= SI_LT_PLANS_MAX)
+      g_hash_table_remove_all (cu->lt_plans);
+    plan = g_new0 (SiLtPlan, 1);
+    plan->key = key;
+    lt_plan_setup (be, plan, bias);
+    g_hash_table_insert (cu->lt_plans, &plan->key, plan);
+  }
+  if (!plan->supported)
+    return false;
   /* C is D (in place): the residual, when beta is 1, is read from it */
-  st = cublasLtMatmul (cu->lt, op, &cm.alpha, cm.a, la, cm.b, lb, &cm.beta,
-      cm.c, lc, cm.c, lc, &found.algo, cu->cublas_ws, cu->cublas_ws_size,
-      cu->stream);
-  /* these two are refusals before anything is queued */
-  if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE)
-    goto unsupported;
+  st = cublasLtMatmulDescSetAttribute (
+      plan->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof (bias));
+  if (st == CUBLAS_STATUS_SUCCESS)
+    st = cublasLtMatmul (cu->lt, plan->op, &cm.alpha, cm.a, plan->la, cm.b,
+        plan->lb, &cm.beta, cm.c, plan->lc, cm.c, plan->lc, &plan->algo,
+        cu->cublas_ws, cu->cublas_ws_size, cu->stream);
+  /* these two are refusals before anything is queued: the setup stays
+   * cached as unsupported */
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) {
+    plan->supported = FALSE;
+    note_fallback (be, &key, st);
+    return false;
+  }
   if (st != CUBLAS_STATUS_SUCCESS)
     si_cublas_defer (be, st, "gemm_bias_act", __FILE__, __LINE__);
-  goto done;
-unsupported:
-  /* a configuration this cuBLASLt cannot set up, has no kernel for or
-   * refuses: nothing queued, the caller's two-pass path runs instead */
-  note_fallback (
-      be, &cm, st == CUBLAS_STATUS_SUCCESS ? CUBLAS_STATUS_NOT_SUPPORTED : st);
-  queued = false;
-done:
-  if (pref)
-    cublasLtMatmulPreferenceDestroy (pref);
-  if (la)
-    cublasLtMatrixLayoutDestroy (la);
-  if (lb)
-    cublasLtMatrixLayoutDestroy (lb);
-  if (lc)
-    cublasLtMatrixLayoutDestroy (lc);
-  if (op)
-    cublasLtMatmulDescDestroy (op);
-  return queued;
+  return true;
 }
 
 /* Strides follow their matrices through the mapping: the row-major A is

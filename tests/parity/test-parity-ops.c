@@ -376,21 +376,31 @@ test_image_ops (void)
 #ifdef SI_PARITY_EMU
   {
     /* every case above but the grouped one fused bias and ReLU into its
-     * GEMMs; now the device "has no such kernel": the two-pass path */
-    int fused = si_emu_lt_matmuls ();
-    si_emu_lt_no_algo (1);
+     * GEMMs; the same shapes again reuse their cached cuBLASLt setups (no
+     * heuristic); then the device "has no such kernel" for new shapes:
+     * the two-pass path */
+    int fused = si_emu_lt_matmuls (), heur = si_emu_lt_heuristics ();
     test_conv_case (3, 16, 7, 2, 1, 37, 45, false, true, true);
-    test_conv_case (16, 32, 1, 1, 1, 20, 24, true, true, false);
     test_conv_case (32, 32, 3, 1, 1, 19, 23, true, true, true);
-    si_emu_lt_no_algo (0);
-    if (fused < 6 || si_emu_lt_matmuls () != fused)
+    if (fused < 6 || si_emu_lt_matmuls () != fused + 2 ||
+        si_emu_lt_heuristics () != heur)
       si_parity_fail (pt,
-          "conv2d: %d fused GEMMs for the 6 ungrouped cases, %d more with no "
-          "fused kernel (expected >= 6, then 0)",
-          fused, si_emu_lt_matmuls () - fused);
+          "conv2d: %d fused GEMMs for the 6 ungrouped cases, then %d more "
+          "and %d new heuristics for two repeated shapes (expected >= 6, "
+          "2, 0)",
+          fused, si_emu_lt_matmuls () - fused, si_emu_lt_heuristics () - heur);
+    fused = si_emu_lt_matmuls ();
+    si_emu_lt_no_algo (1);
+    test_conv_case (3, 16, 7, 2, 1, 39, 41, false, true, true);
+    test_conv_case (16, 32, 1, 1, 1, 21, 23, true, true, false);
+    test_conv_case (32, 32, 3, 1, 1, 17, 25, true, true, true);
+    si_emu_lt_no_algo (0);
+    if (si_emu_lt_matmuls () != fused)
+      si_parity_fail (pt, "conv2d: %d fused GEMMs with no fused kernel",
+          si_emu_lt_matmuls () - fused);
     else
-      printf ("ok   conv2d: %d GEMMs with a fused bias epilogue, the "
-              "two-pass fallback as above\n",
+      printf ("ok   conv2d: %d GEMMs with a fused bias epilogue, repeated "
+              "shapes from the cache, the two-pass fallback as above\n",
           fused);
   }
 #endif

@@ -90,8 +90,10 @@ cublasStatus_t cublasLtMatmul (cublasLtHandle_t handle,
 
 /* Test hook: while @none is set, the heuristic finds no algorithm. */
 void si_emu_lt_no_algo (int none);
-/* cublasLtMatmul calls since the start. */
+/* cublasLtMatmul and cublasLtMatmulAlgoGetHeuristic calls since the
+ * start. */
 int si_emu_lt_matmuls (void);
+int si_emu_lt_heuristics (void);
 
 #ifdef __cplusplus
 }

@@ -1032,7 +1032,7 @@ struct SiEmuLtPref
   uint64_t workspace;
 };
 
-static int lt_no_algo, lt_matmuls;
+static int lt_no_algo, lt_matmuls, lt_heuristics;
 
 void
 si_emu_lt_no_algo (int none)
@@ -1044,6 +1044,12 @@ int
 si_emu_lt_matmuls (void)
 {
   return lt_matmuls;
+}
+
+int
+si_emu_lt_heuristics (void)
+{
+  return lt_heuristics;
 }
 
 cublasStatus_t
@@ -1197,6 +1203,7 @@ cublasLtMatmulAlgoGetHeuristic (cublasLtHandle_t handle,
   int m, n, k;
   (void) handle;
   (void) pref;
+  lt_heuristics++;
   *returned = 0;
   if (requested < 1 || !lt_shape (desc, a, b, c, d, &m, &n, &k))
     return CUBLAS_STATUS_INVALID_VALUE;
