@@ -200,8 +200,7 @@ im2col_kernel (const float *x, int h, int w, int cin, int kh, int kw,
   col[t / kt * ld + t % kt] = src >= 0 ? x[src] : 0.0f;
 }
 
-/* The same gathered into half (round to nearest even, as cuBLAS rounds
- * fp32 operands under CUBLAS_COMPUTE_32F_FAST_16F). */
+/* The same gathered into half (__float2half: round to nearest even). */
 __global__ void
 im2col_half_kernel (const float *x, int h, int w, int cin, int kh, int kw,
     int stride, int pad, int groups, int wo, long m0, long n, int ld,
