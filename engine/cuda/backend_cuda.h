@@ -168,7 +168,7 @@ gboolean si_cuda_graph_launch (
 void si_cuda_graph_free (SiBackend *be, SiCudaGraph *graph);
 
 /* gemm_cuda.c */
-typedef struct _SiLtPlan SiLtPlan;
+/* An empty cache of cuBLASLt setups (SiCudaBackend.lt_plans). */
 GHashTable *si_lt_plans_new (void);
 void si_gemm_cuda (SiBackend *be, const SiGemm *g);
 void si_gemm_batched_cuda (SiBackend *be, const SiGemm *g, int batch,

@@ -185,45 +185,60 @@ im2col_source (long t, int h, int w, int cin, int kh, int kw, int stride,
   return ((long) iy * w + ix) * cin + g * cin_g + ci;
 }
 
-/* One thread per element of col (n = rows * groups * kg), rows ld
- * apart. */
+static __device__ __forceinline__ void
+im2col_put (float *p, float v)
+{
+  *p = v;
+}
+
+/* (__float2half: round to nearest even) */
+static __device__ __forceinline__ void
+im2col_put (__half *p, float v)
+{
+  *p = __float2half (v);
+}
+
+/* Thread t writes element t of col (n = rows * groups * kg), rows ld
+ * apart, as float or as half. */
+template <typename T>
+static __device__ __forceinline__ void
+im2col_thread (const float *x, int h, int w, int cin, int kh, int kw,
+    int stride, int pad, int groups, int wo, long m0, long n, int ld, T *col)
+{
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= n)
+    return;
+  long kt = (long) kh * kw * (cin / groups) * groups;
+  long src = im2col_source (t, h, w, cin, kh, kw, stride, pad, groups, wo, m0);
+  im2col_put (&col[t / kt * ld + t % kt], src >= 0 ? x[src] : 0.0f);
+}
+
 __global__ void
 im2col_kernel (const float *x, int h, int w, int cin, int kh, int kw,
     int stride, int pad, int groups, int wo, long m0, long n, int ld,
     float *col)
 {
-  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
-  if (t >= n)
-    return;
-  long kt = (long) kh * kw * (cin / groups) * groups;
-  long src = im2col_source (t, h, w, cin, kh, kw, stride, pad, groups, wo, m0);
-  col[t / kt * ld + t % kt] = src >= 0 ? x[src] : 0.0f;
+  im2col_thread (x, h, w, cin, kh, kw, stride, pad, groups, wo, m0, n, ld, col);
 }
 
-/* The same gathered into half (__float2half: round to nearest even). */
 __global__ void
 im2col_half_kernel (const float *x, int h, int w, int cin, int kh, int kw,
     int stride, int pad, int groups, int wo, long m0, long n, int ld,
     __half *col)
 {
-  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
-  if (t >= n)
-    return;
-  long kt = (long) kh * kw * (cin / groups) * groups;
-  long src = im2col_source (t, h, w, cin, kh, kw, stride, pad, groups, wo, m0);
-  col[t / kt * ld + t % kt] = __float2half (src >= 0 ? x[src] : 0.0f);
+  im2col_thread (x, h, w, cin, kh, kw, stride, pad, groups, wo, m0, n, ld, col);
 }
 
 /* One GEMM of a convolution, g->c = act (g->a W^T + beta g->c + bias):
  * fused into the GEMM's epilogue (cuBLASLt) where the device has a kernel
  * for it, else the GEMM and then the bias pass over the rows it wrote. */
 static void
-conv_gemm (SiBackend *be, SiConvPlan *plan, const SiGemm *g, bool half,
+conv_gemm (SiBackend *be, SiConvPlan *plan, const SiGemm *g,
     const float *bias, bool relu)
 {
-  if (plan->fused && si_gemm_bias_act_cuda (be, g, half, bias, relu))
+  if (plan->fused && si_gemm_bias_act_cuda (be, g, plan->half, bias, relu))
     return;
-  if (half)
+  if (plan->half)
     si_gemm_half_cuda (be, g);
   else
     si_gemm_cuda (be, g);
@@ -262,7 +277,7 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
     g.lda = cv->cin;
     g.b = (const float *) plan->w;
     g.c = y;
-    conv_gemm (be, plan, &g, false, plan->b, relu);
+    conv_gemm (be, plan, &g, plan->b, relu);
   } else {
     /* the workspace holds conv_ws_floats floats, or twice as many halves;
      * half rows are padded to the half pitch */
@@ -293,7 +308,7 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
         g.b = (const float *) ((const uint8_t *) plan->w +
             (size_t) gi * cout_g * plan->ldw * esz);
         g.c = ys + (size_t) gi * cout_g;
-        conv_gemm (be, plan, &g, half, plan->b + (size_t) gi * cout_g, relu);
+        conv_gemm (be, plan, &g, plan->b + (size_t) gi * cout_g, relu);
       }
     }
   }

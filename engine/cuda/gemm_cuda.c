@@ -107,14 +107,14 @@ typedef struct
 
 /* One cached setup: the descriptors and the chosen algorithm, or none
  * (supported FALSE: this cuBLASLt cannot run it, the two-pass path). */
-struct _SiLtPlan
+typedef struct
 {
   SiLtKey key;
   gboolean supported;
   cublasLtMatmulDesc_t op;
   cublasLtMatrixLayout_t la, lb, lc;
   cublasLtMatmulAlgo_t algo;
-};
+} SiLtPlan;
 
 static guint
 lt_key_hash (gconstpointer p)
