@@ -2,16 +2,23 @@
  * (cuda_runtime.h, cublas_v2.h in this directory).  Kernels: the first
  * block of a launch runs its threads as fibers (ucontext); if none of them
  * reached a barrier, the other blocks run their threads as plain calls,
- * otherwise as fibers too.  cuBLAS: column-major loops with the argument
- * checks of the cuBLAS documentation.  Device memory is malloc'ed, so
- * ASan / valgrind see out-of-bounds kernel accesses.
+ * otherwise as fibers too.  SI_EMU_SCHEDULE (forward | reverse | shuffle)
+ * sets the order of the blocks and of the threads between two barriers, so
+ * that a kernel whose result depends on it (a missing barrier, a block
+ * reading another block's output) fails its parity test in some order.
+ * cuBLAS: column-major loops with the argument checks of the cuBLAS
+ * documentation.  Device memory is malloc'ed, so ASan / valgrind see
+ * out-of-bounds kernel accesses.
  */
 #include "cublasLt.h"
 #include "cublas_v2.h"
 #include "cuda_fp16.h"
 #include "cuda_runtime.h"
 
+#include <algorithm>
 #include <map>
+#include <random>
+#include <string.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +77,58 @@ static cudaStream_t replaying;
 static std::map<void *, size_t> allocations;
 static std::map<const char *, size_t> pinned; /* cudaHostAlloc'ed */
 static SiEmuCounts counts;
+
+/* ---- schedule ---- */
+
+enum Schedule
+{
+  SCHEDULE_FORWARD,
+  SCHEDULE_REVERSE,
+  SCHEDULE_SHUFFLE,
+};
+
+static Schedule
+schedule (void)
+{
+  static int cached = -1;
+
+  if (cached < 0) {
+    const char *v = getenv ("SI_EMU_SCHEDULE");
+
+    if (v == NULL || *v == '\0' || strcmp (v, "forward") == 0) {
+      cached = SCHEDULE_FORWARD;
+    } else if (strcmp (v, "reverse") == 0) {
+      cached = SCHEDULE_REVERSE;
+    } else if (strcmp (v, "shuffle") == 0) {
+      cached = SCHEDULE_SHUFFLE;
+    } else {
+      fprintf (stderr,
+          "cuda-emu: SI_EMU_SCHEDULE=%s: expected forward, reverse or "
+          "shuffle\n",
+          v);
+      abort ();
+    }
+    if (cached != SCHEDULE_FORWARD)
+      fprintf (stderr, "cuda-emu: schedule %s\n", v);
+  }
+  return (Schedule) cached;
+}
+
+/* A fixed seed: a failure under shuffle repeats from run to run. */
+static std::mt19937 shuffle_rng (20231002u);
+
+/* order[0, n): the indices 0..n-1 in the order the schedule runs them. */
+static void
+schedule_order (std::vector<unsigned int> &order, unsigned int n)
+{
+  order.resize (n);
+  for (unsigned int i = 0; i < n; i++)
+    order[i] = i;
+  if (schedule () == SCHEDULE_REVERSE)
+    std::reverse (order.begin (), order.end ());
+  else if (schedule () == SCHEDULE_SHUFFLE)
+    std::shuffle (order.begin (), order.end (), shuffle_rng);
+}
 
 /* ---- fibers ---- */
 
@@ -171,7 +230,13 @@ run_block_fibers (unsigned int n)
   }
   for (;;) {
     bool any_live = false;
-    for (unsigned int i = 0; i < n; i++) {
+    /* a new order for every stretch between two barriers */
+    static std::vector<unsigned int> order;
+    bool forward = schedule () == SCHEDULE_FORWARD;
+    if (!forward)
+      schedule_order (order, n);
+    for (unsigned int k = 0; k < n; k++) {
+      unsigned int i = forward ? k : order[k];
       Fiber &f = fibers[i];
       if (f.done || f.waiting)
         continue;
@@ -242,6 +307,28 @@ si_emu_launch (const SiEmuConfig &cfg, const std::function<void ()> &body)
   launch_now (cfg, body);
 }
 
+/* One block of the launch in progress: as fibers while the launch's
+ * first block reached a barrier, else its threads as plain calls in order
+ * (NULL: 0, 1, ...). */
+static void
+run_block (bool *fiber_mode, unsigned int threads,
+    const std::vector<unsigned int> *order)
+{
+  if (*fiber_mode) {
+    run_block_fibers (threads);
+    if (!barrier_hit)
+      *fiber_mode = false;
+    return;
+  }
+  for (unsigned int k = 0; k < threads; k++) {
+    unsigned int t = order != NULL ? (*order)[k] : k;
+    threadIdx.x = t % blockDim.x;
+    threadIdx.y = (t / blockDim.x) % blockDim.y;
+    threadIdx.z = t / (blockDim.x * blockDim.y);
+    (*running_body) ();
+  }
+}
+
 static void
 launch_now (const SiEmuConfig &cfg, const std::function<void ()> &body)
 {
@@ -272,26 +359,29 @@ launch_now (const SiEmuConfig &cfg, const std::function<void ()> &body)
   blockDim = cfg.block;
   running_body = &body;
   barrier_hit = false;
-  fiber_mode = true; /* block 0 decides */
-  for (unsigned int bz = 0; bz < cfg.grid.z; bz++)
-    for (unsigned int by = 0; by < cfg.grid.y; by++)
-      for (unsigned int bx = 0; bx < cfg.grid.x; bx++) {
-        blockIdx.x = bx;
-        blockIdx.y = by;
-        blockIdx.z = bz;
-        if (fiber_mode) {
-          run_block_fibers ((unsigned int) threads);
-          if (!barrier_hit)
-            fiber_mode = false;
-          continue;
+  fiber_mode = true; /* the first block run decides */
+  if (schedule () == SCHEDULE_FORWARD) {
+    for (unsigned int bz = 0; bz < cfg.grid.z; bz++)
+      for (unsigned int by = 0; by < cfg.grid.y; by++)
+        for (unsigned int bx = 0; bx < cfg.grid.x; bx++) {
+          blockIdx.x = bx;
+          blockIdx.y = by;
+          blockIdx.z = bz;
+          run_block (&fiber_mode, (unsigned int) threads, NULL);
         }
-        for (unsigned int t = 0; t < threads; t++) {
-          threadIdx.x = t % cfg.block.x;
-          threadIdx.y = (t / cfg.block.x) % cfg.block.y;
-          threadIdx.z = t / (cfg.block.x * cfg.block.y);
-          body ();
-        }
-      }
+  } else {
+    std::vector<unsigned int> blocks, thread_order;
+    unsigned long nb = (unsigned long) cfg.grid.x * cfg.grid.y * cfg.grid.z;
+
+    schedule_order (blocks, (unsigned int) nb);
+    for (unsigned int b : blocks) {
+      blockIdx.x = b % cfg.grid.x;
+      blockIdx.y = (b / cfg.grid.x) % cfg.grid.y;
+      blockIdx.z = b / (cfg.grid.x * cfg.grid.y);
+      schedule_order (thread_order, (unsigned int) threads);
+      run_block (&fiber_mode, (unsigned int) threads, &thread_order);
+    }
+  }
   running_body = NULL;
 }
 
