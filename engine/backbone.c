@@ -148,7 +148,9 @@ run_block (SiBackboneNet *bn, const SiBottleneck *blk, const BlockPlans *p,
     if (!ops->conv2d (be, p->downsample, x, h, w, y, false, false, error))
       return FALSE;
   } else if (x != y) {
-    /* ResNet-18/34 layer1.0: identity without a conv */
+    /* ResNet-18/34 layer1.0: identity without a conv (H*W*C floats: the
+     * whole map in any layout, more than a half map, within both
+     * buffers) */
     ops->copy (be, y, x, sizeof (float) * h * w * blk->conv1.cin);
   }
   if (p->conv3) {

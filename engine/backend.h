@@ -82,11 +82,13 @@ struct _SiBackendOps
   /* Convolution with BN folded: a plan holds the weights in the backend's
    * layout (made once at si_net_new).
    * Map layout: conv2d and maxpool3x3s2 read and write maps in the
-   * backend's own map layout, which is NHWC except that a backend may keep
-   * maps whose C is a multiple of 16 blocked as (C/16, H, W, 16) (the CPU's
-   * oneDNN path does); a map with another C (the 3-channel network input)
-   * is always NHWC.  Both layouts hold H*W*C floats.  map_to_nhwc converts
-   * a map to NHWC at the end (NULL: the backend is always NHWC). */
+   * backend's own map layout, which is NHWC fp32 except that a backend may
+   * keep maps whose C is a multiple of 16 blocked as (C/16, H, W, 16) (the
+   * CPU's oneDNN path does) or as NHWC half (the CUDA backend in fp16
+   * does); a map with another C (the 3-channel network input) is always
+   * NHWC fp32.  Buffers are sized for H*W*C floats either way.
+   * map_to_nhwc converts a map to NHWC fp32 at the end, map_from_nhwc
+   * the other way (NULL: the backend is always NHWC fp32). */
   SiConvPlan *(*conv_prepare) (
       SiBackend *be, const SiConv *conv, GError **error);
   void (*conv_release) (SiBackend *be, SiConvPlan *plan);
@@ -107,6 +109,9 @@ struct _SiBackendOps
       float *y);
   /* dst (H, W, C) NHWC = src (H, W, C) in the map layout; dst != src. */
   void (*map_to_nhwc) (
+      SiBackend *be, const float *src, int h, int w, int c, float *dst);
+  /* dst (H, W, C) in the map layout = src (H, W, C) NHWC fp32; dst != src. */
+  void (*map_from_nhwc) (
       SiBackend *be, const float *src, int h, int w, int c, float *dst);
   /* Backend-to-backend copy of bytes. */
   void (*copy) (SiBackend *be, void *dst, const void *src, size_t bytes);

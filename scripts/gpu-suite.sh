@@ -126,6 +126,10 @@ run_parity() {
   step parity-ops-fp16 120 "$B/bin/test-parity-ops" fp16
   step parity-detector 120 "$B/bin/test-parity-detector" "$G"
   step parity-detector-fp16 120 "$B/bin/test-parity-detector" "$G" fp16
+  # fp16 with fp32 maps (session 5's path): tells half-map rounding from
+  # the rest should the step above fail
+  SI_CUDA_HALF_MAPS=0 step parity-detector-fp16-float-maps 60 \
+    "$B/bin/test-parity-detector" "$G" fp16
   step parity-graph 60 "$B/bin/test-parity-graph"
   step parity-decoder-graph 120 "$B/bin/test-parity-decoder-graph" "$G"
   step parity-context-graph 120 "$B/bin/test-parity-context-graph" "$G"
@@ -173,6 +177,8 @@ run_bench() {
   SI_CUDA_GRAPHS=0 step bench-r50-100q-nographs 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
   SI_CUDA_FUSED_EPILOGUE=0 step bench-r50-100q-unfused 90 "$B/bin/bench-cuda" \
+    --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
+  SI_CUDA_HALF_MAPS=0 step bench-r50-100q-float-maps 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
   cat "$OUTDIR/bench.txt"
 }

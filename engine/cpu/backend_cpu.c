@@ -189,6 +189,7 @@ const SiBackendOps si_cpu_backend_ops = {
   .maxpool3x3s2 = si_maxpool3x3s2_cpu,
   .group_norm = si_group_norm_cpu,
   .map_to_nhwc = si_map_to_nhwc_cpu,
+  .map_from_nhwc = si_map_from_nhwc_cpu,
   .copy = si_copy_cpu,
   .transpose = si_transpose_cpu,
 

@@ -83,6 +83,8 @@ void si_group_norm_cpu (SiBackend *be, const float *x, int hw, int c,
 /* layout_cpu.c */
 void si_map_to_nhwc_cpu (
     SiBackend *be, const float *src, int h, int w, int c, float *dst);
+void si_map_from_nhwc_cpu (
+    SiBackend *be, const float *src, int h, int w, int c, float *dst);
 void si_copy_cpu (SiBackend *be, void *dst, const void *src, size_t bytes);
 void si_transpose_cpu (
     SiBackend *be, const float *src, int rows, int cols, float *dst);

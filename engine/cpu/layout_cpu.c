@@ -1,6 +1,6 @@
 /* layout_cpu.c: copies and layout changes on the CPU (reference, plain
  * loops): memory copy, the 2-D transpose used for NCHW (C, HW) <-> NHWC
- * (HW, C), and blocked maps (C/16, H, W, 16) of the oneDNN path -> NHWC.
+ * (HW, C), and blocked maps (C/16, H, W, 16) of the oneDNN path <-> NHWC.
  */
 #include "backend_cpu.h"
 
@@ -51,6 +51,29 @@ si_map_to_nhwc_cpu (
 #pragma omp simd
       for (int j = 0; j < 16; j++)
         o[b * 16 + j] = s[j];
+    }
+  }
+}
+
+void
+si_map_from_nhwc_cpu (
+    SiBackend *be, const float *src, int h, int w, int c, float *dst)
+{
+  size_t hw = (size_t) h * w;
+
+  if (!si_cpu_map_blocked (be, c)) {
+    si_copy_cpu (be, dst, src, hw * c * sizeof (float));
+    return;
+  }
+  /* (HW, C) -> (C/16, HW, 16) */
+#pragma omp parallel for schedule(static)
+  for (size_t p = 0; p < hw; p++) {
+    const float *s = src + p * c;
+    for (int b = 0; b < c / 16; b++) {
+      float *o = dst + ((size_t) b * hw + p) * 16;
+#pragma omp simd
+      for (int j = 0; j < 16; j++)
+        o[j] = s[b * 16 + j];
     }
   }
 }

@@ -220,6 +220,8 @@ cuda_init (SiBackend *be, const SiContextOptions *options, GError **error)
   cu = g_new0 (SiCudaBackend, 1);
   cu->device = device;
   cu->precision = options ? options->precision : SI_PRECISION_FP32;
+  cu->half_maps = cu->precision == SI_PRECISION_FP16 &&
+      g_strcmp0 (g_getenv ("SI_CUDA_HALF_MAPS"), "0") != 0;
   cu->chunks = g_array_new (FALSE, FALSE, sizeof (SiCudaChunk));
   be->priv = cu;
   if (!cuda_init_resources (be, options, error)) {
@@ -560,7 +562,8 @@ const SiBackendOps si_cuda_backend_ops = {
   .conv2d = si_conv2d_cuda,
   .maxpool3x3s2 = si_maxpool3x3s2_cuda,
   .group_norm = si_group_norm_cuda,
-  .map_to_nhwc = NULL, /* maps are always NHWC here */
+  .map_to_nhwc = si_map_to_nhwc_cuda, /* NHWC, fp32 or half */
+  .map_from_nhwc = si_map_from_nhwc_cuda,
   .copy = cuda_copy,
   .transpose = si_transpose_cuda,
 

@@ -41,6 +41,10 @@ typedef struct
   /* convolutions fuse bias + ReLU into the GEMM (SI_CUDA_FUSED_EPILOGUE=0
    * in the environment at init turns it off: the separate bias pass) */
   bool fused_epilogue;
+  /* fp16: the backbone's maps (C a multiple of 16) are NHWC __half, so
+   * every convolution reads and writes half (SI_CUDA_HALF_MAPS=0 in the
+   * environment at init keeps them fp32: the fp16 path of session 5) */
+  bool half_maps;
   bool lt_fallback_noted; /* the one message about a missing fused kernel */
   /* SiLtKey -> SiLtPlan: cuBLASLt setups and their chosen algorithms, so
    * that a GEMM shape pays for its heuristic once (gemm_cuda.c) */
@@ -173,21 +177,24 @@ GHashTable *si_lt_plans_new (void);
 void si_gemm_cuda (SiBackend *be, const SiGemm *g);
 void si_gemm_batched_cuda (SiBackend *be, const SiGemm *g, int batch,
     long stride_a, long stride_b, long stride_c);
-/* C = act (alpha A B + beta C + bias) in one cuBLASLt call: bias (n floats,
- * one per column of the row-major C) and, when @relu, ReLU in the GEMM's
- * epilogue, after the beta C term (so a residual in C is inside the ReLU).
- * @half: A and B are __half (as for si_gemm_half_cuda), else fp32 with the
- * backend's precision.  FALSE when cuBLASLt cannot set it up, has no
+/* C = act (alpha A B + beta C + bias) in one cuBLASLt call: bias (n values
+ * of C's type, one per column of the row-major C) and, when @relu, ReLU in
+ * the GEMM's epilogue, after the beta C term (so a residual in C is inside
+ * the ReLU).  @half: A and B are __half (as for si_gemm_half_cuda), else
+ * fp32 with the backend's precision; @half_c: C is __half (needs @half).
+ * FALSE when cuBLASLt cannot set it up, has no
  * kernel for it on this device or refuses it (NOT_SUPPORTED,
  * INVALID_VALUE): nothing was queued, the caller runs the GEMM and the
  * bias pass itself.  Other failures of the matmul become the deferred
  * error (TRUE). */
-bool si_gemm_bias_act_cuda (
-    SiBackend *be, const SiGemm *g, bool half, const float *bias, bool relu);
+bool si_gemm_bias_act_cuda (SiBackend *be, const SiGemm *g, bool half,
+    bool half_c, const void *bias, bool relu);
 /* Half operands: g->a and g->b point to __half (typed float * only to go
- * through the shared mapping; never read as floats), C is fp32; fp32
- * accumulation on the tensor cores, whatever the backend's precision. */
-void si_gemm_half_cuda (SiBackend *be, const SiGemm *g);
+ * through the shared mapping; never read as floats), C is fp32, or __half
+ * when @half_c (then so is the bias of si_gemm_bias_act_cuda: cuBLASLt's
+ * bias has D's type); fp32 accumulation on the tensor cores, whatever the
+ * backend's precision. */
+void si_gemm_half_cuda (SiBackend *be, const SiGemm *g, bool half_c);
 
 /* preprocess_cuda.cu */
 gboolean si_resize_frame_cuda (SiBackend *be, const SiFrame *frame,
@@ -206,6 +213,14 @@ gboolean si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h,
 void si_maxpool3x3s2_cuda (
     SiBackend *be, const float *x, int h, int w, int c, float *y);
 
+/* Whether a map of c channels is stored as __half (backend.h, map
+ * layout). */
+static inline bool
+si_cuda_map_half (const SiCudaBackend *cu, int c)
+{
+  return cu->half_maps && c % 16 == 0;
+}
+
 /* norm_cuda.cu */
 void si_group_norm_cuda (SiBackend *be, const float *x, int hw, int c,
     int groups, const float *bias, const float *gamma, const float *beta,
@@ -214,12 +229,20 @@ void si_group_norm_cuda (SiBackend *be, const float *x, int hw, int c,
 /* layout_cuda.cu */
 void si_transpose_cuda (
     SiBackend *be, const float *src, int rows, int cols, float *dst);
+void si_map_to_nhwc_cuda (
+    SiBackend *be, const float *src, int h, int w, int c, float *dst);
+void si_map_from_nhwc_cuda (
+    SiBackend *be, const float *src, int h, int w, int c, float *dst);
 
 /* decoder_misc_cuda.cu */
 void si_layer_norm_cuda (SiBackend *be, const float *x, const float *res,
     const float *gamma, const float *beta, float *y, int rows, int n,
     bool relu);
 void si_bias_act_cuda (SiBackend *be, float *y, const float *bias, int rows,
+    int n, int ld, bool relu);
+/* The same on a __half y with a __half bias (the fallback of a
+ * convolution that writes a half map). */
+void si_bias_act_half_cuda (SiBackend *be, void *y, const void *bias, int rows,
     int n, int ld, bool relu);
 void si_sigmoid_cuda (SiBackend *be, float *x, long n);
 void si_copy_batched_cuda (SiBackend *be, float *dst, long dst_stride,

@@ -3,14 +3,16 @@
  * gemm.h), the residual accumulated by the GEMM (beta = 1 on y), bias and
  * ReLU in the GEMM's epilogue (cuBLASLt; a separate pass where the device
  * has no such kernel, or with SI_CUDA_FUSED_EPILOGUE=0).  1x1 / stride 1
- * convolutions are one GEMM on the input itself.  In fp16 the others keep
- * their weights as half, and im2col rounds the input to half as it
- * gathers it: the GEMM reads half operands on the tensor cores and
- * accumulates and writes fp32, so the maps stay fp32 (the direct 1x1
- * GEMMs read them with CUBLAS_COMPUTE_32F_FAST_16F instead, which spares
- * a conversion pass over their input).  The im2col buffer is the
- * backend's fixed workspace: large maps are done in slices of output
- * pixels, so nothing is allocated per frame.
+ * convolutions are one GEMM on the input itself.  In fp16 the maps are
+ * half (si_cuda_map_half; all but the 3-channel network input): weights,
+ * im2col columns, inputs and outputs are half, the GEMM reads them on the
+ * tensor cores with fp32 accumulation and rounds its output (after the
+ * bias, the residual and the ReLU) to half once.  With SI_CUDA_HALF_MAPS=0
+ * the maps stay fp32: im2col rounds to half as it gathers, the GEMMs
+ * write fp32, and the direct 1x1 GEMMs read fp32 maps with
+ * CUBLAS_COMPUTE_32F_FAST_16F.  The im2col buffer is the backend's fixed
+ * workspace: large maps are done in slices of output pixels, so nothing is
+ * allocated per frame.
  */
 #include "backend_cuda.h"
 
@@ -23,8 +25,10 @@ struct _SiConvPlan
   /* one GEMM on the input (1x1, stride 1, no padding, one group), no
    * im2col */
   bool direct;
-  /* im2col into half and half weights (fp16, not direct) */
+  /* half weights (and, when not direct, im2col into half) */
   bool half;
+  /* the input / output map is __half (si_cuda_map_half) */
+  bool in_half, out_half;
   /* bias (+ ReLU) in the GEMM's epilogue (one group: one bias slice) */
   bool fused;
   /* (cout, kh*kw*cin_g) device, row order (ky, kx, ci), rows ldw apart:
@@ -32,6 +36,9 @@ struct _SiConvPlan
   void *w;
   int ldw;
   float *b; /* (cout) device */
+  /* (cout) device __half: the bias of a half output (cuBLASLt's bias has
+   * D's type) */
+  void *bh;
 };
 
 /* Row pitch of the half operands (im2col columns, weights): a multiple
@@ -54,9 +61,14 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
   SiConvPlan *plan;
   __half *wh = NULL;
   int ldw;
+  bool in_half = si_cuda_map_half (cu, conv->cin);
+  bool out_half = si_cuda_map_half (cu, conv->cout);
+  /* one GEMM cannot take fp32 operands to a half C: such a 1x1 converts
+   * through im2col */
   bool direct = conv->kh == 1 && conv->kw == 1 && conv->stride == 1 &&
-      conv->pad == 0 && conv->groups == 1;
-  bool half = cu->precision == SI_PRECISION_FP16 && !direct;
+      conv->pad == 0 && conv->groups == 1 && (in_half || !out_half);
+  bool half = cu->precision == SI_PRECISION_FP16 && (!direct || in_half);
+  __half *bias_h = NULL;
   size_t w_bytes;
   const void *src;
 
@@ -118,23 +130,44 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
     src = wh;
   }
 
+  if (out_half) {
+    if ((bias_h = (__half *) g_try_malloc (conv->cout * sizeof (__half))) ==
+        NULL) {
+      g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
+          "conv: cannot allocate the half bias");
+      g_free (wf);
+      g_free (wt);
+      g_free (wh);
+      return NULL;
+    }
+    for (int co = 0; co < conv->cout; co++)
+      bias_h[co] = __float2half (bf[co]);
+  }
+
   plan = g_new0 (SiConvPlan, 1);
   plan->conv = *conv;
   plan->direct = direct;
   plan->half = half;
+  plan->in_half = in_half;
+  plan->out_half = out_half;
   plan->ldw = ldw;
   plan->fused = conv->groups == 1 && cu->fused_epilogue;
   plan->w = si_cuda_alloc (be, w_bytes, error);
   plan->b = plan->w ? (float *) si_cuda_alloc (
                           be, (size_t) conv->cout * sizeof (float), error)
                     : NULL;
-  if (plan->b == NULL)
+  if (plan->b != NULL && out_half)
+    plan->bh = si_cuda_alloc (be, conv->cout * sizeof (__half), error);
+  if (plan->b == NULL || (out_half && plan->bh == NULL))
     goto fail;
   /* pageable sources: consumed when the calls return, they may go */
   if (cudaMemcpyAsync (plan->w, src, w_bytes, cudaMemcpyHostToDevice,
           cu->stream) != cudaSuccess ||
       cudaMemcpyAsync (plan->b, bf, conv->cout * sizeof (float),
-          cudaMemcpyHostToDevice, cu->stream) != cudaSuccess) {
+          cudaMemcpyHostToDevice, cu->stream) != cudaSuccess ||
+      (out_half &&
+          cudaMemcpyAsync (plan->bh, bias_h, conv->cout * sizeof (__half),
+              cudaMemcpyHostToDevice, cu->stream) != cudaSuccess)) {
     si_cuda_set_error (
         error, cudaGetLastError (), "conv weights upload", __FILE__, __LINE__);
     goto fail;
@@ -142,6 +175,7 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
   g_free (wt);
   g_free (wf);
   g_free (wh);
+  g_free (bias_h);
   /* the raw pages the fold read are dead in this process now */
   si_conv_release_pages (conv);
   return plan;
@@ -150,6 +184,7 @@ fail:
   g_free (wt);
   g_free (wf);
   g_free (wh);
+  g_free (bias_h);
   si_conv_release_cuda (be, plan);
   return NULL;
 }
@@ -161,6 +196,7 @@ si_conv_release_cuda (SiBackend *be, SiConvPlan *plan)
     return;
   si_cuda_free (be, plan->w);
   si_cuda_free (be, plan->b);
+  si_cuda_free (be, plan->bh);
   g_free (plan);
 }
 
@@ -198,19 +234,29 @@ im2col_put (__half *p, float v)
   *p = __float2half (v);
 }
 
-/* Thread t writes element t of col (n = rows * groups * kg), rows ld
- * apart, as float or as half. */
-template <typename T>
 static __device__ __forceinline__ void
-im2col_thread (const float *x, int h, int w, int cin, int kh, int kw,
-    int stride, int pad, int groups, int wo, long m0, long n, int ld, T *col)
+im2col_put (__half *p, __half v)
+{
+  *p = v;
+}
+
+/* Thread t writes element t of col (n = rows * groups * kg), rows ld
+ * apart: float from float, half from float (rounded) or from half. */
+template <typename X, typename T>
+static __device__ __forceinline__ void
+im2col_thread (const X *x, int h, int w, int cin, int kh, int kw, int stride,
+    int pad, int groups, int wo, long m0, long n, int ld, T *col)
 {
   long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= n)
     return;
   long kt = (long) kh * kw * (cin / groups) * groups;
   long src = im2col_source (t, h, w, cin, kh, kw, stride, pad, groups, wo, m0);
-  im2col_put (&col[t / kt * ld + t % kt], src >= 0 ? x[src] : 0.0f);
+  T *p = &col[t / kt * ld + t % kt];
+  if (src >= 0)
+    im2col_put (p, x[src]);
+  else
+    im2col_put (p, 0.0f);
 }
 
 __global__ void
@@ -229,20 +275,33 @@ im2col_half_kernel (const float *x, int h, int w, int cin, int kh, int kw,
   im2col_thread (x, h, w, cin, kh, kw, stride, pad, groups, wo, m0, n, ld, col);
 }
 
+__global__ void
+im2col_half_map_kernel (const __half *x, int h, int w, int cin, int kh,
+    int kw, int stride, int pad, int groups, int wo, long m0, long n, int ld,
+    __half *col)
+{
+  im2col_thread (x, h, w, cin, kh, kw, stride, pad, groups, wo, m0, n, ld, col);
+}
+
 /* One GEMM of a convolution, g->c = act (g->a W^T + beta g->c + bias):
  * fused into the GEMM's epilogue (cuBLASLt) where the device has a kernel
  * for it, else the GEMM and then the bias pass over the rows it wrote. */
 static void
 conv_gemm (SiBackend *be, SiConvPlan *plan, const SiGemm *g,
-    const float *bias, bool relu)
+    const void *bias, bool relu)
 {
-  if (plan->fused && si_gemm_bias_act_cuda (be, g, plan->half, bias, relu))
+  if (plan->fused && si_gemm_bias_act_cuda (be, g, plan->half,
+                         plan->out_half, bias, relu))
     return;
   if (plan->half)
-    si_gemm_half_cuda (be, g);
+    si_gemm_half_cuda (be, g, plan->out_half);
   else
     si_gemm_cuda (be, g);
-  si_bias_act_cuda (be, g->c, bias, g->m, g->n, g->ldc, relu);
+  if (plan->out_half)
+    si_bias_act_half_cuda (be, g->c, bias, g->m, g->n, g->ldc, relu);
+  else
+    si_bias_act_cuda (
+        be, g->c, (const float *) bias, g->m, g->n, g->ldc, relu);
 }
 
 gboolean
@@ -257,6 +316,9 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
   int kg = cv->kh * cv->kw * cin_g, kt = kg * cv->groups;
   long m = (long) ho * wo;
   bool half = plan->half;
+  size_t osz = plan->out_half ? sizeof (__half) : sizeof (float);
+  const uint8_t *bias = plan->out_half ? (const uint8_t *) plan->bh
+                                       : (const uint8_t *) plan->b;
   SiGemm g;
 
   if (ho <= 0 || wo <= 0)
@@ -277,7 +339,7 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
     g.lda = cv->cin;
     g.b = (const float *) plan->w;
     g.c = y;
-    conv_gemm (be, plan, &g, plan->b, relu);
+    conv_gemm (be, plan, &g, bias, relu);
   } else {
     /* the workspace holds conv_ws_floats floats, or twice as many halves;
      * half rows are padded to the half pitch */
@@ -286,8 +348,13 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
     size_t esz = half ? sizeof (__half) : sizeof (float);
     for (long m0 = 0; m0 < m; m0 += slice) {
       long rows = MIN (slice, m - m0);
-      float *ys = y + (size_t) m0 * cv->cout;
-      if (half)
+      uint8_t *ys = (uint8_t *) y + (size_t) m0 * cv->cout * osz;
+      if (plan->in_half)
+        im2col_half_map_kernel<<<si_cuda_blocks (rows * kt, 256), 256, 0,
+            cu->stream>>> ((const __half *) x, h, w, cv->cin, cv->kh, cv->kw,
+            cv->stride, cv->pad, cv->groups, wo, m0, rows * kt, ld,
+            (__half *) cu->conv_ws);
+      else if (half)
         im2col_half_kernel<<<si_cuda_blocks (rows * kt, 256), 256, 0,
             cu->stream>>> (x, h, w, cv->cin, cv->kh, cv->kw, cv->stride,
             cv->pad, cv->groups, wo, m0, rows * kt, ld,
@@ -307,8 +374,8 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
         g.lda = ld;
         g.b = (const float *) ((const uint8_t *) plan->w +
             (size_t) gi * cout_g * plan->ldw * esz);
-        g.c = ys + (size_t) gi * cout_g;
-        conv_gemm (be, plan, &g, plan->b + (size_t) gi * cout_g, relu);
+        g.c = (float *) (ys + (size_t) gi * cout_g * osz);
+        conv_gemm (be, plan, &g, bias + (size_t) gi * cout_g * osz, relu);
       }
     }
   }

@@ -8,6 +8,8 @@
 #include "reduce.cuh"
 #include "si-math.h"
 
+#include <cuda_fp16.h>
+
 #define SI_LN_THREADS 256
 
 /* One block per row: y (rows, n) = LN (x + res) [* gamma + beta] [ReLU].
@@ -76,6 +78,34 @@ si_bias_act_cuda (SiBackend *be, float *y, const float *bias, int rows, int n,
   bias_act_kernel<<<si_cuda_blocks (total, 256), 256, 0,
       si_cuda_priv (be)->stream>>> (y, bias, rows, n, ld, relu);
   SI_CUDA_LAUNCHED (be, "bias_act_kernel");
+}
+
+/* y + bias in fp32, rounded to half once more (after the GEMM's own
+ * rounding of y: the fused epilogue rounds only once) */
+__global__ void
+bias_act_half_kernel (
+    __half *y, const __half *bias, int rows, int n, int ld, bool relu)
+{
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= (long) rows * n)
+    return;
+  int i = (int) (t / n), j = (int) (t % n);
+  __half *p = y + (size_t) i * ld + j;
+  float v = __half2float (*p) + __half2float (bias[j]);
+  *p = __float2half (relu ? si_relu (v) : v);
+}
+
+void
+si_bias_act_half_cuda (SiBackend *be, void *y, const void *bias, int rows,
+    int n, int ld, bool relu)
+{
+  long total = (long) rows * n;
+  if (total <= 0)
+    return;
+  bias_act_half_kernel<<<si_cuda_blocks (total, 256), 256, 0,
+      si_cuda_priv (be)->stream>>> (
+      (__half *) y, (const __half *) bias, rows, n, ld, relu);
+  SI_CUDA_LAUNCHED (be, "bias_act_half_kernel");
 }
 
 __global__ void

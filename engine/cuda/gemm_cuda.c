@@ -4,9 +4,10 @@
  * with CUBLAS_DEFAULT_MATH (no TF32, parity mode); fp16: tensor cores on
  * the same fp32 buffers with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_16F),
  * or on half operands stored as such (si_gemm_half_cuda: the fp16
- * convolutions' weights and im2col).  The convolutions' GEMMs with a bias
- * (+ ReLU) epilogue go through cuBLASLt (si_gemm_bias_act_cuda), whose
- * setup and chosen algorithm are cached per GEMM shape and alignment.
+ * convolutions' weights, im2col and half maps, which may be C too).  The
+ * convolutions' GEMMs with a bias (+ ReLU) epilogue go through cuBLASLt
+ * (si_gemm_bias_act_cuda), whose setup and chosen algorithm are cached per
+ * GEMM shape and alignment.
  */
 #include "si-config.h"
 
@@ -38,17 +39,18 @@ cuda_gemm_map (SiBackend *be, const SiGemm *g, SiGemmColMajor *cm)
   return cm->m > 0 && cm->n > 0;
 }
 
-/* One mapped GEMM through cublasGemmEx: A and B of @operands, C fp32. */
+/* One mapped GEMM through cublasGemmEx: A and B of @operands, C of
+ * @c_type. */
 static void
 gemm_ex (SiBackend *be, const SiGemmColMajor *cm, cudaDataType operands,
-    cublasComputeType_t compute, const char *what)
+    cudaDataType c_type, cublasComputeType_t compute, const char *what)
 {
   SiCudaBackend *cu = si_cuda_priv (be);
   cublasStatus_t st;
 
   st = cublasGemmEx (cu->cublas, cuda_op (cm->trans_a), cuda_op (cm->trans_b),
       cm->m, cm->n, cm->k, &cm->alpha, cm->a, operands, cm->lda, cm->b,
-      operands, cm->ldb, &cm->beta, cm->c, CUDA_R_32F, cm->ldc, compute,
+      operands, cm->ldb, &cm->beta, cm->c, c_type, cm->ldc, compute,
       CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS)
     si_cublas_defer (be, st, what, __FILE__, __LINE__);
@@ -64,7 +66,8 @@ si_gemm_cuda (SiBackend *be, const SiGemm *g)
   if (!cuda_gemm_map (be, g, &cm))
     return;
   if (cu->precision == SI_PRECISION_FP16) {
-    gemm_ex (be, &cm, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_16F, "gemm");
+    gemm_ex (
+        be, &cm, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_16F, "gemm");
     return;
   }
   st = cublasSgemm (cu->cublas, cuda_op (cm.trans_a), cuda_op (cm.trans_b),
@@ -75,12 +78,13 @@ si_gemm_cuda (SiBackend *be, const SiGemm *g)
 }
 
 void
-si_gemm_half_cuda (SiBackend *be, const SiGemm *g)
+si_gemm_half_cuda (SiBackend *be, const SiGemm *g, bool half_c)
 {
   SiGemmColMajor cm;
 
   if (cuda_gemm_map (be, g, &cm))
-    gemm_ex (be, &cm, CUDA_R_16F, CUBLAS_COMPUTE_32F, "gemm_half");
+    gemm_ex (be, &cm, CUDA_R_16F, half_c ? CUDA_R_16F : CUDA_R_32F,
+        CUBLAS_COMPUTE_32F, "gemm_half");
 }
 
 /* The largest power of two up to 256 that divides the address (cuBLASLt
@@ -100,7 +104,7 @@ typedef struct
 {
   int m, n, k, lda, ldb, ldc;
   int32_t ta, tb;
-  int type, compute;
+  int type, c_type, compute; /* A and B; C (= D) and the bias */
   uint32_t epilogue;
   uint32_t align[4]; /* A, B, C (= D), bias */
 } SiLtKey;
@@ -171,7 +175,7 @@ note_fallback (SiBackend *be, const SiLtKey *k, cublasStatus_t st)
 /* Sets up @plan for its key: descriptors, then the heuristic's choice
  * (the bias pointer's alignment counts there: it is set first). */
 static void
-lt_plan_setup (SiBackend *be, SiLtPlan *plan, const float *bias)
+lt_plan_setup (SiBackend *be, SiLtPlan *plan, const void *bias)
 {
   SiCudaBackend *cu = si_cuda_priv (be);
   const SiLtKey *k = &plan->key;
@@ -201,7 +205,7 @@ lt_plan_setup (SiBackend *be, SiLtPlan *plan, const float *bias)
            k->tb == CUBLAS_OP_T ? k->n : k->k,
            k->tb == CUBLAS_OP_T ? k->k : k->n, k->ldb)) ||
       (st = cublasLtMatrixLayoutCreate (
-           &plan->lc, CUDA_R_32F, k->m, k->n, k->ldc)) ||
+           &plan->lc, (cudaDataType) k->c_type, k->m, k->n, k->ldc)) ||
       (st = cublasLtMatmulPreferenceCreate (&pref)) ||
       (st = cublasLtMatmulPreferenceSetAttribute (
            pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof (ws))))
@@ -235,8 +239,8 @@ out:
 #define SI_LT_PLANS_MAX 1024
 
 bool
-si_gemm_bias_act_cuda (
-    SiBackend *be, const SiGemm *g, bool half, const float *bias, bool relu)
+si_gemm_bias_act_cuda (SiBackend *be, const SiGemm *g, bool half, bool half_c,
+    const void *bias, bool relu)
 {
   SiCudaBackend *cu = si_cuda_priv (be);
   SiGemmColMajor cm;
@@ -256,6 +260,7 @@ si_gemm_bias_act_cuda (
   key.ta = cm.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   key.tb = cm.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   key.type = half ? CUDA_R_16F : CUDA_R_32F;
+  key.c_type = half_c ? CUDA_R_16F : CUDA_R_32F;
   key.compute = !half && cu->precision == SI_PRECISION_FP16
       ? CUBLAS_COMPUTE_32F_FAST_16F
       : CUBLAS_COMPUTE_32F;

@@ -1,8 +1,11 @@
 /* layout_cuda.cu: CUDA twin of layout_cpu.c: the 2-D transpose used for
  * NCHW (C, HW) <-> NHWC (HW, C), through 32x32 shared-memory tiles so that
- * reads and writes are both coalesced.
+ * reads and writes are both coalesced; and maps in the backend's layout
+ * (NHWC, fp32 or half: si_cuda_map_half) <-> NHWC fp32.
  */
 #include "backend_cuda.h"
+
+#include <cuda_fp16.h>
 
 #define TILE 32
 
@@ -38,4 +41,57 @@ si_transpose_cuda (
   transpose_kernel<<<grid, dim3 (TILE, 8), 0, si_cuda_priv (be)->stream>>> (
       src, rows, cols, dst);
   SI_CUDA_LAUNCHED (be, "transpose_kernel");
+}
+
+__global__ void
+half_to_float_kernel (const __half *src, long n, float *dst)
+{
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t < n)
+    dst[t] = __half2float (src[t]);
+}
+
+/* (__float2half: round to nearest even) */
+__global__ void
+float_to_half_kernel (const float *src, long n, __half *dst)
+{
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t < n)
+    dst[t] = __float2half (src[t]);
+}
+
+void
+si_map_to_nhwc_cuda (
+    SiBackend *be, const float *src, int h, int w, int c, float *dst)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  long n = (long) h * w * c;
+
+  if (n <= 0)
+    return;
+  if (!si_cuda_map_half (cu, c)) {
+    be->ops->copy (be, dst, src, (size_t) n * sizeof (float));
+    return;
+  }
+  half_to_float_kernel<<<si_cuda_blocks (n, 256), 256, 0, cu->stream>>> (
+      (const __half *) src, n, dst);
+  SI_CUDA_LAUNCHED (be, "half_to_float_kernel");
+}
+
+void
+si_map_from_nhwc_cuda (
+    SiBackend *be, const float *src, int h, int w, int c, float *dst)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+  long n = (long) h * w * c;
+
+  if (n <= 0)
+    return;
+  if (!si_cuda_map_half (cu, c)) {
+    be->ops->copy (be, dst, src, (size_t) n * sizeof (float));
+    return;
+  }
+  float_to_half_kernel<<<si_cuda_blocks (n, 256), 256, 0, cu->stream>>> (
+      src, n, (__half *) dst);
+  SI_CUDA_LAUNCHED (be, "float_to_half_kernel");
 }

@@ -1,14 +1,41 @@
 /* pool_cuda.cu: CUDA twin of pool_cpu.c: the ResNet stem's 3x3 / stride 2
- * / pad 1 max pool on NHWC maps; padding never wins.  One thread per
+ * / pad 1 max pool on NHWC maps, fp32 or half (si_cuda_map_half: the max
+ * of halves is exact either way); padding never wins.  One thread per
  * output element, consecutive threads on consecutive channels.
  */
 #include "backend_cuda.h"
 
+#include <cuda_fp16.h>
 #include <float.h>
 
-__global__ void
-maxpool3x3s2_kernel (
-    const float *x, int h, int w, int c, int ho, int wo, float *y)
+static __device__ __forceinline__ float
+to_float (float v)
+{
+  return v;
+}
+
+static __device__ __forceinline__ float
+to_float (__half v)
+{
+  return __half2float (v);
+}
+
+static __device__ __forceinline__ void
+store (float *p, float v)
+{
+  *p = v;
+}
+
+/* (exact: v is one of the halves read) */
+static __device__ __forceinline__ void
+store (__half *p, float v)
+{
+  *p = __float2half (v);
+}
+
+template <typename T>
+static __device__ __forceinline__ void
+maxpool3x3s2_thread (const T *x, int h, int w, int c, int ho, int wo, T *y)
 {
   long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= (long) ho * wo * c)
@@ -25,11 +52,25 @@ maxpool3x3s2_kernel (
       int ix = ox * 2 - 1 + kx;
       if (ix < 0 || ix >= w)
         continue;
-      float v = x[((size_t) iy * w + ix) * c + k];
+      float v = to_float (x[((size_t) iy * w + ix) * c + k]);
       m = v > m ? v : m;
     }
   }
-  y[t] = m;
+  store (&y[t], m);
+}
+
+__global__ void
+maxpool3x3s2_kernel (
+    const float *x, int h, int w, int c, int ho, int wo, float *y)
+{
+  maxpool3x3s2_thread (x, h, w, c, ho, wo, y);
+}
+
+__global__ void
+maxpool3x3s2_half_kernel (
+    const __half *x, int h, int w, int c, int ho, int wo, __half *y)
+{
+  maxpool3x3s2_thread (x, h, w, c, ho, wo, y);
 }
 
 void
@@ -40,6 +81,13 @@ si_maxpool3x3s2_cuda (
   long total = (long) ho * wo * c;
   if (total <= 0)
     return;
+  if (si_cuda_map_half (si_cuda_priv (be), c)) {
+    maxpool3x3s2_half_kernel<<<si_cuda_blocks (total, 256), 256, 0,
+        si_cuda_priv (be)->stream>>> (
+        (const __half *) x, h, w, c, ho, wo, (__half *) y);
+    SI_CUDA_LAUNCHED (be, "maxpool3x3s2_half_kernel");
+    return;
+  }
   maxpool3x3s2_kernel<<<si_cuda_blocks (total, 256), 256, 0,
       si_cuda_priv (be)->stream>>> (x, h, w, c, ho, wo, y);
   SI_CUDA_LAUNCHED (be, "maxpool3x3s2_kernel");

@@ -21,17 +21,23 @@ random_floats (GRand *r, size_t n)
   return p;
 }
 
-/* NHWC (H, W, C) -> the backend's map layout (backend.h): blocked
+/* NHWC (H, W, C) -> the backend's map layout (backend.h) through
+ * map_from_nhwc, checked against the layout: blocked
  * (C/16, H, W, 16) when the CPU keeps it so. */
 static float *
 to_map (SiBackend *be, const float *nhwc, int h, int w, int c)
 {
   size_t hw = (size_t) h * w;
-  float *m = g_memdup2 (nhwc, hw * c * sizeof (float));
+  float *m = g_new (float, hw *c);
+
+  be->ops->map_from_nhwc (be, nhwc, h, w, c, m);
   if (si_cpu_map_blocked (be, c))
     for (size_t p = 0; p < hw; p++)
       for (int k = 0; k < c; k++)
-        m[((size_t) (k / 16) * hw + p) * 16 + k % 16] = nhwc[p * c + k];
+        g_assert_cmpfloat (
+            m[((size_t) (k / 16) * hw + p) * 16 + k % 16], ==, nhwc[p * c + k]);
+  else
+    g_assert_cmpmem (m, hw * c * sizeof (float), nhwc, hw * c * sizeof (float));
   return m;
 }
 

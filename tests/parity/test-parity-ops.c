@@ -207,43 +207,9 @@ test_preprocess (void)
   test_resize_case (SI_FORMAT_NV12, 64, 48, 32, 24); /* exact 2x down */
 }
 
-/* ---- map layout (backend.h): NHWC, or blocked (C/16, H, W, 16) where a
- * backend says so through map_to_nhwc; probed on a (1, 2, C) map ---- */
-
-static bool
-map_blocked (int i, int c)
-{
-  size_t n = 2 * (size_t) c;
-  float *h, *o;
-  void *src, *dst;
-  bool blocked;
-  GError *error = NULL;
-
-  if (OPS (i)->map_to_nhwc == NULL || c % 16)
-    return false;
-  h = g_new (float, n);
-  o = g_new (float, n);
-  for (size_t k = 0; k < n; k++)
-    h[k] = (float) k;
-  src = OPS (i)->alloc (BE (i), n * sizeof (float), &error);
-  dst = OPS (i)->alloc (BE (i), n * sizeof (float), &error);
-  if (!src || !dst ||
-      !OPS (i)->upload (BE (i), src, h, n * sizeof (float), &error)) {
-    fprintf (stderr, "FAIL: map probe: %s\n", error ? error->message : "?");
-    exit (1);
-  }
-  OPS (i)->map_to_nhwc (BE (i), src, 1, 2, c, dst);
-  if (!OPS (i)->download (BE (i), o, dst, n * sizeof (float), &error)) {
-    fprintf (stderr, "FAIL: map probe: %s\n", error->message);
-    exit (1);
-  }
-  blocked = memcmp (h, o, n * sizeof (float)) != 0;
-  OPS (i)->free (BE (i), src);
-  OPS (i)->free (BE (i), dst);
-  g_free (h);
-  g_free (o);
-  return blocked;
-}
+/* ---- map layout (backend.h): NHWC fp32, or the backend's own where it
+ * has map_from_nhwc / map_to_nhwc (blocked on the CPU's oneDNN path, half
+ * on CUDA in fp16) ---- */
 
 /* A map given in NHWC, stored in each backend's own layout. */
 static SiTwin
@@ -251,23 +217,15 @@ twin_map (const float *nhwc, int hw, int c)
 {
   size_t n = (size_t) hw * c;
   SiTwin t = si_twin_new (pt, nhwc, n * sizeof (float));
-  GError *error = NULL;
+  SiTwin o = si_twin_new (pt, NULL, n * sizeof (float));
 
   FOR_BOTH (i) {
-    float *b;
-    if (!map_blocked (i, c))
+    if (OPS (i)->map_from_nhwc == NULL)
       continue;
-    b = g_new (float, n);
-    for (int p = 0; p < hw; p++)
-      for (int k = 0; k < c; k++)
-        b[((size_t) (k / 16) * hw + p) * 16 + k % 16] =
-            nhwc[(size_t) p * c + k];
-    if (!OPS (i)->upload (BE (i), t.p[i], b, n * sizeof (float), &error)) {
-      fprintf (stderr, "FAIL: upload: %s\n", error->message);
-      exit (1);
-    }
-    g_free (b);
+    OPS (i)->map_from_nhwc (BE (i), t.p[i], 1, hw, c, o.p[i]);
+    OPS (i)->copy (BE (i), t.p[i], o.p[i], n * sizeof (float));
   }
+  si_twin_free (pt, &o);
   return t;
 }
 
@@ -373,6 +331,9 @@ test_image_ops (void)
   test_conv_case (32, 32, 3, 2, 1, 19, 23, false, true, false);
   test_conv_case (64, 64, 3, 1, 32, 9, 11, false, true, false);  /* groups */
   test_conv_case (64, 16, 3, 1, 1, 180, 180, true, true, false); /* slices */
+  /* 1x1s between a map that may be half (C 32) and one that is not (C 8) */
+  test_conv_case (8, 32, 1, 1, 1, 13, 17, true, true, false);
+  test_conv_case (32, 8, 1, 1, 1, 13, 17, false, false, true);
 #ifdef SI_PARITY_EMU
   {
     /* every case above but the grouped one fused bias and ReLU into its
@@ -406,12 +367,18 @@ test_image_ops (void)
 #endif
 
   /* max pool: random, then all-negative (padding must not win); C 24 is
-   * NHWC everywhere, C 32 may be blocked */
+   * NHWC everywhere, C 32 may be blocked or half.  The values are
+   * multiples of 2^-8, exact in half, so that the max is exact everywhere */
   for (int t = 0; t < 3; t++) {
     int h = 33, w = 40, c = t == 2 ? 32 : 24, ho = 17, wo = 20;
-    SiTwin x = twin_map_random (
-        h * w, c, t == 1 ? -5.0f : -1.0f, t == 1 ? -1.0f : 1.0f);
-    SiTwin y = si_twin_new (pt, NULL, (size_t) ho * wo * c * 4);
+    float *xh = si_parity_random (
+        rng, (size_t) h * w * c, t == 1 ? -5.0f : -1.0f, t == 1 ? -1.0f : 1.0f);
+    SiTwin x, y;
+    for (size_t k = 0; k < (size_t) h * w * c; k++)
+      xh[k] = roundf (xh[k] * 256.0f) / 256.0f;
+    x = twin_map (xh, h * w, c);
+    g_free (xh);
+    y = si_twin_new (pt, NULL, (size_t) ho * wo * c * 4);
     FOR_BOTH (i) {
       OPS (i)->maxpool3x3s2 (BE (i), TF (x, i), h, w, c, TF (y, i));
     }

@@ -979,7 +979,8 @@ gemm_ex_check (
   bool fp32 = a == CUDA_R_32F && b == CUDA_R_32F &&
       (ct == CUBLAS_COMPUTE_32F || ct == CUBLAS_COMPUTE_32F_FAST_16F);
   bool fp16 = a == CUDA_R_16F && b == CUDA_R_16F && ct == CUBLAS_COMPUTE_32F;
-  if (c != CUDA_R_32F || !(fp32 || fp16))
+  /* a half C only with half operands, as in cuBLAS's table */
+  if (!(c == CUDA_R_32F || (fp16 && c == CUDA_R_16F)) || !(fp32 || fp16))
     return CUBLAS_STATUS_NOT_SUPPORTED;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -1031,6 +1032,28 @@ gemm_ex_one (cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
       ta, tb, m, n, k, alpha, a.data (), lda, b.data (), ldb, beta, C, ldc);
 }
 
+/* Runs fn on an fp32 C (m, n, ld): C itself, or for a half C a float copy
+ * that is rounded back to half (nearest even) once fn has accumulated into
+ * it, as the device rounds its fp32 result. */
+template <typename F>
+static void
+with_float_c (cudaDataType type, void *C, int m, int n, int ld, F fn)
+{
+  if (type == CUDA_R_32F) {
+    fn ((float *) C);
+    return;
+  }
+  __half *h = (__half *) C;
+  std::vector<float> f ((size_t) ld * n);
+  for (int j = 0; j < n; j++)
+    for (int i = 0; i < m; i++)
+      f[(size_t) j * ld + i] = __half2float (h[(size_t) j * ld + i]);
+  fn (f.data ());
+  for (int j = 0; j < n; j++)
+    for (int i = 0; i < m; i++)
+      h[(size_t) j * ld + i] = __float2half (f[(size_t) j * ld + i]);
+}
+
 } /* extern "C++" */
 
 cublasStatus_t
@@ -1050,8 +1073,10 @@ cublasGemmEx (cublasHandle_t handle, cublasOperation_t transa,
   bool half = computeType == CUBLAS_COMPUTE_32F_FAST_16F;
   submit (handle->stream, [=] () {
     if (Atype == CUDA_R_16F)
-      gemm_ex_one (transa, transb, m, n, k, al, (const __half *) A, lda,
-          (const __half *) B, ldb, be, (float *) C, ldc, false);
+      with_float_c (Ctype, C, m, n, ldc, [&] (float *c) {
+        gemm_ex_one (transa, transb, m, n, k, al, (const __half *) A, lda,
+            (const __half *) B, ldb, be, c, ldc, false);
+      });
     else if (half)
       gemm_ex_one (transa, transb, m, n, k, al, (const float *) A, lda,
           (const float *) B, ldb, be, (float *) C, ldc, true);
@@ -1107,7 +1132,7 @@ struct SiEmuLtDesc
   cublasComputeType_t compute;
   cublasOperation_t ta, tb;
   cublasLtEpilogue_t epilogue;
-  const float *bias;
+  const void *bias; /* D's type */
 };
 
 struct SiEmuLtLayout
@@ -1274,7 +1299,9 @@ lt_shape (const SiEmuLtDesc *desc, const SiEmuLtLayout *a,
   uint64_t bn = desc->tb == CUBLAS_OP_N ? b->cols : b->rows;
   if (ak != bk || d->rows != am || d->cols != bn || c->rows != d->rows ||
       c->cols != d->cols || c->ld != d->ld || a->type != b->type ||
-      c->type != CUDA_R_32F || d->type != CUDA_R_32F ||
+      c->type != d->type ||
+      (d->type != CUDA_R_32F &&
+          !(d->type == CUDA_R_16F && a->type == CUDA_R_16F)) ||
       (a->type == CUDA_R_16F && desc->compute != CUBLAS_COMPUTE_32F))
     return false;
   *m = (int) am;
@@ -1332,29 +1359,36 @@ cublasLtMatmul (cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
   bool half = a->type == CUDA_R_16F;
   bool round = desc->compute == CUBLAS_COMPUTE_32F_FAST_16F;
   int lda = (int) a->ld, ldb = (int) b->ld, ldd = (int) d->ld;
-  const float *bv = desc->bias;
+  const void *bv = desc->bias;
+  cudaDataType dt = d->type;
+  size_t esz = dt == CUDA_R_16F ? sizeof (__half) : sizeof (float);
   lt_matmuls++;
   submit (stream, [=] () {
-    float *out = (float *) D;
     /* D = C first, then the product accumulates onto it (beta) */
     if (C != D)
       for (int j = 0; j < n; j++)
-        memmove (out + (size_t) j * ldd, (const float *) C + (size_t) j * ldd,
-            (size_t) m * sizeof (float));
-    if (half)
-      gemm_ex_one (ta, tb, m, n, k, al, (const __half *) A, lda,
-          (const __half *) B, ldb, be, out, ldd, false);
-    else if (round)
-      gemm_ex_one (ta, tb, m, n, k, al, (const float *) A, lda,
-          (const float *) B, ldb, be, out, ldd, true);
-    else
-      gemm_cm (ta, tb, m, n, k, al, (const float *) A, lda, (const float *) B,
-          ldb, be, out, ldd);
-    for (int j = 0; j < n; j++)
-      for (int i = 0; i < m; i++) {
-        float v = out[(size_t) j * ldd + i] + (bias ? bv[i] : 0.0f);
-        out[(size_t) j * ldd + i] = relu && v < 0.0f ? 0.0f : v;
-      }
+        memmove ((char *) D + (size_t) j * ldd * esz,
+            (const char *) C + (size_t) j * ldd * esz, (size_t) m * esz);
+    /* the epilogue in fp32; a half D is rounded once, at the end */
+    with_float_c (dt, D, m, n, ldd, [&] (float *out) {
+      if (half)
+        gemm_ex_one (ta, tb, m, n, k, al, (const __half *) A, lda,
+            (const __half *) B, ldb, be, out, ldd, false);
+      else if (round)
+        gemm_ex_one (ta, tb, m, n, k, al, (const float *) A, lda,
+            (const float *) B, ldb, be, out, ldd, true);
+      else
+        gemm_cm (ta, tb, m, n, k, al, (const float *) A, lda,
+            (const float *) B, ldb, be, out, ldd);
+      for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+          float b = !bias              ? 0.0f
+              : dt == CUDA_R_16F ? __half2float (((const __half *) bv)[i])
+                                 : ((const float *) bv)[i];
+          float v = out[(size_t) j * ldd + i] + b;
+          out[(size_t) j * ldd + i] = relu && v < 0.0f ? 0.0f : v;
+        }
+    });
   });
   return CUBLAS_STATUS_SUCCESS;
 }
