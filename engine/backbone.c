@@ -148,10 +148,10 @@ run_block (SiBackboneNet *bn, const SiBottleneck *blk, const BlockPlans *p,
     if (!ops->conv2d (be, p->downsample, x, h, w, y, false, false, error))
       return FALSE;
   } else if (x != y) {
-    /* ResNet-18/34 layer1.0: identity without a conv (H*W*C floats: the
-     * whole map in any layout, more than a half map, within both
-     * buffers) */
-    ops->copy (be, y, x, sizeof (float) * h * w * blk->conv1.cin);
+    /* ResNet-18/34 layer1.0: identity without a conv */
+    size_t bytes = ops->map_bytes ? ops->map_bytes (be, h, w, blk->conv1.cin)
+                                  : sizeof (float) * h * w * blk->conv1.cin;
+    ops->copy (be, y, x, bytes);
   }
   if (p->conv3) {
     /* Bottleneck: 1x1 -> 3x3 (stride) -> 1x1 + identity, ReLU */

@@ -113,6 +113,9 @@ struct _SiBackendOps
   /* dst (H, W, C) in the map layout = src (H, W, C) NHWC fp32; dst != src. */
   void (*map_from_nhwc) (
       SiBackend *be, const float *src, int h, int w, int c, float *dst);
+  /* Bytes a map (H, W, C) takes in the map layout, what copying it takes
+   * (NULL: H*W*C floats). */
+  size_t (*map_bytes) (SiBackend *be, int h, int w, int c);
   /* Backend-to-backend copy of bytes. */
   void (*copy) (SiBackend *be, void *dst, const void *src, size_t bytes);
   /* dst (cols, rows) = src (rows, cols)^T, e.g. NCHW (C, HW) -> NHWC. */

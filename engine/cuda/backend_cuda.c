@@ -540,6 +540,13 @@ cuda_graph_free (SiBackend *be, void *graph)
   si_cuda_graph_free (be, graph);
 }
 
+static size_t
+cuda_map_bytes (SiBackend *be, int h, int w, int c)
+{
+  return (size_t) h * w * c *
+      (si_cuda_map_half (si_cuda_priv (be), c) ? 2 : sizeof (float));
+}
+
 /* ---- the table ---- */
 
 const SiBackendOps si_cuda_backend_ops = {
@@ -564,6 +571,7 @@ const SiBackendOps si_cuda_backend_ops = {
   .group_norm = si_group_norm_cuda,
   .map_to_nhwc = si_map_to_nhwc_cuda, /* NHWC, fp32 or half */
   .map_from_nhwc = si_map_from_nhwc_cuda,
+  .map_bytes = cuda_map_bytes,
   .copy = cuda_copy,
   .transpose = si_transpose_cuda,
 

@@ -2,6 +2,8 @@
  * test (CUDA) against its CPU twin (plain-loop reference mode) on random
  * and edge inputs: normalized error (nmse) with a per-op tolerance, exact
  * bytes for the integer outputs (resized frames, LUT normalisation).
+ * A ResNet-18-style backbone runs through backbone.c on both (the
+ * golden case, a bottleneck R-50, is the detector test's).
  * Under the emulation (SI_PARITY_EMU) the convolutions also run with
  * cuBLASLt finding no fused-epilogue kernel: the separate bias pass must
  * give the same results, and the fused path must have been taken before.
@@ -13,6 +15,7 @@
 #include "cublasLt.h"
 #endif
 
+#include "backbone.h"
 #include "preprocess.h"
 #include "si-math.h"
 
@@ -319,6 +322,105 @@ test_conv_case (int cin, int cout, int k, int stride, int groups, int h, int w,
   g_free (gv);
   g_free (mb);
   g_free (var);
+}
+
+static SiConv
+random_conv (GPtrArray *owned, int cin, int cout, int k, int stride)
+{
+  SiConv cv = { 0 };
+  float *wt =
+      si_parity_random (rng, (size_t) cout * cin * k * k, -0.25f, 0.25f);
+  float *b = si_parity_random (rng, cout, -0.5f, 0.5f);
+
+  g_ptr_array_add (owned, wt);
+  g_ptr_array_add (owned, b);
+  cv.w = wt;
+  cv.b = b;
+  cv.cout = cout;
+  cv.cin = cin;
+  cv.kh = cv.kw = k;
+  cv.stride = stride;
+  cv.pad = k / 2;
+  cv.groups = 1;
+  return cv;
+}
+
+/* A ResNet-18-style backbone through backbone.c (the golden case is a
+ * bottleneck R-50): BasicBlocks, layer1.0 without a downsample (its
+ * identity copied: map_bytes), on random weights; every level's output
+ * compared after map_to_nhwc. */
+static void
+test_basic_block_backbone (void)
+{
+  GPtrArray *owned = g_ptr_array_new_with_free_func (g_free);
+  SiBackbone bb = { 0 };
+  int ch[SI_NUM_LEVELS] = { 16, 32, 64, 128 },
+      nb[SI_NUM_LEVELS] = { 2, 2, 1, 1 };
+  int h = 64, w = 96, cin = 16;
+  size_t px = (size_t) h * w;
+  SiBackboneSizes s;
+  SiTwin x = twin_random (px * 3, -1, 1), stem, pool, t1, t2,
+         out[SI_NUM_LEVELS];
+  SiBackboneNet *bn[2] = { NULL, NULL };
+  GError *error = NULL;
+
+  bb.depth = 18;
+  bb.bottleneck = false;
+  bb.stem_channels = 16;
+  bb.stem = random_conv (owned, 3, 16, 7, 2);
+  for (int l = 0; l < SI_NUM_LEVELS; l++) {
+    bb.n_blocks[l] = nb[l];
+    bb.out_channels[l] = ch[l];
+    bb.blocks[l] = g_new0 (SiBottleneck, nb[l]);
+    for (int b = 0; b < nb[l]; b++) {
+      SiBottleneck *blk = &bb.blocks[l][b];
+      int stride = (b == 0 && l > 0) ? 2 : 1;
+      blk->conv1 = random_conv (owned, b == 0 ? cin : ch[l], ch[l], 3, stride);
+      blk->conv2 = random_conv (owned, ch[l], ch[l], 3, 1);
+      blk->has_downsample = b == 0 && (stride != 1 || cin != ch[l]);
+      if (blk->has_downsample)
+        blk->downsample = random_conv (owned, cin, ch[l], 1, stride);
+    }
+    cin = ch[l];
+  }
+  si_backbone_sizes (&bb, px, &s);
+  stem = si_twin_new (pt, NULL, s.stem * sizeof (float));
+  pool = si_twin_new (pt, NULL, s.pool * sizeof (float));
+  t1 = si_twin_new (pt, NULL, s.t1 * sizeof (float));
+  t2 = si_twin_new (pt, NULL, MAX (s.t2, 1) * sizeof (float));
+  for (int l = 0; l < SI_NUM_LEVELS; l++)
+    out[l] = si_twin_new (pt, NULL, s.out[l] * sizeof (float));
+  FOR_BOTH (i) {
+    SiBackboneBuffers buf = { TF (stem, i), TF (pool, i), TF (t1, i),
+      TF (t2, i),
+      { TF (out[0], i), TF (out[1], i), TF (out[2], i), TF (out[3], i) } };
+    bn[i] = si_backbone_net_new (BE (i), &bb, &error);
+    if (bn[i] == NULL ||
+        !si_backbone_run (bn[i], TF (x, i), h, w, &buf, &error)) {
+      si_parity_fail (
+          pt, "basic-block backbone: %s: %s", pt->name[i], error->message);
+      g_clear_error (&error);
+    }
+  }
+  si_parity_sync (pt, "basic-block backbone");
+  for (int l = 0; l < SI_NUM_LEVELS; l++) {
+    char what[64];
+    snprintf (what, sizeof (what), "basic-block backbone level %d", l);
+    check_map (what, &out[l], h >> (l + 2), w >> (l + 2), ch[l], tol_gemm);
+  }
+  FOR_BOTH (i) {
+    si_backbone_net_free (&bn[i]);
+  }
+  si_twin_free (pt, &x);
+  si_twin_free (pt, &stem);
+  si_twin_free (pt, &pool);
+  si_twin_free (pt, &t1);
+  si_twin_free (pt, &t2);
+  for (int l = 0; l < SI_NUM_LEVELS; l++) {
+    si_twin_free (pt, &out[l]);
+    g_free (bb.blocks[l]);
+  }
+  g_ptr_array_free (owned, TRUE);
 }
 
 static void
@@ -790,6 +892,7 @@ main (int argc, char **argv)
   test_gemm ();
   test_preprocess ();
   test_image_ops ();
+  test_basic_block_backbone ();
   test_decoder_misc ();
   test_topk_case (20 * 80, 20, false);
   test_topk_case (100 * 80, 100, true);
