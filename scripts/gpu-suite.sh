@@ -10,12 +10,14 @@
 #   parity      the parity suite (every op vs its CPU twin, fp32 and fp16; the
 #               detector on the golden cases; CUDA graphs) and si-detect
 #   bench       bench-cuda: R-50 100 and 300 queries, fp32 and fp16, batch 1
-#               and 4 streams; graphs off, and the fused conv epilogue off,
-#               for comparison
+#               and 4 streams
 #   sanitize-ops       compute-sanitizer memcheck / racecheck / synccheck on
 #                      the op parity test
 #   sanitize-detector  memcheck (with leak check) / initcheck on the detector,
 #                      memcheck on the graph-replayed context
+#   compare     bench-cuda fp16 100 queries with graphs off, the fused conv
+#               epilogue off and fp32 maps, one at a time (last: it only
+#               explains the bench numbers)
 # --budget (default 480 s) bounds the whole run: each step gets at most what
 # is left of it, and a step that would start with less than 20 s left is
 # reported as NOT RUN.  One device call then fits the tool's 10-minute limit
@@ -45,11 +47,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ $# -gt 0 ] || set -- all
-[ "$*" = all ] && set -- parity bench sanitize-ops sanitize-detector
+[ "$*" = all ] && set -- parity bench sanitize-ops sanitize-detector compare
 for what in "$@"; do
   case $what in
-    parity | sanitize-ops | sanitize-detector | bench) ;;
-    *) echo "usage: $0 [--budget S] [all|parity|bench|sanitize-ops|sanitize-detector]..."
+    parity | sanitize-ops | sanitize-detector | bench | compare) ;;
+    *) echo "usage: $0 [--budget S] [all|parity|bench|sanitize-ops|sanitize-detector|compare]..."
        exit 2 ;;
   esac
 done
@@ -161,19 +163,30 @@ run_sanitize_detector() {
     "$B/bin/test-parity-context-graph" "$G"
 }
 
-run_bench() {
-  local py models=${TMPDIR:-/tmp}/si-bench-models
+models=${TMPDIR:-/tmp}/si-bench-models
+
+make_models() { # make_models QUERIES...
+  local py q
   py=$(command -v python3)
   mkdir -p "$models"
-  for q in 100 300; do
+  for q in "$@"; do
     [ -f "$models/r50-${q}q.safetensors" ] ||
       step "make-model-${q}q" 120 "$py" bench/make-random-model.py \
         --out "$models/r50-${q}q.safetensors" --queries "$q" --golden "$G" --spec "$B/docs/model-spec.md"
   done
+}
+
+run_bench() {
+  make_models 100 300
   step bench-r50-100q 150 "$B/bin/bench-cuda" --model "$models/r50-100q.safetensors" \
     --runs 50 --streams 4
   step bench-r50-300q 150 "$B/bin/bench-cuda" --model "$models/r50-300q.safetensors" \
     --runs 50 --streams 4
+  cat "$OUTDIR/bench.txt"
+}
+
+run_compare() {
+  make_models 100
   SI_CUDA_GRAPHS=0 step bench-r50-100q-nographs 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
   SI_CUDA_FUSED_EPILOGUE=0 step bench-r50-100q-unfused 90 "$B/bin/bench-cuda" \
