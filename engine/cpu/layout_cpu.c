@@ -32,9 +32,10 @@ si_transpose_cpu (
   }
 }
 
-void
-si_map_to_nhwc_cpu (
-    SiBackend *be, const float *src, int h, int w, int c, float *dst)
+/* Blocked (C/16, HW, 16) <-> NHWC (HW, C); a copy for NHWC maps. */
+static void
+map_convert (SiBackend *be, const float *src, int h, int w, int c, float *dst,
+    bool to_nhwc)
 {
   size_t hw = (size_t) h * w;
 
@@ -42,38 +43,30 @@ si_map_to_nhwc_cpu (
     si_copy_cpu (be, dst, src, hw * c * sizeof (float));
     return;
   }
-  /* (C/16, HW, 16) -> (HW, C) */
 #pragma omp parallel for schedule(static)
   for (size_t p = 0; p < hw; p++) {
-    float *o = dst + p * c;
     for (int b = 0; b < c / 16; b++) {
-      const float *s = src + ((size_t) b * hw + p) * 16;
+      size_t nhwc = p * c + (size_t) b * 16;
+      size_t blocked = ((size_t) b * hw + p) * 16;
+      const float *s = src + (to_nhwc ? blocked : nhwc);
+      float *o = dst + (to_nhwc ? nhwc : blocked);
 #pragma omp simd
       for (int j = 0; j < 16; j++)
-        o[b * 16 + j] = s[j];
+        o[j] = s[j];
     }
   }
+}
+
+void
+si_map_to_nhwc_cpu (
+    SiBackend *be, const float *src, int h, int w, int c, float *dst)
+{
+  map_convert (be, src, h, w, c, dst, true);
 }
 
 void
 si_map_from_nhwc_cpu (
     SiBackend *be, const float *src, int h, int w, int c, float *dst)
 {
-  size_t hw = (size_t) h * w;
-
-  if (!si_cpu_map_blocked (be, c)) {
-    si_copy_cpu (be, dst, src, hw * c * sizeof (float));
-    return;
-  }
-  /* (HW, C) -> (C/16, HW, 16) */
-#pragma omp parallel for schedule(static)
-  for (size_t p = 0; p < hw; p++) {
-    const float *s = src + p * c;
-    for (int b = 0; b < c / 16; b++) {
-      float *o = dst + ((size_t) b * hw + p) * 16;
-#pragma omp simd
-      for (int j = 0; j < 16; j++)
-        o[j] = s[b * 16 + j];
-    }
-  }
+  map_convert (be, src, h, w, c, dst, false);
 }

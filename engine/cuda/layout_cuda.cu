@@ -60,9 +60,10 @@ float_to_half_kernel (const float *src, long n, __half *dst)
     dst[t] = __float2half (src[t]);
 }
 
-void
-si_map_to_nhwc_cuda (
-    SiBackend *be, const float *src, int h, int w, int c, float *dst)
+/* Half map <-> NHWC fp32; a copy for fp32 maps. */
+static void
+map_convert (SiBackend *be, const float *src, int h, int w, int c,
+    float *dst, bool to_nhwc)
 {
   SiCudaBackend *cu = si_cuda_priv (be);
   long n = (long) h * w * c;
@@ -73,25 +74,27 @@ si_map_to_nhwc_cuda (
     be->ops->copy (be, dst, src, (size_t) n * sizeof (float));
     return;
   }
-  half_to_float_kernel<<<si_cuda_blocks (n, 256), 256, 0, cu->stream>>> (
-      (const __half *) src, n, dst);
-  SI_CUDA_LAUNCHED (be, "half_to_float_kernel");
+  if (to_nhwc) {
+    half_to_float_kernel<<<si_cuda_blocks (n, 256), 256, 0, cu->stream>>> (
+        (const __half *) src, n, dst);
+    SI_CUDA_LAUNCHED (be, "half_to_float_kernel");
+  } else {
+    float_to_half_kernel<<<si_cuda_blocks (n, 256), 256, 0, cu->stream>>> (
+        src, n, (__half *) dst);
+    SI_CUDA_LAUNCHED (be, "float_to_half_kernel");
+  }
+}
+
+void
+si_map_to_nhwc_cuda (
+    SiBackend *be, const float *src, int h, int w, int c, float *dst)
+{
+  map_convert (be, src, h, w, c, dst, true);
 }
 
 void
 si_map_from_nhwc_cuda (
     SiBackend *be, const float *src, int h, int w, int c, float *dst)
 {
-  SiCudaBackend *cu = si_cuda_priv (be);
-  long n = (long) h * w * c;
-
-  if (n <= 0)
-    return;
-  if (!si_cuda_map_half (cu, c)) {
-    be->ops->copy (be, dst, src, (size_t) n * sizeof (float));
-    return;
-  }
-  float_to_half_kernel<<<si_cuda_blocks (n, 256), 256, 0, cu->stream>>> (
-      src, n, (__half *) dst);
-  SI_CUDA_LAUNCHED (be, "float_to_half_kernel");
+  map_convert (be, src, h, w, c, dst, false);
 }
