@@ -3,7 +3,8 @@
  * CUDA backend's own code, host side and kernels, runs on the CPU in the
  * parity suite.  Device memory is host memory, streams are synchronous,
  * kernels run block by block, the threads of a block as fibers (barriers
- * and warp shuffles are block-wide).  Not CUDA: no timing, no concurrency,
+ * and warp shuffles are block-wide), in the order SI_EMU_SCHEDULE sets
+ * (cuda-emu.cc).  Not CUDA: no timing, no concurrency,
  * device libm is the host's.  Compiled as C (backend_cuda.c) and C++
  * (the .cu files after cu2cpp.py).
  */
