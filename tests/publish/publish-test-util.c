@@ -1,6 +1,7 @@
 /* Helpers of the stagemetapublish tests (see publish-test-util.h): the frame
  * generator and its expected message, a validator for the JSON Schema
- * keywords our schema uses, and process/port utilities for real brokers. */
+ * keywords our schema uses, the harness around the element, and
+ * process/port utilities for real brokers. */
 #include "publish-test-util.h"
 
 #include "si-detection-meta.h"
@@ -520,4 +521,62 @@ pt_check_message (const gchar *text, gsize len, guint i, const gchar *source_id,
   g_free (why);
   json_node_unref (root);
   return i;
+}
+
+/* ---- harness ---------------------------------------------------------- */
+
+GstHarness *
+pt_new_harness (GstElement *e)
+{
+  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
+
+  gst_harness_set_src_caps_str (h, pt_caps_string ());
+  return h;
+}
+
+void
+pt_push_frames (GstHarness *h, guint first, guint n)
+{
+  guint i;
+
+  for (i = first; i < first + n; i++) {
+    GstBuffer *in = pt_make_frame (i), *out;
+
+    fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_OK);
+    out = gst_harness_pull (h);
+    fail_unless (out == in, "not passthrough");
+    gst_buffer_unref (out);
+  }
+}
+
+guint64
+pt_get_u64 (GstElement *e, const gchar *name)
+{
+  guint64 v;
+
+  g_object_get (e, name, &v, NULL);
+  return v;
+}
+
+void
+pt_expect_start_error (GstElement *e, const gchar *const *needles)
+{
+  GstBus *bus = gst_bus_new ();
+  GstMessage *msg;
+  GError *err = NULL;
+
+  gst_element_set_bus (e, bus);
+  fail_unless_equals_int (
+      gst_element_set_state (e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
+  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (msg != NULL, "no error message");
+  gst_message_parse_error (msg, &err, NULL);
+  for (; *needles != NULL; needles++)
+    fail_unless (strstr (err->message, *needles) != NULL,
+        "\"%s\" not in error \"%s\"", *needles, err->message);
+  g_error_free (err);
+  gst_message_unref (msg);
+  gst_element_set_state (e, GST_STATE_NULL);
+  gst_element_set_bus (e, NULL);
+  gst_object_unref (bus);
 }

@@ -3,6 +3,7 @@
  * validator and the check of one message against the metas of its frame. */
 #pragma once
 
+#include <gst/check/gstharness.h>
 #include <gst/gst.h>
 #include <json-glib/json-glib.h>
 
@@ -39,6 +40,17 @@ guint64 pt_check_message (const gchar *text, gsize len, guint i,
     const gchar *source_id, gint w, gint h);
 /* Parses text (asserting it is a JSON object) and returns frame_number. */
 guint64 pt_message_frame (const gchar *text, gsize len);
+
+/* A harness on e (sink -> src) with pt_caps_string () caps. */
+GstHarness *pt_new_harness (GstElement *e);
+/* Pushes frames first .. first + n - 1 (pt_make_frame), asserting that
+ * each comes out as it went in (the publisher is passthrough). */
+void pt_push_frames (GstHarness *h, guint first, guint n);
+/* A guint64 property of e. */
+guint64 pt_get_u64 (GstElement *e, const gchar *name);
+/* Asserts that e fails to start with a bus error whose message contains
+ * every needle (NULL-terminated), and leaves e in NULL. */
+void pt_expect_start_error (GstElement *e, const gchar *const *needles);
 
 /* Runs prog with args, returns its pid; stdout/stderr to the test's. */
 GPid pt_spawn (const gchar *const *argv);

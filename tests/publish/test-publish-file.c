@@ -35,30 +35,6 @@ remove_tmp (gchar *path)
   g_free (path);
 }
 
-static GstHarness *
-new_harness (GstElement *e)
-{
-  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
-
-  gst_harness_set_src_caps_str (h, pt_caps_string ());
-  return h;
-}
-
-static void
-push_frames (GstHarness *h, guint first, guint n)
-{
-  guint i;
-
-  for (i = first; i < first + n; i++) {
-    GstBuffer *in = pt_make_frame (i), *out;
-
-    fail_unless_equals_int (gst_harness_push (h, in), GST_FLOW_OK);
-    out = gst_harness_pull (h);
-    fail_unless (out == in, "not passthrough");
-    gst_buffer_unref (out);
-  }
-}
-
 static gchar **
 read_lines (const gchar *path)
 {
@@ -83,8 +59,8 @@ GST_START_TEST (test_file_lines_match_metas)
   guint i;
 
   g_object_set (e, "method", 0, "file-path", path, "source-id", "cam-7", NULL);
-  h = new_harness (e);
-  push_frames (h, 0, N_FRAMES);
+  h = pt_new_harness (e);
+  pt_push_frames (h, 0, N_FRAMES);
   gst_harness_teardown (h);
 
   lines = read_lines (path);
@@ -114,8 +90,8 @@ GST_START_TEST (test_file_array_is_one_json_array)
 
   gst_util_set_object_arg (G_OBJECT (e), "file-format", "array");
   g_object_set (e, "file-path", path, NULL);
-  h = new_harness (e);
-  push_frames (h, 0, N_FRAMES);
+  h = pt_new_harness (e);
+  pt_push_frames (h, 0, N_FRAMES);
   gst_harness_teardown (h);
 
   fail_unless (json_parser_load_from_file (parser, path, NULL));
@@ -148,7 +124,7 @@ GST_START_TEST (test_empty_array_file_is_valid_json)
 
   gst_util_set_object_arg (G_OBJECT (e), "file-format", "array");
   g_object_set (e, "file-path", path, NULL);
-  h = new_harness (e);
+  h = pt_new_harness (e);
   gst_harness_teardown (h);
   fail_unless (g_file_get_contents (path, &text, NULL, NULL));
   fail_unless_equals_string (text, "[\n]\n");
@@ -169,8 +145,8 @@ GST_START_TEST (test_publish_empty_false_skips_empty_frames)
 
   g_object_set (
       e, "file-path", path, "source-id", "cam", "publish-empty", FALSE, NULL);
-  h = new_harness (e);
-  push_frames (h, 0, N_FRAMES);
+  h = pt_new_harness (e);
+  pt_push_frames (h, 0, N_FRAMES);
   gst_harness_teardown (h);
 
   lines = read_lines (path);
@@ -262,8 +238,8 @@ GST_START_TEST (test_state_changes_restart_cleanly)
         gst_element_set_state (e, GST_STATE_READY), GST_STATE_CHANGE_SUCCESS);
     fail_unless_equals_int (
         gst_element_set_state (e, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
-    h = new_harness (e);
-    push_frames (h, 0, round + 1);
+    h = pt_new_harness (e);
+    pt_push_frames (h, 0, round + 1);
     gst_harness_teardown (h);
     g_object_get (e, "published", &published, NULL);
     fail_unless_equals_uint64 (published, round + 1);
@@ -293,7 +269,7 @@ GST_START_TEST (test_meta_of_other_size_is_scaled)
   meta = si_buffer_add_detection_meta (buf, "m", 2 * PT_WIDTH, 2 * PT_HEIGHT);
   si_detection_meta_add (meta, 3, "motorcycle", 0.5f, 10, 20, 50, 60);
   g_object_set (e, "file-path", path, NULL);
-  h = new_harness (e);
+  h = pt_new_harness (e);
   fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_OK);
   gst_harness_teardown (h);
 
@@ -333,7 +309,7 @@ GST_START_TEST (test_labels_are_escaped)
 
   gst_buffer_add_video_region_of_interest_meta (buf, label, 1, 2, 3, 4);
   g_object_set (e, "file-path", path, "source-id", "cam \"x\"", NULL);
-  h = new_harness (e);
+  h = pt_new_harness (e);
   fail_unless_equals_int (gst_harness_push (h, buf), GST_FLOW_OK);
   gst_harness_teardown (h);
 

@@ -128,59 +128,6 @@ new_publisher (const gchar *address, const gchar *source_id)
   return e;
 }
 
-static GstHarness *
-new_harness (GstElement *e)
-{
-  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
-
-  gst_harness_set_src_caps_str (h, pt_caps_string ());
-  return h;
-}
-
-static void
-push_frames (GstHarness *h, guint first, guint n)
-{
-  guint i;
-
-  for (i = first; i < first + n; i++) {
-    fail_unless_equals_int (
-        gst_harness_push (h, pt_make_frame (i)), GST_FLOW_OK);
-    gst_buffer_unref (gst_harness_pull (h));
-  }
-}
-
-static guint64
-get_u64 (GstElement *e, const gchar *name)
-{
-  guint64 v;
-
-  g_object_get (e, name, &v, NULL);
-  return v;
-}
-
-static void
-expect_start_error (GstElement *e, const gchar *const *needles)
-{
-  GstBus *bus = gst_bus_new ();
-  GstMessage *msg;
-  GError *err = NULL;
-
-  gst_element_set_bus (e, bus);
-  fail_unless_equals_int (
-      gst_element_set_state (e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
-  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
-  fail_unless (msg != NULL, "no error message");
-  gst_message_parse_error (msg, &err, NULL);
-  for (; *needles != NULL; needles++)
-    fail_unless (strstr (err->message, *needles) != NULL,
-        "\"%s\" not in error \"%s\"", *needles, err->message);
-  g_error_free (err);
-  gst_message_unref (msg);
-  gst_element_set_state (e, GST_STATE_NULL);
-  gst_element_set_bus (e, NULL);
-  gst_object_unref (bus);
-}
-
 GST_START_TEST (test_kafka_two_cameras_keyed_and_ordered)
 {
   static const gchar *const cams[] = { "cam-a", "cam-b" };
@@ -196,16 +143,16 @@ GST_START_TEST (test_kafka_two_cameras_keyed_and_ordered)
   cluster_new (&c);
   for (k = 0; k < 2; k++) {
     e[k] = new_publisher (c.bootstraps, cams[k]);
-    h[k] = new_harness (e[k]);
+    h[k] = pt_new_harness (e[k]);
   }
   /* interleaved, as two cameras would be */
   for (i = 0; i < N_FRAMES; i++)
     for (k = 0; k < 2; k++)
-      push_frames (h[k], i, 1);
+      pt_push_frames (h[k], i, 1);
   for (k = 0; k < 2; k++) {
     gst_harness_teardown (h[k]);
-    fail_unless_equals_uint64 (get_u64 (e[k], "published"), N_FRAMES);
-    fail_unless_equals_uint64 (get_u64 (e[k], "dropped"), 0);
+    fail_unless_equals_uint64 (pt_get_u64 (e[k], "published"), N_FRAMES);
+    fail_unless_equals_uint64 (pt_get_u64 (e[k], "dropped"), 0);
   }
 
   recs = consume (&c, 2 * N_FRAMES, 30);
@@ -243,7 +190,7 @@ GST_START_TEST (test_kafka_wrong_address_is_named_error)
   const gchar *needles[] = { address, "Connection refused", NULL };
   GstElement *e = new_publisher (address, "cam");
 
-  expect_start_error (e, needles);
+  pt_expect_start_error (e, needles);
   gst_object_unref (e);
   g_free (address);
 }
@@ -257,9 +204,9 @@ GST_START_TEST (test_kafka_bad_config_is_named_error)
   GstElement *e = new_publisher ("127.0.0.1:9", "cam");
 
   g_object_set (e, "kafka-config", "linger.ms=5; no.such.setting=1", NULL);
-  expect_start_error (e, needles);
+  pt_expect_start_error (e, needles);
   g_object_set (e, "kafka-config", "garbage", NULL);
-  expect_start_error (e, needles2);
+  pt_expect_start_error (e, needles2);
   gst_object_unref (e);
 }
 
@@ -280,15 +227,15 @@ GST_START_TEST (test_kafka_delivery_failures_are_counted)
   cluster_new (&c);
   e = new_publisher (c.bootstraps, "cam-down");
   g_object_set (e, "kafka-config", "message.timeout.ms=1000", NULL);
-  h = new_harness (e);
+  h = pt_new_harness (e);
   gst_element_set_bus (e, bus);
   for (b = 1; b <= N_BROKERS; b++)
     rd_kafka_mock_broker_set_down (c.mc, b);
-  push_frames (h, 0, n);
+  pt_push_frames (h, 0, n);
   gst_harness_teardown (h);
 
-  fail_unless_equals_uint64 (get_u64 (e, "published"), 0);
-  fail_unless_equals_uint64 (get_u64 (e, "dropped"), n);
+  fail_unless_equals_uint64 (pt_get_u64 (e, "published"), 0);
+  fail_unless_equals_uint64 (pt_get_u64 (e, "dropped"), n);
   msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
   fail_unless (msg != NULL, "no warning about failed deliveries");
   gst_message_parse_warning (msg, &err, &debug);

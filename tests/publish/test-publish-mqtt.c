@@ -197,72 +197,17 @@ new_publisher (const Broker *b, gint qos)
   return e;
 }
 
-static GstHarness *
-new_harness (GstElement *e)
-{
-  GstHarness *h = gst_harness_new_with_element (e, "sink", "src");
-
-  gst_harness_set_src_caps_str (h, pt_caps_string ());
-  return h;
-}
-
-static void
-push_frames (GstHarness *h, guint first, guint n)
-{
-  guint i;
-
-  for (i = first; i < first + n; i++) {
-    fail_unless_equals_int (
-        gst_harness_push (h, pt_make_frame (i)), GST_FLOW_OK);
-    gst_buffer_unref (gst_harness_pull (h));
-  }
-}
-
-static guint64
-get_u64 (GstElement *e, const gchar *name)
-{
-  guint64 v;
-
-  g_object_get (e, name, &v, NULL);
-  return v;
-}
-
 static gboolean
 wait_published (GstElement *e, guint64 n, guint timeout_s)
 {
   gint64 end = g_get_monotonic_time () + timeout_s * G_USEC_PER_SEC;
 
-  while (get_u64 (e, "published") < n) {
+  while (pt_get_u64 (e, "published") < n) {
     if (g_get_monotonic_time () > end)
       return FALSE;
     g_usleep (20 * 1000);
   }
   return TRUE;
-}
-
-/* Expects start to fail with a bus error whose message contains every
- * needle. */
-static void
-expect_start_error (GstElement *e, const gchar *const *needles)
-{
-  GstBus *bus = gst_bus_new ();
-  GstMessage *msg;
-  GError *err = NULL;
-
-  gst_element_set_bus (e, bus);
-  fail_unless_equals_int (
-      gst_element_set_state (e, GST_STATE_PAUSED), GST_STATE_CHANGE_FAILURE);
-  msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
-  fail_unless (msg != NULL, "no error message");
-  gst_message_parse_error (msg, &err, NULL);
-  for (; *needles != NULL; needles++)
-    fail_unless (strstr (err->message, *needles) != NULL,
-        "\"%s\" not in error \"%s\"", *needles, err->message);
-  g_error_free (err);
-  gst_message_unref (msg);
-  gst_element_set_state (e, GST_STATE_NULL);
-  gst_element_set_bus (e, NULL);
-  gst_object_unref (bus);
 }
 
 /* ---- tests ----------------------------------------------------------- */
@@ -279,8 +224,8 @@ GST_START_TEST (test_mqtt_frames_arrive_in_order)
   broker_new (&b, NULL);
   s = sub_new (&b, NULL, 2);
   e = new_publisher (&b, qos);
-  h = new_harness (e);
-  push_frames (h, 0, N_FRAMES);
+  h = pt_new_harness (e);
+  pt_push_frames (h, 0, N_FRAMES);
   gst_harness_teardown (h); /* stop() waits for the deliveries */
   sub_wait (s, N_FRAMES, 10);
 
@@ -290,8 +235,8 @@ GST_START_TEST (test_mqtt_frames_arrive_in_order)
     const gchar *data = g_bytes_get_data (s->msgs->pdata[i], &len);
     pt_check_message (data, len, i, "cam-m", PT_WIDTH, PT_HEIGHT);
   }
-  fail_unless_equals_uint64 (get_u64 (e, "published"), N_FRAMES);
-  fail_unless_equals_uint64 (get_u64 (e, "dropped"), 0);
+  fail_unless_equals_uint64 (pt_get_u64 (e, "published"), N_FRAMES);
+  fail_unless_equals_uint64 (pt_get_u64 (e, "dropped"), 0);
   sub_free (s);
   broker_free (&b);
   gst_object_unref (e);
@@ -318,20 +263,20 @@ GST_START_TEST (test_mqtt_broker_restart_qos1_loses_only_overflow)
   s = sub_new (&b, "restart-sub", 1);
   e = new_publisher (&b, 1);
   g_object_set (e, "max-queued", max_queued, "client-id", "restart-pub", NULL);
-  h = new_harness (e);
+  h = pt_new_harness (e);
   gst_element_set_bus (e, bus);
 
-  push_frames (h, 0, before);
+  pt_push_frames (h, 0, before);
   fail_unless (wait_published (e, before, 10));
 
   pt_kill (b.pid);
   b.pid = 0;
   /* The video never waits for the broker. */
   t0 = g_get_monotonic_time ();
-  push_frames (h, before, during);
+  pt_push_frames (h, before, during);
   fail_unless (g_get_monotonic_time () - t0 < G_USEC_PER_SEC,
       "pushing blocked while the broker was down");
-  fail_unless_equals_uint64 (get_u64 (e, "dropped"), during - max_queued);
+  fail_unless_equals_uint64 (pt_get_u64 (e, "dropped"), during - max_queued);
   msg = gst_bus_pop_filtered (bus, GST_MESSAGE_WARNING);
   fail_unless (msg != NULL, "no warning about drops");
   gst_message_unref (msg);
@@ -340,8 +285,8 @@ GST_START_TEST (test_mqtt_broker_restart_qos1_loses_only_overflow)
   fail_unless (wait_published (e, before + max_queued, 30),
       "queued messages not delivered after the restart (published "
       "%" G_GUINT64_FORMAT ")",
-      get_u64 (e, "published"));
-  push_frames (h, before + during, after);
+      pt_get_u64 (e, "published"));
+  pt_push_frames (h, before + during, after);
   gst_harness_teardown (h);
 
   /* qos 1 may repeat a message; every accepted frame arrives, in order. */
@@ -367,8 +312,8 @@ GST_START_TEST (test_mqtt_broker_restart_qos1_loses_only_overflow)
   g_mutex_unlock (&s->lock);
   fail_unless_equals_int (n_unique, before + max_queued + after);
   fail_unless_equals_uint64 (
-      get_u64 (e, "published"), before + max_queued + after);
-  fail_unless_equals_uint64 (get_u64 (e, "dropped"), during - max_queued);
+      pt_get_u64 (e, "published"), before + max_queued + after);
+  fail_unless_equals_uint64 (pt_get_u64 (e, "dropped"), during - max_queued);
 
   g_hash_table_unref (seen);
   gst_element_set_bus (e, NULL);
@@ -392,12 +337,12 @@ GST_START_TEST (test_mqtt_stop_while_broker_down_counts_unsent)
   broker_new (&b, NULL);
   e = new_publisher (&b, 1);
   g_object_set (e, "flush-timeout", 300, NULL);
-  h = new_harness (e);
-  push_frames (h, 0, 5);
+  h = pt_new_harness (e);
+  pt_push_frames (h, 0, 5);
   fail_unless (wait_published (e, 5, 10));
   pt_kill (b.pid);
   b.pid = 0;
-  push_frames (h, 5, 3);
+  pt_push_frames (h, 5, 3);
   /* let libmosquitto notice and enter its reconnect backoff */
   g_usleep (1500 * 1000);
   t0 = g_get_monotonic_time ();
@@ -405,8 +350,8 @@ GST_START_TEST (test_mqtt_stop_while_broker_down_counts_unsent)
   took = g_get_monotonic_time () - t0;
   fail_unless (
       took < 3 * G_USEC_PER_SEC, "stop took %" G_GINT64_FORMAT " us", took);
-  fail_unless_equals_uint64 (get_u64 (e, "published"), 5);
-  fail_unless_equals_uint64 (get_u64 (e, "dropped"), 3);
+  fail_unless_equals_uint64 (pt_get_u64 (e, "published"), 5);
+  fail_unless_equals_uint64 (pt_get_u64 (e, "dropped"), 3);
   broker_free (&b);
   gst_object_unref (e);
 }
@@ -422,7 +367,7 @@ GST_START_TEST (test_mqtt_wrong_address_is_named_error)
 
   gst_util_set_object_arg (G_OBJECT (e), "method", "mqtt");
   g_object_set (e, "address", address, NULL);
-  expect_start_error (e, needles);
+  pt_expect_start_error (e, needles);
   gst_object_unref (e);
   g_free (address);
 }
@@ -456,15 +401,15 @@ GST_START_TEST (test_mqtt_login)
 
   e = new_publisher (&b, 1);
   g_object_set (e, "username", "cam", "password", "wrong", NULL);
-  expect_start_error (e, needles);
+  pt_expect_start_error (e, needles);
   gst_object_unref (e);
 
   e = new_publisher (&b, 1);
   g_object_set (e, "username", "cam", "password", "secret", NULL);
-  h = new_harness (e);
-  push_frames (h, 0, 3);
+  h = pt_new_harness (e);
+  pt_push_frames (h, 0, 3);
   gst_harness_teardown (h);
-  fail_unless_equals_uint64 (get_u64 (e, "published"), 3);
+  fail_unless_equals_uint64 (pt_get_u64 (e, "published"), 3);
   gst_object_unref (e);
   g_free (address);
   broker_free (&b);
@@ -535,11 +480,11 @@ GST_START_TEST (test_mqtt_tls_with_client_certificate)
 
   e = new_publisher (&b, 1);
   g_object_set (e, "ca-file", ca, "cert-file", cert, "key-file", key, NULL);
-  h = new_harness (e);
-  push_frames (h, 0, 4);
+  h = pt_new_harness (e);
+  pt_push_frames (h, 0, 4);
   gst_harness_teardown (h);
   /* qos 1: published counts the broker's acknowledgements */
-  fail_unless_equals_uint64 (get_u64 (e, "published"), 4);
+  fail_unless_equals_uint64 (pt_get_u64 (e, "published"), 4);
   gst_object_unref (e);
 
   broker_free (&b);
@@ -564,7 +509,7 @@ GST_START_TEST (test_mqtt_wildcard_topic_is_named_error)
   gst_util_set_object_arg (G_OBJECT (e), "method", "mqtt");
   g_object_set (
       e, "address", "127.0.0.1:1", "topic", "cams/+/detections", NULL);
-  expect_start_error (e, needles);
+  pt_expect_start_error (e, needles);
   gst_object_unref (e);
 }
 
@@ -578,7 +523,7 @@ GST_START_TEST (test_mqtt_missing_ca_file_is_named_error)
   gst_util_set_object_arg (G_OBJECT (e), "method", "mqtt");
   g_object_set (
       e, "address", "127.0.0.1:1", "ca-file", "/nonexistent/ca.pem", NULL);
-  expect_start_error (e, needles);
+  pt_expect_start_error (e, needles);
   gst_object_unref (e);
 }
 
