@@ -15,6 +15,7 @@
  * allocated per frame.
  */
 #include "backend_cuda.h"
+#include "half.cuh"
 
 #include <cuda_fp16.h>
 #include <string.h>
@@ -35,10 +36,9 @@ struct _SiConvPlan
    * __half when half, else float */
   void *w;
   int ldw;
-  float *b; /* (cout) device */
-  /* (cout) device __half: the bias of a half output (cuBLASLt's bias has
-   * D's type) */
-  void *bh;
+  /* (cout) device, of the output's type (cuBLASLt's bias has D's type):
+   * __half when out_half, else float */
+  void *b;
 };
 
 /* Row pitch of the half operands (im2col columns, weights): a multiple
@@ -69,8 +69,8 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
       conv->pad == 0 && conv->groups == 1 && (in_half || !out_half);
   bool half = cu->precision == SI_PRECISION_FP16 && (!direct || in_half);
   __half *bias_h = NULL;
-  size_t w_bytes;
-  const void *src;
+  size_t w_bytes, b_bytes;
+  const void *src, *b_src;
 
   if (conv->w == NULL || conv->cout <= 0 || conv->groups <= 0 ||
       conv->cin % conv->groups || conv->cout % conv->groups ||
@@ -130,9 +130,11 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
     src = wh;
   }
 
+  b_src = bf;
+  b_bytes = conv->cout * sizeof (float);
   if (out_half) {
-    if ((bias_h = (__half *) g_try_malloc (conv->cout * sizeof (__half))) ==
-        NULL) {
+    b_bytes = conv->cout * sizeof (__half);
+    if ((bias_h = (__half *) g_try_malloc (b_bytes)) == NULL) {
       g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
           "conv: cannot allocate the half bias");
       g_free (wf);
@@ -142,6 +144,7 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
     }
     for (int co = 0; co < conv->cout; co++)
       bias_h[co] = __float2half (bf[co]);
+    b_src = bias_h;
   }
 
   plan = g_new0 (SiConvPlan, 1);
@@ -153,21 +156,14 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
   plan->ldw = ldw;
   plan->fused = conv->groups == 1 && cu->fused_epilogue;
   plan->w = si_cuda_alloc (be, w_bytes, error);
-  plan->b = plan->w ? (float *) si_cuda_alloc (
-                          be, (size_t) conv->cout * sizeof (float), error)
-                    : NULL;
-  if (plan->b != NULL && out_half)
-    plan->bh = si_cuda_alloc (be, conv->cout * sizeof (__half), error);
-  if (plan->b == NULL || (out_half && plan->bh == NULL))
+  plan->b = plan->w ? si_cuda_alloc (be, b_bytes, error) : NULL;
+  if (plan->b == NULL)
     goto fail;
   /* pageable sources: consumed when the calls return, they may go */
   if (cudaMemcpyAsync (plan->w, src, w_bytes, cudaMemcpyHostToDevice,
           cu->stream) != cudaSuccess ||
-      cudaMemcpyAsync (plan->b, bf, conv->cout * sizeof (float),
-          cudaMemcpyHostToDevice, cu->stream) != cudaSuccess ||
-      (out_half &&
-          cudaMemcpyAsync (plan->bh, bias_h, conv->cout * sizeof (__half),
-              cudaMemcpyHostToDevice, cu->stream) != cudaSuccess)) {
+      cudaMemcpyAsync (plan->b, b_src, b_bytes, cudaMemcpyHostToDevice,
+          cu->stream) != cudaSuccess) {
     si_cuda_set_error (
         error, cudaGetLastError (), "conv weights upload", __FILE__, __LINE__);
     goto fail;
@@ -196,7 +192,6 @@ si_conv_release_cuda (SiBackend *be, SiConvPlan *plan)
     return;
   si_cuda_free (be, plan->w);
   si_cuda_free (be, plan->b);
-  si_cuda_free (be, plan->bh);
   g_free (plan);
 }
 
@@ -221,25 +216,6 @@ im2col_source (long t, int h, int w, int cin, int kh, int kw, int stride,
   return ((long) iy * w + ix) * cin + g * cin_g + ci;
 }
 
-static __device__ __forceinline__ void
-im2col_put (float *p, float v)
-{
-  *p = v;
-}
-
-/* (__float2half: round to nearest even) */
-static __device__ __forceinline__ void
-im2col_put (__half *p, float v)
-{
-  *p = __float2half (v);
-}
-
-static __device__ __forceinline__ void
-im2col_put (__half *p, __half v)
-{
-  *p = v;
-}
-
 /* Thread t writes element t of col (n = rows * groups * kg), rows ld
  * apart: float from float, half from float (rounded) or from half. */
 template <typename X, typename T>
@@ -254,9 +230,9 @@ im2col_thread (const X *x, int h, int w, int cin, int kh, int kw, int stride,
   long src = im2col_source (t, h, w, cin, kh, kw, stride, pad, groups, wo, m0);
   T *p = &col[t / kt * ld + t % kt];
   if (src >= 0)
-    im2col_put (p, x[src]);
+    si_store (p, x[src]);
   else
-    im2col_put (p, 0.0f);
+    si_store (p, 0.0f);
 }
 
 __global__ void
@@ -276,8 +252,8 @@ im2col_half_kernel (const float *x, int h, int w, int cin, int kh, int kw,
 }
 
 __global__ void
-im2col_half_map_kernel (const __half *x, int h, int w, int cin, int kh,
-    int kw, int stride, int pad, int groups, int wo, long m0, long n, int ld,
+im2col_half_map_kernel (const __half *x, int h, int w, int cin, int kh, int kw,
+    int stride, int pad, int groups, int wo, long m0, long n, int ld,
     __half *col)
 {
   im2col_thread (x, h, w, cin, kh, kw, stride, pad, groups, wo, m0, n, ld, col);
@@ -287,11 +263,11 @@ im2col_half_map_kernel (const __half *x, int h, int w, int cin, int kh,
  * fused into the GEMM's epilogue (cuBLASLt) where the device has a kernel
  * for it, else the GEMM and then the bias pass over the rows it wrote. */
 static void
-conv_gemm (SiBackend *be, SiConvPlan *plan, const SiGemm *g,
-    const void *bias, bool relu)
+conv_gemm (SiBackend *be, SiConvPlan *plan, const SiGemm *g, const void *bias,
+    bool relu)
 {
-  if (plan->fused && si_gemm_bias_act_cuda (be, g, plan->half,
-                         plan->out_half, bias, relu))
+  if (plan->fused &&
+      si_gemm_bias_act_cuda (be, g, plan->half, plan->out_half, bias, relu))
     return;
   if (plan->half)
     si_gemm_half_cuda (be, g, plan->out_half);
@@ -300,8 +276,7 @@ conv_gemm (SiBackend *be, SiConvPlan *plan, const SiGemm *g,
   if (plan->out_half)
     si_bias_act_half_cuda (be, g->c, bias, g->m, g->n, g->ldc, relu);
   else
-    si_bias_act_cuda (
-        be, g->c, (const float *) bias, g->m, g->n, g->ldc, relu);
+    si_bias_act_cuda (be, g->c, (const float *) bias, g->m, g->n, g->ldc, relu);
 }
 
 gboolean
@@ -317,8 +292,7 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
   long m = (long) ho * wo;
   bool half = plan->half;
   size_t osz = plan->out_half ? sizeof (__half) : sizeof (float);
-  const uint8_t *bias = plan->out_half ? (const uint8_t *) plan->bh
-                                       : (const uint8_t *) plan->b;
+  const uint8_t *bias = (const uint8_t *) plan->b;
   SiGemm g;
 
   if (ho <= 0 || wo <= 0)
@@ -357,8 +331,7 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
       else if (half)
         im2col_half_kernel<<<si_cuda_blocks (rows * kt, 256), 256, 0,
             cu->stream>>> (x, h, w, cv->cin, cv->kh, cv->kw, cv->stride,
-            cv->pad, cv->groups, wo, m0, rows * kt, ld,
-            (__half *) cu->conv_ws);
+            cv->pad, cv->groups, wo, m0, rows * kt, ld, (__half *) cu->conv_ws);
       else
         im2col_kernel<<<si_cuda_blocks (rows * kt, 256), 256, 0, cu->stream>>> (
             x, h, w, cv->cin, cv->kh, cv->kw, cv->stride, cv->pad, cv->groups,

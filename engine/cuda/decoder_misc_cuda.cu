@@ -5,6 +5,7 @@
  * the same functions the CPU reference calls.
  */
 #include "backend_cuda.h"
+#include "half.cuh"
 #include "reduce.cuh"
 #include "si-math.h"
 
@@ -55,17 +56,34 @@ si_layer_norm_cuda (SiBackend *be, const float *x, const float *res,
   SI_CUDA_LAUNCHED (be, "layer_norm_kernel");
 }
 
-__global__ void
-bias_act_kernel (
-    float *y, const float *bias, int rows, int n, int ld, bool relu)
+/* y + bias in fp32, stored as y's type: for a half y (the fallback of a
+ * convolution that writes a half map) a second rounding after the GEMM's
+ * own, where the fused epilogue rounds once */
+template <typename T>
+static __device__ __forceinline__ void
+bias_act_thread (T *y, const T *bias, int rows, int n, int ld, bool relu)
 {
   long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= (long) rows * n)
     return;
   int i = (int) (t / n), j = (int) (t % n);
-  float *p = y + (size_t) i * ld + j;
-  float v = *p + bias[j];
-  *p = relu ? si_relu (v) : v;
+  T *p = y + (size_t) i * ld + j;
+  float v = si_to_float (*p) + si_to_float (bias[j]);
+  si_store (p, relu ? si_relu (v) : v);
+}
+
+__global__ void
+bias_act_kernel (
+    float *y, const float *bias, int rows, int n, int ld, bool relu)
+{
+  bias_act_thread (y, bias, rows, n, ld, relu);
+}
+
+__global__ void
+bias_act_half_kernel (
+    __half *y, const __half *bias, int rows, int n, int ld, bool relu)
+{
+  bias_act_thread (y, bias, rows, n, ld, relu);
 }
 
 void
@@ -78,21 +96,6 @@ si_bias_act_cuda (SiBackend *be, float *y, const float *bias, int rows, int n,
   bias_act_kernel<<<si_cuda_blocks (total, 256), 256, 0,
       si_cuda_priv (be)->stream>>> (y, bias, rows, n, ld, relu);
   SI_CUDA_LAUNCHED (be, "bias_act_kernel");
-}
-
-/* y + bias in fp32, rounded to half once more (after the GEMM's own
- * rounding of y: the fused epilogue rounds only once) */
-__global__ void
-bias_act_half_kernel (
-    __half *y, const __half *bias, int rows, int n, int ld, bool relu)
-{
-  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
-  if (t >= (long) rows * n)
-    return;
-  int i = (int) (t / n), j = (int) (t % n);
-  __half *p = y + (size_t) i * ld + j;
-  float v = __half2float (*p) + __half2float (bias[j]);
-  *p = __float2half (relu ? si_relu (v) : v);
 }
 
 void

@@ -4,6 +4,7 @@
  * (NHWC, fp32 or half: si_cuda_map_half) <-> NHWC fp32.
  */
 #include "backend_cuda.h"
+#include "half.cuh"
 
 #include <cuda_fp16.h>
 
@@ -43,21 +44,25 @@ si_transpose_cuda (
   SI_CUDA_LAUNCHED (be, "transpose_kernel");
 }
 
+template <typename S, typename D>
+static __device__ __forceinline__ void
+convert_thread (const S *src, long n, D *dst)
+{
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t < n)
+    si_store (&dst[t], si_to_float (src[t]));
+}
+
 __global__ void
 half_to_float_kernel (const __half *src, long n, float *dst)
 {
-  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
-  if (t < n)
-    dst[t] = __half2float (src[t]);
+  convert_thread (src, n, dst);
 }
 
-/* (__float2half: round to nearest even) */
 __global__ void
 float_to_half_kernel (const float *src, long n, __half *dst)
 {
-  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
-  if (t < n)
-    dst[t] = __float2half (src[t]);
+  convert_thread (src, n, dst);
 }
 
 /* Half map <-> NHWC fp32; a copy for fp32 maps. */

@@ -4,34 +4,10 @@
  * output element, consecutive threads on consecutive channels.
  */
 #include "backend_cuda.h"
+#include "half.cuh"
 
 #include <cuda_fp16.h>
 #include <float.h>
-
-static __device__ __forceinline__ float
-to_float (float v)
-{
-  return v;
-}
-
-static __device__ __forceinline__ float
-to_float (__half v)
-{
-  return __half2float (v);
-}
-
-static __device__ __forceinline__ void
-store (float *p, float v)
-{
-  *p = v;
-}
-
-/* (exact: v is one of the halves read) */
-static __device__ __forceinline__ void
-store (__half *p, float v)
-{
-  *p = __float2half (v);
-}
 
 template <typename T>
 static __device__ __forceinline__ void
@@ -52,11 +28,11 @@ maxpool3x3s2_thread (const T *x, int h, int w, int c, int ho, int wo, T *y)
       int ix = ox * 2 - 1 + kx;
       if (ix < 0 || ix >= w)
         continue;
-      float v = to_float (x[((size_t) iy * w + ix) * c + k]);
+      float v = si_to_float (x[((size_t) iy * w + ix) * c + k]);
       m = v > m ? v : m;
     }
   }
-  store (&y[t], m);
+  si_store (&y[t], m); /* exact: m is one of the values read */
 }
 
 __global__ void

@@ -360,27 +360,20 @@ launch_now (const SiEmuConfig &cfg, const std::function<void ()> &body)
   running_body = &body;
   barrier_hit = false;
   fiber_mode = true; /* the first block run decides */
-  if (schedule () == SCHEDULE_FORWARD) {
-    for (unsigned int bz = 0; bz < cfg.grid.z; bz++)
-      for (unsigned int by = 0; by < cfg.grid.y; by++)
-        for (unsigned int bx = 0; bx < cfg.grid.x; bx++) {
-          blockIdx.x = bx;
-          blockIdx.y = by;
-          blockIdx.z = bz;
-          run_block (&fiber_mode, (unsigned int) threads, NULL);
-        }
-  } else {
-    std::vector<unsigned int> blocks, thread_order;
-    unsigned long nb = (unsigned long) cfg.grid.x * cfg.grid.y * cfg.grid.z;
-
+  bool forward = schedule () == SCHEDULE_FORWARD;
+  unsigned long nb = (unsigned long) cfg.grid.x * cfg.grid.y * cfg.grid.z;
+  std::vector<unsigned int> blocks, thread_order;
+  if (!forward)
     schedule_order (blocks, (unsigned int) nb);
-    for (unsigned int b : blocks) {
-      blockIdx.x = b % cfg.grid.x;
-      blockIdx.y = (b / cfg.grid.x) % cfg.grid.y;
-      blockIdx.z = b / (cfg.grid.x * cfg.grid.y);
+  for (unsigned long k = 0; k < nb; k++) {
+    unsigned long b = forward ? k : blocks[k];
+    blockIdx.x = (unsigned int) (b % cfg.grid.x);
+    blockIdx.y = (unsigned int) ((b / cfg.grid.x) % cfg.grid.y);
+    blockIdx.z = (unsigned int) (b / ((unsigned long) cfg.grid.x * cfg.grid.y));
+    if (!forward)
       schedule_order (thread_order, (unsigned int) threads);
-      run_block (&fiber_mode, (unsigned int) threads, &thread_order);
-    }
+    run_block (&fiber_mode, (unsigned int) threads,
+        forward ? NULL : &thread_order);
   }
   running_body = NULL;
 }
@@ -1054,6 +1047,25 @@ with_float_c (cudaDataType type, void *C, int m, int n, int ld, F fn)
       h[(size_t) j * ld + i] = __float2half (f[(size_t) j * ld + i]);
 }
 
+/* C (fp32) = alpha op(A) op(B) + beta C with the operands as the call
+ * gave them: half ones (@half) widened exactly, fp32 ones rounded to half
+ * first under CUBLAS_COMPUTE_32F_FAST_16F (@round), else plain fp32. */
+static void
+gemm_ex_product (bool half, bool round, cublasOperation_t ta,
+    cublasOperation_t tb, int m, int n, int k, float alpha, const void *A,
+    int lda, const void *B, int ldb, float beta, float *C, int ldc)
+{
+  if (half)
+    gemm_ex_one (ta, tb, m, n, k, alpha, (const __half *) A, lda,
+        (const __half *) B, ldb, beta, C, ldc, false);
+  else if (round)
+    gemm_ex_one (ta, tb, m, n, k, alpha, (const float *) A, lda,
+        (const float *) B, ldb, beta, C, ldc, true);
+  else
+    gemm_cm (ta, tb, m, n, k, alpha, (const float *) A, lda, (const float *) B,
+        ldb, beta, C, ldc);
+}
+
 } /* extern "C++" */
 
 cublasStatus_t
@@ -1070,19 +1082,13 @@ cublasGemmEx (cublasHandle_t handle, cublasOperation_t transa,
   if (!gemm_args_ok (transa, transb, m, n, k, lda, ldb, ldc))
     return CUBLAS_STATUS_INVALID_VALUE;
   float al = *(const float *) alpha, be = *(const float *) beta;
-  bool half = computeType == CUBLAS_COMPUTE_32F_FAST_16F;
+  bool half = Atype == CUDA_R_16F;
+  bool round = computeType == CUBLAS_COMPUTE_32F_FAST_16F;
   submit (handle->stream, [=] () {
-    if (Atype == CUDA_R_16F)
-      with_float_c (Ctype, C, m, n, ldc, [&] (float *c) {
-        gemm_ex_one (transa, transb, m, n, k, al, (const __half *) A, lda,
-            (const __half *) B, ldb, be, c, ldc, false);
-      });
-    else if (half)
-      gemm_ex_one (transa, transb, m, n, k, al, (const float *) A, lda,
-          (const float *) B, ldb, be, (float *) C, ldc, true);
-    else
-      gemm_cm (transa, transb, m, n, k, al, (const float *) A, lda,
-          (const float *) B, ldb, be, (float *) C, ldc);
+    with_float_c (Ctype, C, m, n, ldc, [&] (float *c) {
+      gemm_ex_product (
+          half, round, transa, transb, m, n, k, al, A, lda, B, ldb, be, c, ldc);
+    });
   });
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -1104,18 +1110,12 @@ cublasGemmStridedBatchedEx (cublasHandle_t handle, cublasOperation_t transa,
   if (batchCount < 0 || !gemm_args_ok (transa, transb, m, n, k, lda, ldb, ldc))
     return CUBLAS_STATUS_INVALID_VALUE;
   float al = *(const float *) alpha, be = *(const float *) beta;
-  bool half = computeType == CUBLAS_COMPUTE_32F_FAST_16F;
+  bool round = computeType == CUBLAS_COMPUTE_32F_FAST_16F;
   submit (handle->stream, [=] () {
     for (int b = 0; b < batchCount; b++)
-      if (half)
-        gemm_ex_one (transa, transb, m, n, k, al,
-            (const float *) A + b * strideA, lda,
-            (const float *) B + b * strideB, ldb, be, (float *) C + b * strideC,
-            ldc, true);
-      else
-        gemm_cm (transa, transb, m, n, k, al, (const float *) A + b * strideA,
-            lda, (const float *) B + b * strideB, ldb, be,
-            (float *) C + b * strideC, ldc);
+      gemm_ex_product (false, round, transa, transb, m, n, k, al,
+          (const float *) A + b * strideA, lda, (const float *) B + b * strideB,
+          ldb, be, (float *) C + b * strideC, ldc);
   });
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -1371,15 +1371,8 @@ cublasLtMatmul (cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
             (const char *) C + (size_t) j * ldd * esz, (size_t) m * esz);
     /* the epilogue in fp32; a half D is rounded once, at the end */
     with_float_c (dt, D, m, n, ldd, [&] (float *out) {
-      if (half)
-        gemm_ex_one (ta, tb, m, n, k, al, (const __half *) A, lda,
-            (const __half *) B, ldb, be, out, ldd, false);
-      else if (round)
-        gemm_ex_one (ta, tb, m, n, k, al, (const float *) A, lda,
-            (const float *) B, ldb, be, out, ldd, true);
-      else
-        gemm_cm (ta, tb, m, n, k, al, (const float *) A, lda,
-            (const float *) B, ldb, be, out, ldd);
+      gemm_ex_product (
+          half, round, ta, tb, m, n, k, al, A, lda, B, ldb, be, out, ldd);
       for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
           float b = !bias              ? 0.0f
