@@ -6,6 +6,8 @@
 
 #include "backend.h"
 
+#include <stdlib.h>
+
 #ifdef SI_HAVE_CUDA
 #include <dlfcn.h>
 #endif
@@ -160,4 +162,77 @@ si_backend_free (SiBackend **be)
     (*be)->ops->destroy (*be);
   g_free (*be);
   *be = NULL;
+}
+
+/* The CUDA table if it is in the process already (linked in or loaded). */
+static const SiBackendOps *
+loaded_cuda_ops (void)
+{
+  const SiBackendOps *ops = linked_cuda_ops;
+
+#ifdef SI_HAVE_CUDA
+  if (ops == NULL) {
+    g_mutex_lock (&cuda_module_lock);
+    ops = cuda_module_ops;
+    g_mutex_unlock (&cuda_module_lock);
+  }
+#endif
+  return ops;
+}
+
+void *
+si_backend_frame_memory_alloc (SiBackendKind kind, size_t bytes, GError **error)
+{
+  const SiBackendOps *ops = NULL;
+  GError *cuda_error = NULL;
+  void *mem = NULL;
+
+  if (bytes == 0 || bytes > G_MAXSIZE / 2) {
+    g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+        "frame memory of %zu bytes requested", bytes);
+    return NULL;
+  }
+  switch (kind) {
+    case SI_BACKEND_CPU:
+      break;
+    case SI_BACKEND_CUDA:
+      if ((ops = cuda_ops (error)) == NULL)
+        return NULL;
+      break;
+    case SI_BACKEND_AUTO:
+      ops = cuda_ops (NULL);
+      break;
+    default:
+      g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+          "unknown backend kind %d", (int) kind);
+      return NULL;
+  }
+  if (ops != NULL && ops->frame_memory_alloc != NULL) {
+    mem = ops->frame_memory_alloc (
+        bytes, kind == SI_BACKEND_AUTO ? &cuda_error : error);
+    if (mem != NULL || kind != SI_BACKEND_AUTO)
+      return mem;
+    /* auto without a device: plain memory, as the CPU backend takes */
+    g_clear_error (&cuda_error);
+  }
+  if (posix_memalign (&mem, 64, bytes) != 0) {
+    g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
+        "cannot allocate %zu bytes of frame memory", bytes);
+    return NULL;
+  }
+  return mem;
+}
+
+void
+si_backend_frame_memory_free (void *mem)
+{
+  const SiBackendOps *ops;
+
+  if (mem == NULL)
+    return;
+  ops = loaded_cuda_ops ();
+  if (ops != NULL && ops->frame_memory_free != NULL &&
+      ops->frame_memory_free (mem))
+    return;
+  free (mem);
 }

@@ -52,6 +52,12 @@ struct _SiBackendOps
   gboolean (*download) (
       SiBackend *be, void *dst, const void *src, size_t bytes, GError **error);
   gboolean (*sync) (SiBackend *be, GError **error);
+  /* Frame memory (si_frame_memory_alloc): host blocks that resize_frame
+   * reads without staging, not tied to a backend instance.  NULL: the
+   * backend reads frames where they are (the CPU), plain memory serves.
+   * frame_memory_free returns FALSE when mem is not one of its blocks. */
+  void *(*frame_memory_alloc) (size_t bytes, GError **error);
+  gboolean (*frame_memory_free) (void *mem);
 
   /* ---- ops: each has a CPU twin in engine/cpu/ and a CUDA twin ----
    * The sections below are filled by the modules that use them; keep one
@@ -226,6 +232,12 @@ struct _SiBackend
 SiBackend *si_backend_new (
     SiBackendKind kind, const SiContextOptions *options, GError **error);
 void si_backend_free (SiBackend **be);
+/* si_frame_memory_alloc / _free of si-engine.h: the backend's blocks
+ * (CUDA: pinned) or, for a backend without its own, 64-byte aligned
+ * plain memory. */
+void *si_backend_frame_memory_alloc (
+    SiBackendKind kind, size_t bytes, GError **error);
+void si_backend_frame_memory_free (void *mem);
 
 extern const SiBackendOps si_cpu_backend_ops;
 

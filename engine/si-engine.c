@@ -53,6 +53,18 @@ si_run_params_init (SiRunParams *params)
   params->max_detections = 0;
 }
 
+void *
+si_frame_memory_alloc (SiBackendKind backend, size_t size, GError **error)
+{
+  return si_backend_frame_memory_alloc (backend, size, error);
+}
+
+void
+si_frame_memory_free (void *mem)
+{
+  si_backend_frame_memory_free (mem);
+}
+
 const char *
 si_engine_backends (void)
 {

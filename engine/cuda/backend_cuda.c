@@ -392,17 +392,117 @@ cuda_copy (SiBackend *be, void *dst, const void *src, size_t bytes)
           si_cuda_priv (be)->stream));
 }
 
+/* ---- frame memory: pinned blocks that frames are uploaded from ---- */
+
+typedef struct
+{
+  const uint8_t *base;
+  size_t size;
+} FrameBlock;
+
+/* Every live block of si_frame_memory_alloc, by base address, so that an
+ * upload can tell whether a frame lies in one. */
+static GMutex frame_blocks_lock;
+static GTree *frame_blocks;
+
+static int
+frame_block_order (gconstpointer a, gconstpointer b, gpointer unused)
+{
+  const uint8_t *x = ((const FrameBlock *) a)->base;
+  const uint8_t *y = ((const FrameBlock *) b)->base;
+
+  (void) unused;
+  return x < y ? -1 : x > y;
+}
+
+/* 0 when the range (a FrameBlock) lies in the block of @key. */
+static int
+frame_block_search (gconstpointer key, gconstpointer range)
+{
+  const FrameBlock *k = key, *r = range;
+
+  if (r->base < k->base)
+    return -1;
+  if (r->base >= k->base + k->size)
+    return 1;
+  return r->size <= (size_t) (k->base + k->size - r->base) ? 0 : 1;
+}
+
+static void *
+cuda_frame_memory_alloc (size_t bytes, GError **error)
+{
+  FrameBlock *block;
+  void *mem = NULL;
+
+  /* portable: pinned for every device's contexts */
+  SI_CUDA_TRY (cudaHostAlloc (&mem, bytes, cudaHostAllocPortable), error, NULL);
+  block = g_new (FrameBlock, 1);
+  block->base = mem;
+  block->size = bytes;
+  g_mutex_lock (&frame_blocks_lock);
+  if (frame_blocks == NULL)
+    frame_blocks = g_tree_new_full (frame_block_order, NULL, g_free, NULL);
+  g_tree_insert (frame_blocks, block, block);
+  g_mutex_unlock (&frame_blocks_lock);
+  return mem;
+}
+
+static gboolean
+cuda_frame_memory_free (void *mem)
+{
+  FrameBlock key = { mem, 1 };
+  gboolean ours;
+
+  g_mutex_lock (&frame_blocks_lock);
+  ours = frame_blocks != NULL && g_tree_remove (frame_blocks, &key);
+  g_mutex_unlock (&frame_blocks_lock);
+  if (ours)
+    cudaFreeHost (mem);
+  return ours;
+}
+
+/* Whether [p, p + bytes) lies in one live block. */
+static bool
+in_frame_memory (const uint8_t *p, size_t bytes)
+{
+  FrameBlock range = { p, bytes };
+  bool found;
+
+  g_mutex_lock (&frame_blocks_lock);
+  found = frame_blocks != NULL &&
+      g_tree_search (frame_blocks, frame_block_search, &range) != NULL;
+  g_mutex_unlock (&frame_blocks_lock);
+  return found;
+}
+
+/* ---- the frame upload ---- */
+
 const uint8_t *
 si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
-    const size_t *bytes, int n_planes, GError **error)
+    const size_t *bytes, int n_planes, size_t *offset, GError **error)
 {
   SiCudaBackend *cu = si_cuda_priv (be);
-  size_t total = 0, off = 0;
+  const uint8_t *lo = src[0], *hi = src[0] + bytes[0];
+  size_t total = 0;
 
   if (!cuda_not_capturing (cu, "a frame upload", error))
     return NULL;
-  for (int i = 0; i < n_planes; i++)
+  for (int i = 0; i < n_planes; i++) {
     total += bytes[i];
+    lo = MIN (lo, src[i]);
+    hi = MAX (hi, src[i] + bytes[i]);
+  }
+  SI_CUDA_TRY (cudaSetDevice (cu->device), error, NULL);
+  /* planes in one pinned block go up as they lie, gaps included */
+  if ((size_t) (hi - lo) <= cu->frame_dev_size &&
+      in_frame_memory (lo, (size_t) (hi - lo))) {
+    for (int i = 0; i < n_planes; i++)
+      offset[i] = (size_t) (src[i] - lo);
+    SI_CUDA_TRY (cudaMemcpyAsync (cu->frame_dev, lo, (size_t) (hi - lo),
+                     cudaMemcpyHostToDevice, cu->stream),
+        error, NULL);
+    return cu->frame_dev;
+  }
   if (total > cu->staging_in_size) {
     g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
         "frame of %zu bytes is larger than this context's maximum (%zu "
@@ -410,12 +510,11 @@ si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
         total, cu->staging_in_size);
     return NULL;
   }
-  SI_CUDA_TRY (cudaSetDevice (cu->device), error, NULL);
   /* the previous frame's copy must have read the staging buffer */
   SI_CUDA_TRY (cudaEventSynchronize (cu->staging_in_free), error, NULL);
   for (int i = 0; i < n_planes; i++) {
-    memcpy (cu->staging_in + off, src[i], bytes[i]);
-    off += bytes[i];
+    offset[i] = i ? offset[i - 1] + bytes[i - 1] : 0;
+    memcpy (cu->staging_in + offset[i], src[i], bytes[i]);
   }
   SI_CUDA_TRY (cudaMemcpyAsync (cu->frame_dev, cu->staging_in, total,
                    cudaMemcpyHostToDevice, cu->stream),
@@ -558,6 +657,8 @@ const SiBackendOps si_cuda_backend_ops = {
   .upload = cuda_upload,
   .download = cuda_download,
   .sync = cuda_sync,
+  .frame_memory_alloc = cuda_frame_memory_alloc,
+  .frame_memory_free = cuda_frame_memory_free,
 
   .gemm = si_gemm_cuda,
   .gemm_batched = si_gemm_batched_cuda,

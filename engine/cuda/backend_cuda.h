@@ -152,10 +152,14 @@ si_cuda_blocks (long n, int threads)
 const char *si_cuda_backend_device_name (SiBackend *be);
 void *si_cuda_alloc (SiBackend *be, size_t bytes, GError **error);
 void si_cuda_free (SiBackend *be, void *ptr);
-/* Copies @n_planes host buffers back to back into the pinned staging and
- * from there, in one copy, to frame_dev.  Returns frame_dev. */
+/* Uploads @n_planes host buffers to frame_dev in one copy: straight from
+ * the caller's memory when they all lie in one block of frame memory
+ * (si_frame_memory_alloc: pinned), the gaps between them included; else
+ * copied back to back into the pinned staging first.  offset[i]: where
+ * plane i starts in frame_dev.  Returns frame_dev.  A direct copy reads
+ * the caller's memory until the stream passes it. */
 const uint8_t *si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
-    const size_t *bytes, int n_planes, GError **error);
+    const size_t *bytes, int n_planes, size_t *offset, GError **error);
 
 /* backend_cuda.c: record and replay (CUDA graphs).  Between capture_begin
  * and capture_end the ops issued on the backend are recorded instead of

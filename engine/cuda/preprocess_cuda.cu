@@ -20,7 +20,7 @@ typedef struct
   int packed; /* 1: packed RGB variant, 0: NV12 or I420 */
   int nv12;
   int bpp, off[3]; /* packed: bytes per pixel, byte of R, G, B */
-  size_t plane[3]; /* byte offset of each plane in the staged frame */
+  size_t plane[3]; /* byte offset of each plane in the uploaded frame */
   size_t stride[3];
   int w, h;   /* source size */
   int dw, dh; /* resized size */
@@ -98,6 +98,7 @@ si_resize_frame_cuda (SiBackend *be, const SiFrame *frame,
   size_t bytes[3];
   int n_planes, ch = (frame->height + 1) / 2, cw = (frame->width + 1) / 2;
   const uint8_t *dev;
+  cudaError_t status;
 
   memset (&d, 0, sizeof (d));
   d.w = frame->width;
@@ -124,17 +125,22 @@ si_resize_frame_cuda (SiBackend *be, const SiFrame *frame,
   for (int i = 0; i < n_planes; i++) {
     src[i] = frame->planes[i];
     d.stride[i] = frame->strides[i];
-    d.plane[i] = i ? d.plane[i - 1] + bytes[i - 1] : 0;
   }
   if (d.dw <= 0 || d.dh <= 0)
     return TRUE;
 
-  dev = si_cuda_upload_frame (be, src, bytes, n_planes, error);
+  dev = si_cuda_upload_frame (be, src, bytes, n_planes, d.plane, error);
   if (dev == NULL)
     return FALSE;
   dim3 grid (si_cuda_blocks (d.dw, 128), d.dh);
   resize_kernel<<<grid, 128, 0, si_cuda_priv (be)->stream>>> (dev, d, rgb);
-  SI_CUDA_TRY (cudaGetLastError (), error, FALSE);
+  status = cudaGetLastError ();
+  if (status != cudaSuccess) {
+    /* the copy may read the caller's frame memory: done before we return */
+    cudaStreamSynchronize (si_cuda_priv (be)->stream);
+    si_cuda_set_error (error, status, "resize_kernel", __FILE__, __LINE__);
+    return FALSE;
+  }
   return TRUE;
 }
 

@@ -460,6 +460,8 @@ count_copy (cudaMemcpyKind kind, const void *dst, const void *src,
   if (kind == cudaMemcpyHostToDevice) {
     counts.h2d++;
     counts.h2d_pageable += !is_pinned (src, bytes);
+    counts.last_h2d_src = src;
+    counts.last_h2d_bytes = bytes;
   } else if (kind == cudaMemcpyDeviceToHost) {
     counts.d2h++;
     counts.d2h_pageable += !is_pinned (dst, bytes);

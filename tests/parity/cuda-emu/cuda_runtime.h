@@ -44,6 +44,7 @@ typedef enum
 #define cudaStreamNonBlocking 0x01
 #define cudaEventDisableTiming 0x02
 #define cudaHostAllocDefault 0x00
+#define cudaHostAllocPortable 0x01
 
 typedef struct SiEmuStream *cudaStream_t;
 typedef struct SiEmuEvent *cudaEvent_t;
@@ -125,11 +126,14 @@ void si_emu_fail_captures (int n, int at_begin);
 int si_emu_graph_launches (void);
 /* Calls since the start: allocations and frees of device and of pinned
  * host memory, copies between host and device (cudaMemcpy*Async by kind),
- * and how many of those had a host side outside pinned memory. */
+ * and how many of those had a host side outside pinned memory; the source
+ * and size of the last copy up. */
 typedef struct
 {
   int mallocs, frees, host_allocs, host_frees;
   int h2d, d2h, h2d_pageable, d2h_pageable;
+  const void *last_h2d_src;
+  size_t last_h2d_bytes;
 } SiEmuCounts;
 void si_emu_counts (SiEmuCounts *counts);
 
