@@ -7,8 +7,13 @@
  * make-random-model.py (like bench-engine).  Without a CUDA device it
  * prints "skipped: no CUDA device" and exits 77.  Not part of meson test.
  *
+ * With --frame-memory the frames lie in frame memory (si_frame_memory_alloc:
+ * pinned, what stageinteractor's pool gives upstream), which the engine
+ * uploads from without its host copy into the staging.
+ *
  * usage: bench-cuda [--runs N] [--streams S] [--only r50-100q|r50-300q]
  *        [--precision fp32|fp16] [--model FILE] [--golden DIR]
+ *        [--frame-memory]
  */
 #include "si-config.h"
 
@@ -26,6 +31,7 @@ static char *opt_only = NULL;
 static char *opt_precision = NULL;
 static char *opt_model = NULL;
 static char *opt_golden = NULL;
+static gboolean opt_frame_memory = FALSE;
 
 static GOptionEntry entries[] = {
   { "runs", 0, 0, G_OPTION_ARG_INT, &opt_runs, "timed frames per case", "N" },
@@ -39,6 +45,8 @@ static GOptionEntry entries[] = {
       "bench this model file instead", "FILE" },
   { "golden", 0, 0, G_OPTION_ARG_FILENAME, &opt_golden,
       "golden tiny case directory (metadata for the random models)", "DIR" },
+  { "frame-memory", 0, 0, G_OPTION_ARG_NONE, &opt_frame_memory,
+      "frames in frame memory (pinned) instead of plain host memory", NULL },
   { NULL },
 };
 
@@ -62,7 +70,16 @@ median (double *v, int n)
 static uint8_t *
 synthetic_frame (void)
 {
-  uint8_t *p = g_malloc ((size_t) W * H * 3);
+  GError *error = NULL;
+  uint8_t *p = opt_frame_memory
+      ? si_frame_memory_alloc (SI_BACKEND_CUDA, (size_t) W * H * 3, &error)
+      : g_malloc ((size_t) W * H * 3);
+
+  if (p == NULL) {
+    fprintf (stderr, "no frame memory: %s\n", error->message);
+    g_error_free (error);
+    return NULL;
+  }
   for (int y = 0; y < H; y++)
     for (int x = 0; x < W; x++) {
       uint8_t *o = &p[((size_t) y * W + x) * 3];
@@ -294,10 +311,10 @@ main (int argc, char **argv)
   if (cudaGetDeviceProperties (&prop, 0) == cudaSuccess)
     printf ("device: %s (sm_%d%d, %.1f GiB)\n", prop.name, prop.major,
         prop.minor, prop.totalGlobalMem / 1073741824.0);
-  printf ("frame %dx%d RGB host memory -> detections; %d timed runs "
-          "(median)\n",
-      W, H, opt_runs);
-  rgb = synthetic_frame ();
+  printf ("frame %dx%d RGB %s -> detections; %d timed runs (median)\n", W, H,
+      opt_frame_memory ? "frame memory (pinned)" : "host memory", opt_runs);
+  if ((rgb = synthetic_frame ()) == NULL)
+    return 1;
   if (!opt_model)
     tmp = g_dir_make_tmp ("bench-cuda-XXXXXX", NULL);
 
@@ -337,6 +354,9 @@ main (int argc, char **argv)
     g_rmdir (tmp);
     g_free (tmp);
   }
-  g_free (rgb);
+  if (opt_frame_memory)
+    si_frame_memory_free (rgb);
+  else
+    g_free (rgb);
   return status;
 }

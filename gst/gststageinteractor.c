@@ -28,6 +28,7 @@
 #endif
 
 #include "gststageinteractor.h"
+#include "si-frame-allocator.h"
 
 #include <si-engine.h>
 #include <si-detection-meta.h>
@@ -48,6 +49,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_stage_interactor_debug);
 #define DEFAULT_ATTACH_ROI_META TRUE
 #define DEFAULT_NUM_THREADS 0
 #define DEFAULT_STATS_INTERVAL 0
+#define DEFAULT_FRAME_POOL TRUE
 
 enum
 {
@@ -65,6 +67,7 @@ enum
   PROP_NUM_THREADS,
   PROP_STATS,
   PROP_STATS_INTERVAL,
+  PROP_FRAME_POOL,
 };
 
 /* Properties: written by any thread under the object lock. */
@@ -82,6 +85,7 @@ typedef struct
   guint interval;
   gboolean attach_roi;
   guint stats_interval_ms;
+  gboolean frame_pool;
   guint engine_gen;  /* bumped when the engine must be reloaded */
   guint classes_gen; /* bumped when classes changes */
 } SiSettings;
@@ -494,6 +498,106 @@ gst_stage_interactor_set_info (GstVideoFilter *filter, GstCaps *incaps,
       self, GST_VIDEO_INFO_WIDTH (in_info), GST_VIDEO_INFO_HEIGHT (in_info));
 }
 
+/* Whether an allocator is other than plain system memory (NULL: the
+ * default, system memory). */
+static gboolean
+special_allocator (GstAllocator *allocator)
+{
+  return allocator != NULL && allocator->mem_type != NULL &&
+      strcmp (allocator->mem_type, GST_ALLOCATOR_SYSMEM) != 0;
+}
+
+/* Whether downstream's answer asks for memory of its own (GL, DMA-buf,
+ * a device's): then it is kept as it is. */
+static gboolean
+downstream_wants_own_memory (GstQuery *query)
+{
+  gboolean special = FALSE;
+
+  for (guint i = 0; i < gst_query_get_n_allocation_params (query); i++) {
+    GstAllocator *allocator = NULL;
+
+    gst_query_parse_nth_allocation_param (query, i, &allocator, NULL);
+    special |= special_allocator (allocator);
+    if (allocator)
+      gst_object_unref (allocator);
+  }
+  for (guint i = 0; i < gst_query_get_n_allocation_pools (query); i++) {
+    GstBufferPool *pool = NULL;
+    GstAllocator *allocator = NULL;
+    GstStructure *config;
+
+    gst_query_parse_nth_allocation_pool (query, i, &pool, NULL, NULL, NULL);
+    if (pool == NULL)
+      continue;
+    config = gst_buffer_pool_get_config (pool);
+    gst_buffer_pool_config_get_allocator (config, &allocator, NULL);
+    special |= special_allocator (allocator);
+    gst_structure_free (config);
+    gst_object_unref (pool);
+  }
+  return special;
+}
+
+/* Upstream asks what to allocate frames in.  With the CUDA backend, a pool
+ * of frame memory (pinned): frames decoded into it go to the GPU in one
+ * copy straight from the buffer, without the engine's host copy into its
+ * staging.  It goes first, in place of a system-memory pool that
+ * GstVideoFilter or downstream offered (it is system memory too, for
+ * everyone else), but not of memory downstream needs for itself.  Other
+ * backends read frames where they are: nothing changes for them. */
+static gboolean
+gst_stage_interactor_propose_allocation (
+    GstBaseTransform *trans, GstQuery *decide_query, GstQuery *query)
+{
+  GstStageInteractor *self = GST_STAGE_INTERACTOR (trans);
+  GstCaps *caps = NULL;
+  gboolean need_pool = FALSE, offer, ret;
+  GstVideoInfo info;
+  GstAllocator *allocator;
+  GstBufferPool *pool = NULL;
+  GError *err = NULL;
+  guint min = 0, max = 0;
+
+  ret = GST_BASE_TRANSFORM_CLASS (parent_class)
+            ->propose_allocation (trans, decide_query, query);
+  GST_OBJECT_LOCK (self);
+  offer = self->settings.frame_pool;
+  GST_OBJECT_UNLOCK (self);
+  gst_query_parse_allocation (query, &caps, &need_pool);
+  if (!offer || self->ctx == NULL ||
+      si_context_get_backend (self->ctx) != SI_BACKEND_CUDA || caps == NULL ||
+      !gst_video_info_from_caps (&info, caps) ||
+      downstream_wants_own_memory (query))
+    return ret;
+
+  allocator = si_frame_allocator_new (SI_BACKEND_CUDA);
+  if (need_pool && !(pool = si_frame_pool_new (allocator, caps, 0, &err))) {
+    GST_WARNING_OBJECT (self, "no frame memory pool: %s", err->message);
+    g_clear_error (&err);
+    gst_object_unref (allocator);
+    return ret;
+  }
+  if (gst_query_get_n_allocation_pools (query) > 0) {
+    /* downstream's buffer counts still hold */
+    gst_query_parse_nth_allocation_pool (query, 0, NULL, NULL, &min, &max);
+    gst_query_set_nth_allocation_pool (
+        query, 0, pool, (guint) GST_VIDEO_INFO_SIZE (&info), min, max);
+  } else {
+    gst_query_add_allocation_pool (
+        query, pool, (guint) GST_VIDEO_INFO_SIZE (&info), 0, 0);
+  }
+  if (gst_query_get_n_allocation_params (query) > 0)
+    gst_query_set_nth_allocation_param (query, 0, allocator, NULL);
+  else
+    gst_query_add_allocation_param (query, allocator, NULL);
+  GST_DEBUG_OBJECT (self, "offering frame memory upstream");
+  if (pool)
+    gst_object_unref (pool);
+  gst_object_unref (allocator);
+  return TRUE;
+}
+
 /* Runs the engine on frame and stores the result in self->last. */
 static gboolean
 run_inference (
@@ -736,6 +840,9 @@ gst_stage_interactor_set_property (
     case PROP_STATS_INTERVAL:
       s->stats_interval_ms = g_value_get_uint (value);
       break;
+    case PROP_FRAME_POOL:
+      s->frame_pool = g_value_get_boolean (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -788,6 +895,9 @@ gst_stage_interactor_get_property (
     case PROP_STATS_INTERVAL:
       g_value_set_uint (value, s->stats_interval_ms);
       break;
+    case PROP_FRAME_POOL:
+      g_value_set_boolean (value, s->frame_pool);
+      break;
     case PROP_STATS:
       g_value_take_boxed (
           value, stats_structure_locked (self, g_get_monotonic_time ()));
@@ -827,6 +937,7 @@ gst_stage_interactor_init (GstStageInteractor *self)
   s->interval = DEFAULT_INTERVAL;
   s->attach_roi = DEFAULT_ATTACH_ROI_META;
   s->stats_interval_ms = DEFAULT_STATS_INTERVAL;
+  s->frame_pool = DEFAULT_FRAME_POOL;
   s->engine_gen = 1;
   s->classes_gen = 1;
   self->last = g_array_new (FALSE, FALSE, sizeof (SiStoredDetection));
@@ -905,6 +1016,12 @@ gst_stage_interactor_class_init (GstStageInteractorClass *klass)
           "Post the statistics as a \"stageinteractor-stats\" element message "
           "every this many milliseconds (0 = never)",
           0, G_MAXUINT, DEFAULT_STATS_INTERVAL, rw));
+  g_object_class_install_property (gobject_class, PROP_FRAME_POOL,
+      g_param_spec_boolean ("frame-pool", "Frame pool",
+          "With the cuda backend, offer upstream a buffer pool of pinned "
+          "host memory, which the engine uploads from without copying each "
+          "frame on the host first (read at caps negotiation)",
+          DEFAULT_FRAME_POOL, rw));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -921,6 +1038,8 @@ gst_stage_interactor_class_init (GstStageInteractorClass *klass)
       GST_DEBUG_FUNCPTR (gst_stage_interactor_transform_ip);
   trans_class->transform_ip_on_passthrough = FALSE;
   filter_class->set_info = GST_DEBUG_FUNCPTR (gst_stage_interactor_set_info);
+  trans_class->propose_allocation =
+      GST_DEBUG_FUNCPTR (gst_stage_interactor_propose_allocation);
 
   gst_type_mark_as_plugin_api (GST_TYPE_STAGE_INTERACTOR_BACKEND, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_STAGE_INTERACTOR_PRECISION, 0);

@@ -26,7 +26,8 @@ if [ ! -d "$build" ]; then
 fi
 targets=(tests/parity/test-parity-ops tests/parity/test-parity-detector
   tests/parity/test-parity-graph tests/parity/test-parity-decoder-graph
-  tests/parity/test-parity-context-graph bench/bench-cuda tools/si-detect
+  tests/parity/test-parity-context-graph tests/parity/test-parity-frame-memory
+  bench/bench-cuda tools/si-detect
   engine/cuda/libsi-engine-cuda.so)
 ninja -C "$build" "${targets[@]}"
 

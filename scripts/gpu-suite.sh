@@ -135,6 +135,7 @@ run_parity() {
   step parity-graph 60 "$B/bin/test-parity-graph"
   step parity-decoder-graph 120 "$B/bin/test-parity-decoder-graph" "$G"
   step parity-context-graph 120 "$B/bin/test-parity-context-graph" "$G"
+  step parity-frame-memory 60 "$B/bin/test-parity-frame-memory" "$G"
   step si-detect-cuda 60 "$B/bin/si-detect" -m "$G/model.safetensors" \
     -i "$G/image.ppm" -b cuda -t 0 -n 5 --timings
 }
@@ -193,6 +194,9 @@ run_compare() {
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
   SI_CUDA_HALF_MAPS=0 step bench-r50-100q-float-maps 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
+  step bench-r50-100q-frame-memory 90 "$B/bin/bench-cuda" \
+    --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16 \
+    --frame-memory
   cat "$OUTDIR/bench.txt"
 }
 
