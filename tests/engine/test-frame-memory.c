@@ -13,16 +13,14 @@
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
+#include "../si-check.h"
 
-#define CHECK(cond, ...)                                                       \
+/* CHECK, with an "ok" line when it holds */
+#define EXPECT(cond, ...)                                                      \
   do {                                                                         \
-    if (!(cond)) {                                                             \
-      printf ("FAIL (%s:%d): ", __FILE__, __LINE__);                           \
-      printf (__VA_ARGS__);                                                    \
-      printf ("\n");                                                           \
-      failures++;                                                              \
-    } else {                                                                   \
+    gboolean expect_ok_ = (cond);                                              \
+    CHECK (expect_ok_, __VA_ARGS__);                                           \
+    if (expect_ok_) {                                                          \
       printf ("ok   ");                                                        \
       printf (__VA_ARGS__);                                                    \
       printf ("\n");                                                           \
@@ -37,7 +35,7 @@ test_alloc (void)
   gboolean cuda = si_backend_available (SI_BACKEND_CUDA, NULL);
 
   mem = si_frame_memory_alloc (SI_BACKEND_CPU, 4097, &error);
-  CHECK (mem != NULL && ((uintptr_t) mem & 63) == 0,
+  EXPECT (mem != NULL && ((uintptr_t) mem & 63) == 0,
       "CPU frame memory is 64-byte aligned");
   if (mem) {
     memset (mem, 0x5a, 4097);
@@ -46,7 +44,7 @@ test_alloc (void)
   g_clear_error (&error);
 
   mem = si_frame_memory_alloc (SI_BACKEND_AUTO, 1 << 20, &error);
-  CHECK (mem != NULL, "auto frame memory (%s)",
+  EXPECT (mem != NULL, "auto frame memory (%s)",
       cuda ? "pinned: a CUDA device exists" : "plain: no CUDA device");
   if (mem) {
     memset (mem, 1, 1 << 20);
@@ -56,21 +54,22 @@ test_alloc (void)
 
   mem = si_frame_memory_alloc (SI_BACKEND_CUDA, 4096, &error);
   if (cuda)
-    CHECK (mem != NULL, "CUDA frame memory with a device");
+    EXPECT (mem != NULL, "CUDA frame memory with a device");
   else
-    CHECK (mem == NULL && g_error_matches (error, SI_ERROR, SI_ERROR_NO_DEVICE),
+    EXPECT (
+        mem == NULL && g_error_matches (error, SI_ERROR, SI_ERROR_NO_DEVICE),
         "CUDA frame memory without a device: NO_DEVICE (%s)",
         error ? error->message : "no error");
   si_frame_memory_free (mem);
   g_clear_error (&error);
 
   mem = si_frame_memory_alloc (SI_BACKEND_CPU, 0, &error);
-  CHECK (mem == NULL &&
+  EXPECT (mem == NULL &&
           g_error_matches (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT),
       "size 0: INVALID_ARGUMENT");
   g_clear_error (&error);
   mem = si_frame_memory_alloc ((SiBackendKind) 42, 64, &error);
-  CHECK (mem == NULL &&
+  EXPECT (mem == NULL &&
           g_error_matches (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT),
       "unknown backend: INVALID_ARGUMENT");
   g_clear_error (&error);
@@ -93,7 +92,7 @@ test_cpu_run (const char *case_dir)
   uint8_t *block = si_frame_memory_alloc (SI_BACKEND_CPU, bytes, &error);
   SiDetection *dets[2] = { NULL, NULL };
 
-  CHECK (model != NULL && block != NULL, "model and block (%s)",
+  EXPECT (model != NULL && block != NULL, "model and block (%s)",
       error ? error->message : "ok");
   if (model == NULL || block == NULL)
     goto out;
@@ -104,7 +103,7 @@ test_cpu_run (const char *case_dir)
   o.max_width = w;
   o.max_height = h;
   ctx = si_context_new (model, &o, &error);
-  CHECK (ctx != NULL, "CPU context (%s)", error ? error->message : "ok");
+  EXPECT (ctx != NULL, "CPU context (%s)", error ? error->message : "ok");
   if (ctx == NULL)
     goto out;
   si_run_params_init (&params);
@@ -114,13 +113,13 @@ test_cpu_run (const char *case_dir)
     const SiDetection *out;
 
     if (!si_context_run (ctx, &f, &params, &error)) {
-      CHECK (FALSE, "run: %s", error->message);
+      EXPECT (FALSE, "run: %s", error->message);
       goto out;
     }
     out = si_context_get_detections (ctx, &n[k]);
     dets[k] = g_memdup2 (out, n[k] * sizeof (*out));
   }
-  CHECK (n[0] > 0 && n[0] == n[1] &&
+  EXPECT (n[0] > 0 && n[0] == n[1] &&
           memcmp (dets[0], dets[1], n[0] * sizeof (*dets[0])) == 0,
       "CPU run from frame memory: %zu detections, identical to plain memory",
       n[1]);

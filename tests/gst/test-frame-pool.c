@@ -21,27 +21,12 @@
 
 #define N_FRAMES 2
 
-static int failures;
+#include "../si-check.h"
+/* SiEmuCounts only: nothing of the emulation is linked in */
+#include "../parity/cuda-emu/cuda_runtime.h"
 
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      printf ("FAIL (%s:%d): ", __FILE__, __LINE__);                           \
-      printf (__VA_ARGS__);                                                    \
-      printf ("\n");                                                           \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
-
-/* the emulation's counters (tests/parity/cuda-emu/cuda_runtime.h) */
-typedef struct
-{
-  int mallocs, frees, host_allocs, host_frees;
-  int h2d, d2h, h2d_pageable, d2h_pageable;
-  const void *last_h2d_src;
-  size_t last_h2d_bytes;
-} EmuCounts;
-typedef void (*EmuCountsFunc) (EmuCounts *counts);
+/* the emulation's si_emu_counts, looked up in its module */
+typedef void (*EmuCountsFunc) (SiEmuCounts *counts);
 static EmuCountsFunc emu_counts;
 
 typedef struct
@@ -50,7 +35,7 @@ typedef struct
   int in_frame_memory; /* buffers whose memory came from the pool */
   int direct;          /* frames uploaded straight from their buffer */
   int uploads;         /* copies up, all frames */
-  EmuCounts before;
+  SiEmuCounts before;
   GString *dets; /* every frame's detections, printed */
 } Run;
 
@@ -87,7 +72,7 @@ after_detector (GstPad *pad, GstPadProbeInfo *info, gpointer data)
   (void) pad;
   r->frames++;
   if (emu_counts && gst_buffer_map (buf, &map, GST_MAP_READ)) {
-    EmuCounts now;
+    SiEmuCounts now;
     const guint8 *src;
 
     emu_counts (&now);

@@ -29,18 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-static int warnings;
+#include "../si-check.h"
 
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      printf ("FAIL (%s:%d): ", __FILE__, __LINE__);                           \
-      printf (__VA_ARGS__);                                                    \
-      printf ("\n");                                                           \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
+static int warnings;
 
 static void
 count_warning (const gchar *domain, GLogLevelFlags level, const gchar *message,

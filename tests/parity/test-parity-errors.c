@@ -15,17 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      printf ("FAIL (%s:%d): ", __FILE__, __LINE__);                           \
-      printf (__VA_ARGS__);                                                    \
-      printf ("\n");                                                           \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
+#include "../si-check.h"
 
 static SiContext *
 cuda_context (

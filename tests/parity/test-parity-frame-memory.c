@@ -29,17 +29,7 @@
 #define MAX_SIDE 256
 #define FRAME_DEV_BYTES ((size_t) MAX_SIDE * MAX_SIDE * 4)
 
-static int failures;
-
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      printf ("FAIL (%s:%d): ", __FILE__, __LINE__);                           \
-      printf (__VA_ARGS__);                                                    \
-      printf ("\n");                                                           \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
+#include "../si-check.h"
 
 /* How a case lays a frame out in memory. */
 typedef struct
