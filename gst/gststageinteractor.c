@@ -498,17 +498,18 @@ gst_stage_interactor_set_info (GstVideoFilter *filter, GstCaps *incaps,
       self, GST_VIDEO_INFO_WIDTH (in_info), GST_VIDEO_INFO_HEIGHT (in_info));
 }
 
-/* Whether an allocator is other than plain system memory (NULL: the
- * default, system memory). */
+/* Whether an allocator is plain system memory (NULL: the default). */
 static gboolean
-special_allocator (GstAllocator *allocator)
+plain_allocator (GstAllocator *allocator)
 {
-  return allocator != NULL && allocator->mem_type != NULL &&
-      strcmp (allocator->mem_type, GST_ALLOCATOR_SYSMEM) != 0;
+  return allocator == NULL || allocator->mem_type == NULL ||
+      strcmp (allocator->mem_type, GST_ALLOCATOR_SYSMEM) == 0;
 }
 
 /* Whether downstream's answer asks for memory of its own (GL, DMA-buf,
- * a device's): then it is kept as it is. */
+ * XShm, a device's): then it is kept as it is.  Only the plain pool types
+ * with system memory may be replaced: a pool subclass may hand out its own
+ * memory whatever its configured allocator says. */
 static gboolean
 downstream_wants_own_memory (GstQuery *query)
 {
@@ -518,7 +519,7 @@ downstream_wants_own_memory (GstQuery *query)
     GstAllocator *allocator = NULL;
 
     gst_query_parse_nth_allocation_param (query, i, &allocator, NULL);
-    special |= special_allocator (allocator);
+    special |= !plain_allocator (allocator);
     if (allocator)
       gst_object_unref (allocator);
   }
@@ -526,13 +527,17 @@ downstream_wants_own_memory (GstQuery *query)
     GstBufferPool *pool = NULL;
     GstAllocator *allocator = NULL;
     GstStructure *config;
+    GType type;
 
     gst_query_parse_nth_allocation_pool (query, i, &pool, NULL, NULL, NULL);
     if (pool == NULL)
       continue;
+    type = G_OBJECT_TYPE (pool);
     config = gst_buffer_pool_get_config (pool);
     gst_buffer_pool_config_get_allocator (config, &allocator, NULL);
-    special |= special_allocator (allocator);
+    special |=
+        (type != GST_TYPE_BUFFER_POOL && type != GST_TYPE_VIDEO_BUFFER_POOL) ||
+        !plain_allocator (allocator);
     gst_structure_free (config);
     gst_object_unref (pool);
   }
@@ -557,7 +562,8 @@ gst_stage_interactor_propose_allocation (
   GstAllocator *allocator;
   GstBufferPool *pool = NULL;
   GError *err = NULL;
-  guint min = 0, max = 0;
+  guint min = 0, max = 0, size, downstream_size = 0;
+  GstAllocationParams params;
 
   ret = GST_BASE_TRANSFORM_CLASS (parent_class)
             ->propose_allocation (trans, decide_query, query);
@@ -571,26 +577,33 @@ gst_stage_interactor_propose_allocation (
       downstream_wants_own_memory (query))
     return ret;
 
-  allocator = si_frame_allocator_new (SI_BACKEND_CUDA);
-  if (need_pool && !(pool = si_frame_pool_new (allocator, caps, 0, &err))) {
+  /* auto: plain memory should pinned memory run out */
+  allocator = si_frame_allocator_new (SI_BACKEND_AUTO);
+  /* downstream's alignment, prefix and padding still hold */
+  gst_allocation_params_init (&params);
+  if (gst_query_get_n_allocation_params (query) > 0)
+    gst_query_parse_nth_allocation_param (query, 0, NULL, &params);
+  if (need_pool &&
+      !(pool = si_frame_pool_new (allocator, &params, caps, 0, &err))) {
     GST_WARNING_OBJECT (self, "no frame memory pool: %s", err->message);
     g_clear_error (&err);
     gst_object_unref (allocator);
     return ret;
   }
+  size = (guint) GST_VIDEO_INFO_SIZE (&info);
   if (gst_query_get_n_allocation_pools (query) > 0) {
-    /* downstream's buffer counts still hold */
-    gst_query_parse_nth_allocation_pool (query, 0, NULL, NULL, &min, &max);
+    /* downstream's buffer counts and sizes still hold */
+    gst_query_parse_nth_allocation_pool (
+        query, 0, NULL, &downstream_size, &min, &max);
     gst_query_set_nth_allocation_pool (
-        query, 0, pool, (guint) GST_VIDEO_INFO_SIZE (&info), min, max);
+        query, 0, pool, MAX (size, downstream_size), min, max);
   } else {
-    gst_query_add_allocation_pool (
-        query, pool, (guint) GST_VIDEO_INFO_SIZE (&info), 0, 0);
+    gst_query_add_allocation_pool (query, pool, size, 0, 0);
   }
   if (gst_query_get_n_allocation_params (query) > 0)
-    gst_query_set_nth_allocation_param (query, 0, allocator, NULL);
+    gst_query_set_nth_allocation_param (query, 0, allocator, &params);
   else
-    gst_query_add_allocation_param (query, allocator, NULL);
+    gst_query_add_allocation_param (query, allocator, &params);
   GST_DEBUG_OBJECT (self, "offering frame memory upstream");
   if (pool)
     gst_object_unref (pool);

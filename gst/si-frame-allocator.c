@@ -34,6 +34,10 @@ frame_alloc (GstAllocator *allocator, gsize size, GstAllocationParams *params)
   SiFrameMemory *m;
   void *block;
 
+  if (maxsize < size || maxsize + align < maxsize) {
+    GST_WARNING_OBJECT (self, "frame memory size overflows");
+    return NULL;
+  }
   block = si_frame_memory_alloc (self->backend, maxsize + align, &error);
   if (block == NULL) {
     GST_WARNING_OBJECT (self,
@@ -87,7 +91,7 @@ frame_share (GstMemory *mem, gssize offset, gssize size)
   GstMemory *parent = mem->parent ? mem->parent : mem;
 
   if (size == -1)
-    size = mem->size - offset;
+    size = (gssize) mem->size > offset ? (gssize) mem->size - offset : 0;
   sub = g_new0 (SiFrameMemory, 1);
   sub->data = m->data;
   gst_memory_init (GST_MEMORY_CAST (sub),
@@ -138,8 +142,8 @@ si_is_frame_memory (GstMemory *mem)
 }
 
 GstBufferPool *
-si_frame_pool_new (
-    GstAllocator *allocator, GstCaps *caps, guint min_buffers, GError **error)
+si_frame_pool_new (GstAllocator *allocator, const GstAllocationParams *params,
+    GstCaps *caps, guint min_buffers, GError **error)
 {
   GstVideoInfo info;
   GstBufferPool *pool;
@@ -154,7 +158,7 @@ si_frame_pool_new (
   config = gst_buffer_pool_get_config (pool);
   gst_buffer_pool_config_set_params (
       config, caps, (guint) GST_VIDEO_INFO_SIZE (&info), min_buffers, 0);
-  gst_buffer_pool_config_set_allocator (config, allocator, NULL);
+  gst_buffer_pool_config_set_allocator (config, allocator, params);
   gst_buffer_pool_config_add_option (config, GST_BUFFER_POOL_OPTION_VIDEO_META);
   if (!gst_buffer_pool_set_config (pool, config)) {
     g_set_error (error, GST_CORE_ERROR, GST_CORE_ERROR_NEGOTIATION,

@@ -24,10 +24,12 @@ G_DECLARE_FINAL_TYPE (
 GstAllocator *si_frame_allocator_new (SiBackendKind backend);
 gboolean si_is_frame_memory (GstMemory *mem);
 
-/* A video buffer pool of frames of @caps in frame memory, with video
- * meta; NULL (and *error) for caps that are not raw video. */
-GstBufferPool *si_frame_pool_new (
-    GstAllocator *allocator, GstCaps *caps, guint min_buffers, GError **error);
+/* A video buffer pool of frames of @caps in frame memory of @allocator
+ * with @params (NULL: defaults), with video meta; NULL (and *error) for
+ * caps that are not raw video. */
+GstBufferPool *si_frame_pool_new (GstAllocator *allocator,
+    const GstAllocationParams *params, GstCaps *caps, guint min_buffers,
+    GError **error);
 
 G_END_DECLS
 

@@ -435,7 +435,15 @@ cuda_frame_memory_alloc (size_t bytes, GError **error)
   void *mem = NULL;
 
   /* portable: pinned for every device's contexts */
-  SI_CUDA_TRY (cudaHostAlloc (&mem, bytes, cudaHostAllocPortable), error, NULL);
+  cudaError_t status = cudaHostAlloc (&mem, bytes, cudaHostAllocPortable);
+
+  if (status != cudaSuccess) {
+    /* not this thread's next cudaGetLastError: a caller may fall back */
+    cudaGetLastError ();
+    si_cuda_set_error (
+        error, status, "cudaHostAlloc (frame memory)", __FILE__, __LINE__);
+    return NULL;
+  }
   block = g_new (FrameBlock, 1);
   block->base = mem;
   block->size = bytes;
@@ -456,8 +464,8 @@ cuda_frame_memory_free (void *mem)
   g_mutex_lock (&frame_blocks_lock);
   ours = frame_blocks != NULL && g_tree_remove (frame_blocks, &key);
   g_mutex_unlock (&frame_blocks_lock);
-  if (ours)
-    cudaFreeHost (mem);
+  if (ours && cudaFreeHost (mem) != cudaSuccess)
+    cudaGetLastError (); /* nothing to report it to; keep it off kernels */
   return ours;
 }
 
