@@ -134,13 +134,6 @@ si_frame_allocator_new (SiBackendKind backend)
   return GST_ALLOCATOR_CAST (self);
 }
 
-gboolean
-si_is_frame_memory (GstMemory *mem)
-{
-  return mem != NULL && mem->allocator != NULL &&
-      SI_IS_FRAME_ALLOCATOR (mem->allocator);
-}
-
 GstBufferPool *
 si_frame_pool_new (GstAllocator *allocator, const GstAllocationParams *params,
     GstCaps *caps, guint min_buffers, GError **error)

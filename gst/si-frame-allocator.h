@@ -22,7 +22,6 @@ G_DECLARE_FINAL_TYPE (
 
 /* An allocator of @backend's frame memory. transfer full. */
 GstAllocator *si_frame_allocator_new (SiBackendKind backend);
-gboolean si_is_frame_memory (GstMemory *mem);
 
 /* A video buffer pool of frames of @caps in frame memory of @allocator
  * with @params (NULL: defaults), with video meta; NULL (and *error) for

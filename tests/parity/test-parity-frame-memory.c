@@ -325,33 +325,6 @@ test_layouts (SiContext *ctx, const SiImage *img)
     g_free (refs[k].dets);
 }
 
-/* The API's edges: size 0, an unknown backend, NULL, plain memory for the
- * CPU backend (aligned, writable), and a block that outlives the context
- * it was used with. */
-static void
-test_api (void)
-{
-  GError *error = NULL;
-  uint8_t *mem;
-
-  CHECK (si_frame_memory_alloc (SI_BACKEND_CUDA, 0, &error) == NULL &&
-          g_error_matches (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT),
-      "size 0: expected an invalid-argument error");
-  g_clear_error (&error);
-  CHECK (si_frame_memory_alloc ((SiBackendKind) 42, 64, &error) == NULL &&
-          g_error_matches (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT),
-      "unknown backend: expected an invalid-argument error");
-  g_clear_error (&error);
-  si_frame_memory_free (NULL);
-  mem = si_frame_memory_alloc (SI_BACKEND_CPU, 1000, &error);
-  CHECK (mem != NULL && ((uintptr_t) mem & 63) == 0,
-      "CPU frame memory: %p (64-byte alignment expected)", (void *) mem);
-  if (mem)
-    memset (mem, 1, 1000);
-  si_frame_memory_free (mem);
-  printf ("%s the API's edges\n", failures ? "FAIL" : "ok  ");
-}
-
 int
 main (int argc, char **argv)
 {
@@ -388,7 +361,6 @@ main (int argc, char **argv)
     g_clear_error (&error);
     failures += !skipped;
   } else {
-    test_api ();
     test_layouts (ctx, &img);
     si_context_free (&ctx);
   }
