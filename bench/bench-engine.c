@@ -128,6 +128,7 @@ run_child (void)
   opts.backend = SI_BACKEND_CPU;
   opts.num_threads = opt_threads;
   opts.release_weights = !opt_keep_weights;
+  opts.part_timings = TRUE;
   opts.max_width = MAX (opt_width, 64);
   opts.max_height = MAX (opt_height, 64);
   ctx = si_context_new (model, &opts, &error);

@@ -46,6 +46,7 @@ struct _SiNet
   float *levels[SI_NUM_LEVELS]; /* F_l (H_l, W_l, D), over C_l */
 
   SiTimings timings;
+  gboolean part_timings; /* SiContextOptions.part_timings */
   SiDumpFunc dump;
   void *dump_data;
   float *dump_host; /* host staging for dumps */
@@ -57,6 +58,24 @@ static double
 now_ms (void)
 {
   return (double) g_get_monotonic_time () / 1000.0;
+}
+
+/* The end of a part: with part timings, waits for the backend and sets
+ * *ms to the milliseconds since *t0 (restarted); without, nothing, so the
+ * next part's work queues behind this one's. */
+static gboolean
+part_done (SiNet *net, double *t0, double *ms, GError **error)
+{
+  double t;
+
+  if (!net->part_timings)
+    return TRUE;
+  if (!net->be->ops->sync (net->be, error))
+    return FALSE;
+  t = now_ms ();
+  *ms = t - *t0;
+  *t0 = t;
+  return TRUE;
 }
 
 static void *
@@ -174,6 +193,7 @@ si_net_new (SiModel *model, const SiContextOptions *options, GError **error)
   }
   si_decoder_set_release_weights (
       net->decoder, options ? options->release_weights : TRUE);
+  net->part_timings = options ? options->part_timings : FALSE;
   return net;
 }
 
@@ -269,7 +289,7 @@ net_run_body (SiNet *net, const SiImageInfo *info, const SiRunParams *params,
   int lh[SI_NUM_LEVELS], lw[SI_NUM_LEVELS];
   const float *cin[SI_NUM_LEVELS];
   const float *lv[SI_NUM_LEVELS];
-  double t0, t1;
+  double t0 = now_ms ();
 
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     lh[l] = info->pad_h / (4 << l);
@@ -278,13 +298,10 @@ net_run_body (SiNet *net, const SiImageInfo *info, const SiRunParams *params,
     lv[l] = net->levels[l];
   }
 
-  t0 = now_ms ();
   if (!si_backbone_run (net->backbone, net->input, info->pad_h, info->pad_w,
           &net->bbuf, error) ||
-      !be->ops->sync (be, error))
+      !part_done (net, &t0, &net->timings.backbone, error))
     return FALSE;
-  t1 = now_ms ();
-  net->timings.backbone = t1 - t0;
   if (net->dump) {
     for (int l = 0; l < SI_NUM_LEVELS; l++) {
       char name[32];
@@ -302,13 +319,10 @@ net_run_body (SiNet *net, const SiImageInfo *info, const SiRunParams *params,
     }
   }
 
-  t0 = now_ms ();
   if (!si_neck_run (
           net->neck, cin, lh, lw, net->neck_scratch, net->levels, error) ||
-      !be->ops->sync (be, error))
+      !part_done (net, &t0, &net->timings.neck, error))
     return FALSE;
-  t1 = now_ms ();
-  net->timings.neck = t1 - t0;
   if (net->dump) {
     for (int l = 0; l < SI_NUM_LEVELS; l++) {
       char name[32];
@@ -319,10 +333,12 @@ net_run_body (SiNet *net, const SiImageInfo *info, const SiRunParams *params,
     }
   }
 
-  if (!si_decoder_run (net->decoder, lv, lh, lw, info, &net->timings, net->dump,
-          net->dump_data, error) ||
-      !si_decoder_postprocess (net->decoder, info, params, &net->timings,
-          net->dump, net->dump_data, out, n_out, error))
+  if (!si_decoder_run (net->decoder, lv, lh, lw, info,
+          net->part_timings ? &net->timings : NULL, net->dump, net->dump_data,
+          error) ||
+      !si_decoder_postprocess (net->decoder, info, params,
+          net->part_timings ? &net->timings : NULL, net->dump, net->dump_data,
+          out, n_out, error))
     return FALSE;
   net->timings.total = now_ms () - t_start;
   return TRUE;
@@ -334,7 +350,7 @@ si_net_run_frame (SiNet *net, const SiFrame *frame, const SiRunParams *params,
 {
   SiBackend *be = net->be;
   SiImageInfo info;
-  double t0;
+  double t0, t_part;
   int bpp, off[3];
 
   if (!si_frame_validate (frame, error))
@@ -351,27 +367,33 @@ si_net_run_frame (SiNet *net, const SiFrame *frame, const SiRunParams *params,
     return FALSE;
 
   memset (&net->timings, 0, sizeof (net->timings));
-  t0 = now_ms ();
+  t0 = t_part = now_ms ();
   if (!be->ops->resize_frame (be, frame, &info, net->work, net->rgb, error))
     return FALSE;
   be->ops->normalize_pad (be, net->rgb, &info, net->lut, net->input);
-  if (!be->ops->sync (be, error))
-    return FALSE;
-  net->timings.preprocess = now_ms () - t0;
+  if (!part_done (net, &t_part, &net->timings.preprocess, error))
+    goto fail;
 
   if (net->dump) {
     size_t n = (size_t) info.new_h * info.new_w * 3;
     uint8_t *bytes = (uint8_t *) net->dump_tmp;
     int64_t shape[3] = { info.new_h, info.new_w, 3 };
     if (!be->ops->download (be, bytes, net->rgb, n, error))
-      return FALSE;
+      goto fail;
     for (size_t i = 0; i < n; i++)
       net->dump_host[i] = bytes[i];
     net->dump ("preproc.resized_rgb", shape, 3, net->dump_host, net->dump_data);
     if (!dump_nhwc (net, "input", net->input, info.pad_h, info.pad_w, 3, error))
-      return FALSE;
+      goto fail;
   }
-  return net_run_body (net, &info, params, t0, out, n_out, error);
+  if (net_run_body (net, &info, params, t0, out, n_out, error))
+    return TRUE;
+
+fail:
+  /* The frame's upload may still be reading the caller's memory (frame
+   * memory goes up straight from it): done before we return. */
+  be->ops->sync (be, NULL);
+  return FALSE;
 }
 
 gboolean
@@ -381,7 +403,7 @@ si_net_run_input (SiNet *net, const float *input_nchw, const SiImageInfo *info,
 {
   SiBackend *be = net->be;
   size_t hw;
-  double t0;
+  double t0, t_part;
 
   if (input_nchw == NULL || info == NULL) {
     g_set_error (
@@ -399,11 +421,13 @@ si_net_run_input (SiNet *net, const float *input_nchw, const SiImageInfo *info,
           be, net->input_chw, input_nchw, 3 * hw * sizeof (float), error))
     return FALSE;
   be->ops->transpose (be, net->input_chw, 3, (int) hw, net->input);
-  if (!be->ops->sync (be, error))
-    return FALSE;
-  net->timings.preprocess = now_ms () - t0;
-  if (net->dump &&
-      !dump_nhwc (net, "input", net->input, info->pad_h, info->pad_w, 3, error))
-    return FALSE;
-  return net_run_body (net, info, params, t0, out, n_out, error);
+  t_part = t0;
+  if (part_done (net, &t_part, &net->timings.preprocess, error) &&
+      (net->dump == NULL ||
+          dump_nhwc (
+              net, "input", net->input, info->pad_h, info->pad_w, 3, error)) &&
+      net_run_body (net, info, params, t0, out, n_out, error))
+    return TRUE;
+  be->ops->sync (be, NULL); /* the upload may still read input_nchw */
+  return FALSE;
 }

@@ -42,6 +42,7 @@ si_context_options_init (SiContextOptions *options)
   options->max_height = 2160;
   options->num_threads = 0;
   options->release_weights = TRUE;
+  options->part_timings = FALSE;
 }
 
 void

@@ -155,6 +155,7 @@ run (const Args *a, GError **error)
   if (!parse_backend (a->backend, &opts.backend, error))
     return FALSE;
   opts.num_threads = a->threads;
+  opts.part_timings = a->timings;
   if (!si_image_load (a->image, &img, error))
     return FALSE;
   model = si_model_load (a->model, error);

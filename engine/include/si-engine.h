@@ -111,6 +111,12 @@ typedef struct
    * model, for ~20 ms more per frame on 2 cores (bench/RESULTS.md).
    * Default TRUE. */
   gboolean release_weights;
+  /* Wait for the backend after each part of the frame (preprocess,
+   * backbone, neck, decoder, post-processing) so that SiTimings has each
+   * part's time.  Without it the parts run back to back (on the CUDA
+   * backend, one wait a frame, when the detections come down) and only
+   * SiTimings.total is measured.  Default FALSE. */
+  gboolean part_timings;
 } SiContextOptions;
 
 /* Per-run thresholds.  Detections are the top max_per_img candidates of
@@ -125,7 +131,8 @@ typedef struct
 
 #define SI_MAX_STAGES 16
 
-/* Milliseconds spent in each part by the last si_context_run().
+/* Milliseconds spent in each part by the last si_context_run(): with
+ * SiContextOptions.part_timings, else only total (the rest 0).
  * The CUDA backend runs a frame size's first frame op by op (a warm-up),
  * records the backbone, the neck and the decoder (query init and every
  * stage) as three CUDA graphs on its second frame, whose figures include

@@ -448,7 +448,7 @@ static void
 test_net_dumps (void)
 {
   GError *error = NULL;
-  SiContextOptions opts = { .backend = SI_BACKEND_CPU };
+  SiContextOptions opts = { .backend = SI_BACKEND_CPU, .part_timings = TRUE };
   SiRunParams params = { .threshold = 0.0f, .max_detections = 0 };
   SiFrame f = { .format = SI_FORMAT_RGB, .width = img_w, .height = img_h };
   SiNet *net = si_net_new (model, &opts, &error);

@@ -349,7 +349,7 @@ launch_now (const SiEmuConfig &cfg, const std::function<void ()> &body)
     launch_failed (cudaErrorInvalidConfiguration);
     return;
   }
-  if (fail_launch_after >= 0 && launches >= fail_launch_after) {
+  if (launches == fail_launch_after) {
     launches++;
     launch_failed (cudaErrorLaunchFailure);
     return;
@@ -689,6 +689,7 @@ cudaStreamSynchronize (cudaStream_t stream)
     stream->invalidated = true;
     return fail (cudaErrorStreamCaptureUnsupported);
   }
+  counts.syncs++;
   if (stream && stream->async_error != cudaSuccess) {
     cudaError_t e = stream->async_error;
     stream->async_error = cudaSuccess;

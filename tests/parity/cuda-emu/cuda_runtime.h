@@ -110,8 +110,9 @@ cudaError_t cudaGraphDestroy (cudaGraph_t graph);
  * cudaMalloc calls after which cudaMalloc fails (-1: never). */
 void si_emu_set_device_count (int count);
 void si_emu_fail_malloc_after (int calls);
-/* The number of kernel launches after which launches fail with
- * cudaErrorLaunchFailure (-1: never). */
+/* Makes the kernel launch numbered @launches (counted from this call,
+ * from 0) fail with cudaErrorLaunchFailure, that one alone, as a
+ * non-sticky error does (-1: none). */
 void si_emu_fail_launch_after (int launches);
 /* Kernel launches since the last si_emu_fail_launch_after (). */
 int si_emu_launches (void);
@@ -127,13 +128,15 @@ int si_emu_graph_launches (void);
 /* Calls since the start: allocations and frees of device and of pinned
  * host memory, copies between host and device (cudaMemcpy*Async by kind),
  * and how many of those had a host side outside pinned memory; the source
- * and size of the last copy up. */
+ * and size of the last copy up; waits for a stream (cudaStreamSynchronize
+ * outside a capture). */
 typedef struct
 {
   int mallocs, frees, host_allocs, host_frees;
   int h2d, d2h, h2d_pageable, d2h_pageable;
   const void *last_h2d_src;
   size_t last_h2d_bytes;
+  int syncs;
 } SiEmuCounts;
 void si_emu_counts (SiEmuCounts *counts);
 
