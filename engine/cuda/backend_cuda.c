@@ -37,13 +37,47 @@ cuda_error_code (cudaError_t status)
   }
 }
 
+/* Errors after which the device context is unusable: every later CUDA
+ * call of the process fails with them, whatever it is, until the process
+ * ends (a kernel's fault, not a refusal). */
+static bool
+cuda_error_is_sticky (cudaError_t status)
+{
+  switch (status) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorHardwareStackError:
+    case cudaErrorAssert:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorECCUncorrectable:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void
 si_cuda_set_error (GError **error, cudaError_t status, const char *what,
     const char *file, int line)
 {
+  /* the first such error is the one to read; the ones after it only
+   * repeat it wherever the process next called CUDA */
+  static gint sticky_seen;
+  const char *note = "";
+
+  if (cuda_error_is_sticky (status))
+    note = g_atomic_int_exchange (&sticky_seen, 1)
+        ? "; the device context was lost earlier (see the first such "
+          "error): restart the process"
+        : "; the device context is lost: CUDA fails from now on in this "
+          "process, restart it";
   g_set_error (error, SI_ERROR, cuda_error_code (status),
-      "CUDA error %s: %s (in %s, %s:%d)", cudaGetErrorName (status),
-      cudaGetErrorString (status), what, file, line);
+      "CUDA error %s: %s (in %s, %s:%d)%s", cudaGetErrorName (status),
+      cudaGetErrorString (status), what, file, line, note);
   /* a failed runtime call is also the thread's last error: reported now,
    * it must not come back from the next launch check (a sticky error
    * stays anyway) */
@@ -101,6 +135,8 @@ cuda_destroy (SiBackend *be)
 
   if (cu == NULL)
     return;
+  /* the context may be freed from another thread than the one it ran on */
+  cudaSetDevice (cu->device);
   if (cu->capturing) {
     cudaGraph_t g = NULL;
     cudaStreamEndCapture (cu->stream, &g);
@@ -297,8 +333,10 @@ cuda_free (SiBackend *be, void *ptr)
   si_cuda_free (be, ptr);
 }
 
-/* Weights and inputs: from pageable memory the copy has consumed src when
- * cudaMemcpyAsync returns, so src may go away at once. */
+static gboolean cuda_wait (SiCudaBackend *cu, GError **error);
+
+/* Weights and inputs, from the caller's memory: blocking, so that src may
+ * go away when it returns. */
 static gboolean
 cuda_upload (
     SiBackend *be, void *dst, const void *src, size_t bytes, GError **error)
@@ -313,7 +351,10 @@ cuda_upload (
   SI_CUDA_TRY (
       cudaMemcpyAsync (dst, src, bytes, cudaMemcpyHostToDevice, cu->stream),
       error, FALSE);
-  return TRUE;
+  /* from pageable memory an async copy may still read src after it
+   * returns on some systems (CUDA promises nothing more); only weights at
+   * creation and si_net_run_input's tensor come this way */
+  return cuda_wait (cu, error);
 }
 
 static gboolean
@@ -495,6 +536,9 @@ si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
 
   if (!cuda_not_capturing (cu, "a frame upload", error))
     return NULL;
+  /* a new frame: a failed runtime call of someone else on this thread (a
+   * refusal, not sticky) is not ours to report from our launch checks */
+  cudaGetLastError ();
   for (int i = 0; i < n_planes; i++) {
     total += bytes[i];
     lo = MIN (lo, src[i]);

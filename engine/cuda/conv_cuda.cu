@@ -72,6 +72,7 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
   size_t w_bytes, b_bytes;
   const void *src, *b_src;
 
+  SI_CUDA_TRY (cudaSetDevice (cu->device), error, NULL);
   if (conv->w == NULL || conv->cout <= 0 || conv->groups <= 0 ||
       conv->cin % conv->groups || conv->cout % conv->groups ||
       conv->stride <= 0 || conv->kh <= 0 || conv->kw <= 0) {
@@ -159,11 +160,14 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
   plan->b = plan->w ? si_cuda_alloc (be, b_bytes, error) : NULL;
   if (plan->b == NULL)
     goto fail;
-  /* pageable sources: consumed when the calls return, they may go */
+  /* pageable sources: an async copy from them may still read them after
+   * it returns (CUDA only promises that on some systems), so wait before
+   * they go */
   if (cudaMemcpyAsync (plan->w, src, w_bytes, cudaMemcpyHostToDevice,
           cu->stream) != cudaSuccess ||
       cudaMemcpyAsync (plan->b, b_src, b_bytes, cudaMemcpyHostToDevice,
-          cu->stream) != cudaSuccess) {
+          cu->stream) != cudaSuccess ||
+      cudaStreamSynchronize (cu->stream) != cudaSuccess) {
     si_cuda_set_error (
         error, cudaGetLastError (), "conv weights upload", __FILE__, __LINE__);
     goto fail;

@@ -271,7 +271,9 @@ si_gemm_bias_act_cuda (SiBackend *be, const SiGemm *g, bool half, bool half_c,
   key.align[3] = alignment_of (bias);
 
   if ((plan = g_hash_table_lookup (cu->lt_plans, &key)) == NULL) {
-    if (g_hash_table_size (cu->lt_plans) >= SI_LT_PLANS_MAX)
+    /* full: start over, but not in the middle of a recording (every
+     * later GEMM of it would set its plan up again inside the capture) */
+    if (g_hash_table_size (cu->lt_plans) >= SI_LT_PLANS_MAX && !cu->capturing)
       g_hash_table_remove_all (cu->lt_plans);
     plan = g_new0 (SiLtPlan, 1);
     plan->key = key;

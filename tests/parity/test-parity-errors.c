@@ -2,10 +2,12 @@
  * errors with the CUDA message, never as an abort (issue 4), checked on the
  * emulated CUDA runtime (cuda-emu/), whose hooks inject them: no device
  * (and backend=auto falling back to the CPU), out of device memory at
- * every allocation of a context's creation, a failing kernel at several
+ * every allocation of a context's creation, a kernel refused at several
  * points of a frame, one of them inside a replayed graph (backbone, neck
- * or decoder; the context stays usable afterwards), a frame larger than the context's
- * maximum.  Usage: test-parity-errors CASE_DIR.
+ * or decoder; the context stays usable afterwards), a kernel fault that
+ * loses the device context (the message says so, the first time and
+ * after), a frame larger than the context's maximum.
+ * Usage: test-parity-errors CASE_DIR.
  */
 #include "si-engine.h"
 
@@ -156,8 +158,11 @@ test_failing_kernel (SiModel *model)
     CHECK (!ok && g_error_matches (error, SI_ERROR, SI_ERROR_BACKEND),
         "kernel %d failing: the run must fail with SI_ERROR_BACKEND (%s)",
         at[t], error ? error->message : "it succeeded");
-    CHECK (error && strstr (error->message, "cudaErrorLaunchFailure"),
+    CHECK (error && strstr (error->message, "cudaErrorLaunchOutOfResources"),
         "kernel %d failing: no CUDA message", at[t]);
+    CHECK (error && !strstr (error->message, "context"),
+        "kernel %d failing: a refusal is not a lost context (%s)", at[t],
+        error ? error->message : "");
     if (error)
       printf ("failing kernel %d: %s\n", at[t], error->message);
     /* a kernel of a replayed graph: reported by the wait */
@@ -181,6 +186,25 @@ test_failing_kernel (SiModel *model)
   for (size_t t = 0; t < G_N_ELEMENTS (at); t++)
     printf (" %d", at[t]);
   printf (", the context recovered each time\n");
+
+  /* faults: on a device every later call fails (the emulation recovers);
+   * the first message says the context is lost, the next ones point back
+   * at the first */
+  si_emu_set_launch_error (cudaErrorIllegalAddress);
+  for (int k = 0; k < 2; k++) {
+    const char *want = k ? "context was lost earlier" : "context is lost";
+    si_emu_fail_launch_after (total / 2);
+    CHECK (!si_context_run (ctx, &f, &params, &error) && error &&
+            strstr (error->message, "cudaErrorIllegalAddress") &&
+            strstr (error->message, want),
+        "fault %d: the message must say \"%s\" (%s)", k, want,
+        error ? error->message : "the run succeeded");
+    if (error)
+      printf ("fault %d: %s\n", k, error->message);
+    g_clear_error (&error);
+  }
+  si_emu_fail_launch_after (-1);
+  si_emu_set_launch_error (cudaErrorLaunchOutOfResources);
 
   /* larger than the context's maximum (256 x 256) */
   {

@@ -67,6 +67,7 @@ static int device_count = 1;
 static int fail_after = -1;
 static int malloc_calls;
 static int fail_launch_after = -1;
+static cudaError_t launch_error = cudaErrorLaunchOutOfResources;
 static int launches;
 static size_t device_bytes;
 static int fail_captures, fail_captures_at_begin;
@@ -310,10 +311,27 @@ si_emu_launch (const SiEmuConfig &cfg, const std::function<void ()> &body)
 /* One block of the launch in progress: as fibers while the launch's
  * first block reached a barrier, else its threads as plain calls in order
  * (NULL: 0, 1, ...). */
+/* Blocks run since the start: which block a shared variable was last
+ * poisoned for (si_emu_shared_poison). */
+static unsigned long block_epoch;
+
+void
+si_emu_shared_poison (void *var, size_t bytes)
+{
+  static std::map<void *, unsigned long> poisoned;
+  unsigned long &last = poisoned[var];
+
+  if (last == block_epoch)
+    return; /* an earlier thread of this block got here first */
+  last = block_epoch;
+  memset (var, 0xff, bytes);
+}
+
 static void
 run_block (bool *fiber_mode, unsigned int threads,
     const std::vector<unsigned int> *order)
 {
+  block_epoch++;
   if (*fiber_mode) {
     run_block_fibers (threads);
     if (!barrier_hit)
@@ -351,7 +369,7 @@ launch_now (const SiEmuConfig &cfg, const std::function<void ()> &body)
   }
   if (launches == fail_launch_after) {
     launches++;
-    launch_failed (cudaErrorLaunchFailure);
+    launch_failed (launch_error);
     return;
   }
   launches++;
@@ -393,6 +411,12 @@ si_emu_fail_malloc_after (int calls)
 {
   fail_after = calls;
   malloc_calls = 0;
+}
+
+void
+si_emu_set_launch_error (cudaError_t error)
+{
+  launch_error = error;
 }
 
 void
@@ -526,6 +550,10 @@ cudaGetErrorName (cudaError_t error)
       return "cudaErrorNoDevice";
     case cudaErrorLaunchFailure:
       return "cudaErrorLaunchFailure";
+    case cudaErrorLaunchOutOfResources:
+      return "cudaErrorLaunchOutOfResources";
+    case cudaErrorIllegalAddress:
+      return "cudaErrorIllegalAddress";
     case cudaErrorStreamCaptureUnsupported:
       return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorStreamCaptureInvalidated:
@@ -549,6 +577,10 @@ cudaGetErrorString (cudaError_t error)
       return "no CUDA-capable device is detected";
     case cudaErrorLaunchFailure:
       return "unspecified launch failure";
+    case cudaErrorLaunchOutOfResources:
+      return "too many resources requested for launch";
+    case cudaErrorIllegalAddress:
+      return "an illegal memory access was encountered";
     case cudaErrorStreamCaptureUnsupported:
       return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated:
@@ -577,8 +609,9 @@ cudaMalloc (void **ptr, size_t bytes)
   *ptr = malloc (bytes ? bytes : 1);
   if (*ptr == NULL)
     return fail (cudaErrorMemoryAllocation);
-  /* garbage, as fresh device memory: a read before write shows */
-  memset (*ptr, 0xa5, bytes);
+  /* garbage, as fresh device memory: a read before write shows (0xff:
+   * NaN in float and half, -1 in integers) */
+  memset (*ptr, 0xff, bytes);
   allocations[*ptr] = bytes;
   device_bytes += bytes;
   return cudaSuccess;

@@ -27,6 +27,16 @@ typedef enum
   cudaErrorInvalidDevice = 101,
   cudaErrorInsufficientDriver = 35,
   cudaErrorNoDevice = 100,
+  cudaErrorECCUncorrectable = 214,
+  cudaErrorIllegalAddress = 700,
+  cudaErrorLaunchOutOfResources = 701,
+  cudaErrorLaunchTimeout = 702,
+  cudaErrorAssert = 710,
+  cudaErrorHardwareStackError = 714,
+  cudaErrorIllegalInstruction = 715,
+  cudaErrorMisalignedAddress = 716,
+  cudaErrorInvalidAddressSpace = 717,
+  cudaErrorInvalidPc = 718,
   cudaErrorLaunchFailure = 719,
   cudaErrorStreamCaptureUnsupported = 900,
   cudaErrorStreamCaptureInvalidated = 901,
@@ -111,8 +121,11 @@ cudaError_t cudaGraphDestroy (cudaGraph_t graph);
 void si_emu_set_device_count (int count);
 void si_emu_fail_malloc_after (int calls);
 /* Makes the kernel launch numbered @launches (counted from this call,
- * from 0) fail with cudaErrorLaunchFailure, that one alone, as a
- * non-sticky error does (-1: none). */
+ * from 0) fail, that one alone (-1: none), with the error of
+ * si_emu_set_launch_error (default cudaErrorLaunchOutOfResources, a
+ * refusal).  The emulation recovers from every error, even those that
+ * would lose the context on a device (cudaErrorIllegalAddress, ...). */
+void si_emu_set_launch_error (cudaError_t error);
 void si_emu_fail_launch_after (int launches);
 /* Kernel launches since the last si_emu_fail_launch_after (). */
 int si_emu_launches (void);
@@ -194,6 +207,10 @@ void __syncthreads (void);
 /* Per-thread toggle between two exchange buffers, so that one barrier per
  * shuffle suffices. */
 unsigned int si_emu_shfl_phase (void);
+/* After each __shared__ declaration (cu2cpp.py): the variable's bytes
+ * become NaN (0xff) the first time a thread of a new block gets there,
+ * as a block's shared memory starts as garbage on a device. */
+void si_emu_shared_poison (void *var, size_t bytes);
 
 /* Warp shuffles as a block-wide exchange: every thread of the block must
  * take part (true of the block reductions of engine/cuda/reduce.cuh). */
