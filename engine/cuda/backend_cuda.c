@@ -227,7 +227,10 @@ cuda_init_resources (
       FALSE);
   cu->gn_max_c = SI_CUDA_GN_MAX_C;
   cu->gn_stats = si_cuda_alloc (be,
-      (size_t) cu->gn_max_c * 2 * (sizeof (double) + sizeof (float)), error);
+      2 *
+          (SI_CUDA_GN_PARTIALS * sizeof (double) +
+              (size_t) cu->gn_max_c * (sizeof (double) + sizeof (float))),
+      error);
   return cu->gn_stats != NULL;
 }
 

@@ -19,6 +19,13 @@ G_BEGIN_DECLS
 #include "backend.h"
 #include "gemm.h"
 
+/* GroupNorm's pixel slices: each block sums one (at most 1024 of them,
+ * and slices x channels <= SI_CUDA_GN_PARTIALS), and the slices' sums are
+ * added in a fixed order (no atomics), so that a frame's statistics do not
+ * depend on the order in which the blocks ran. */
+#define SI_CUDA_GN_MAX_SLICES 1024
+#define SI_CUDA_GN_PARTIALS (1024 * 256)
+
 /* One cudaMalloc'ed chunk of the arena: bump-allocated, recycled when every
  * allocation in it has been freed. */
 typedef struct
@@ -76,8 +83,9 @@ typedef struct
   float *conv_ws;
   size_t conv_ws_floats;
 
-  /* GroupNorm statistics: (2, gn_max_c) doubles then (2, gn_max_c) floats
-   * (per-channel sums, then scale and shift). */
+  /* GroupNorm statistics: (2, SI_CUDA_GN_PARTIALS) doubles (per-slice,
+   * per-channel sums of t and t^2), (2, gn_max_c) doubles (per-channel
+   * sums), then (2, gn_max_c) floats (scale and shift). */
   void *gn_stats;
   int gn_max_c;
 

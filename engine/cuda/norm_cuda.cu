@@ -1,18 +1,22 @@
 /* norm_cuda.cu: CUDA twin of norm_cpu.c: GroupNorm over an NHWC map with a
  * per-channel bias added first (the neck, model-spec 4).  Like the CPU:
  * per-channel sums of t and t^2 in double, combined per group, folded into
- * a per-channel scale and shift, then y = x * scale + shift.
+ * a per-channel scale and shift, then y = x * scale + shift.  The sums are
+ * per pixel slice (one block each), added in a fixed order: the same frame
+ * gives the same bits whatever order the blocks run in.
  */
 #include "backend_cuda.h"
+#include "reduce.cuh"
 
-#define GN_PIX 64 /* pixels per block of the statistics kernel */
-
-/* grid.x: pixel slices; each thread owns channels threadIdx.x + i*blockDim */
+/* grid.x: pixel slices; each thread owns the channels threadIdx.x +
+ * i*blockDim; slice b's sums go to row b of part_sum / part_sq
+ * (slices, c) */
 __global__ void
-gn_stats_kernel (
-    const float *x, int hw, int c, const float *bias, double *sum, double *sq)
+gn_stats_kernel (const float *x, int hw, int c, const float *bias,
+    double *part_sum, double *part_sq)
 {
-  int p0 = blockIdx.x * GN_PIX, p1 = min (p0 + GN_PIX, hw);
+  long b = blockIdx.x, n = gridDim.x;
+  int p0 = (int) (b * hw / n), p1 = (int) ((b + 1) * hw / n);
   for (int k = threadIdx.x; k < c; k += blockDim.x) {
     double s = 0.0, q = 0.0;
     float bk = bias ? bias[k] : 0.0f;
@@ -21,8 +25,28 @@ gn_stats_kernel (
       s += v;
       q += v * v;
     }
-    atomicAdd (&sum[k], s);
-    atomicAdd (&sq[k], q);
+    part_sum[b * c + k] = s;
+    part_sq[b * c + k] = q;
+  }
+}
+
+/* grid.x: channels; the slices' sums of channel blockIdx.x, thread t
+ * taking slices t, t + blockDim, ..., then the block's fixed tree */
+__global__ void
+gn_reduce_kernel (const double *part_sum, const double *part_sq, int slices,
+    int c, double *sum, double *sq)
+{
+  int k = blockIdx.x;
+  double s = 0.0, q = 0.0;
+  for (int b = threadIdx.x; b < slices; b += blockDim.x) {
+    s += part_sum[(size_t) b * c + k];
+    q += part_sq[(size_t) b * c + k];
+  }
+  s = si_block_sum (s);
+  q = si_block_sum (q);
+  if (threadIdx.x == 0) {
+    sum[k] = s;
+    sq[k] = q;
   }
 }
 
@@ -69,8 +93,11 @@ si_group_norm_cuda (SiBackend *be, const float *x, int hw, int c, int groups,
     float *y)
 {
   SiCudaBackend *cu = si_cuda_priv (be);
-  double *sum = (double *) cu->gn_stats, *sq = sum + cu->gn_max_c;
+  double *part_sum = (double *) cu->gn_stats;
+  double *part_sq = part_sum + SI_CUDA_GN_PARTIALS;
+  double *sum = part_sq + SI_CUDA_GN_PARTIALS, *sq = sum + cu->gn_max_c;
   float *scale = (float *) (sq + cu->gn_max_c), *shift = scale + cu->gn_max_c;
+  int slices;
 
   if (hw <= 0 || c <= 0)
     return;
@@ -81,12 +108,13 @@ si_group_norm_cuda (SiBackend *be, const float *x, int hw, int c, int groups,
           groups, cu->gn_max_c);
     return;
   }
-  SI_CUDA_DEFER (be,
-      cudaMemsetAsync (
-          sum, 0, (size_t) cu->gn_max_c * 2 * sizeof (double), cu->stream));
-  gn_stats_kernel<<<si_cuda_blocks (hw, GN_PIX), 256, 0, cu->stream>>> (
-      x, hw, c, bias, sum, sq);
+  slices = MIN (MIN (hw, SI_CUDA_GN_MAX_SLICES), SI_CUDA_GN_PARTIALS / c);
+  gn_stats_kernel<<<slices, 256, 0, cu->stream>>> (
+      x, hw, c, bias, part_sum, part_sq);
   SI_CUDA_LAUNCHED (be, "gn_stats_kernel");
+  gn_reduce_kernel<<<c, 256, 0, cu->stream>>> (
+      part_sum, part_sq, slices, c, sum, sq);
+  SI_CUDA_LAUNCHED (be, "gn_reduce_kernel");
   gn_affine_kernel<<<si_cuda_blocks (c, 256), 256, 0, cu->stream>>> (
       sum, sq, hw, c, groups, bias, gamma, beta, eps, scale, shift);
   SI_CUDA_LAUNCHED (be, "gn_affine_kernel");

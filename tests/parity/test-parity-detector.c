@@ -6,7 +6,12 @@
  *               dump; detections: same labels and queries, scores within
  *               1e-3, boxes within 0.05 px;
  *   from-image  image.ppm as RGB and as NV12 through si_context_run():
- *               "input" bit-identical, detections as above.
+ *               "input" bit-identical, detections as above; the RGB
+ *               frame run again on the device context gives the same
+ *               detections bit for bit (under the emulation, once with
+ *               the blocks and threads in reverse order and once
+ *               shuffled: no op's result may depend on the order in
+ *               which a GPU runs its blocks, atomics included).
  * With "fp16": the top 10 detections of the CPU (fp32) must be found on
  * the device with the same label and query, box within 1 px, score within
  * 1e-2.  Usage: test-parity-detector CASE_DIR [fp16].  Without a CUDA
@@ -19,6 +24,10 @@
 #include "net.h"
 #include "safetensors.h"
 #include "si-engine.h"
+
+#ifdef SI_PARITY_EMU
+#include "cuda_runtime.h"
+#endif
 
 #include <math.h>
 #include <stdarg.h>
@@ -332,6 +341,43 @@ rgb_to_nv12 (const SiImage *img, uint8_t *y, uint8_t *uv)
     }
 }
 
+/* @frame again on the device context @ctx: detections bit for bit @dets
+ * (in other block orders under the emulation). */
+static void
+run_again (SiContext *ctx, const SiFrame *frame, const SiRunParams *params,
+    const SiDetection *dets, size_t n_dets, const char *label)
+{
+#ifdef SI_PARITY_EMU
+  static const char *orders[] = { "reverse", "shuffle" };
+#else
+  static const char *orders[] = { "the same device" };
+#endif
+  GError *error = NULL;
+
+  for (size_t k = 0; k < G_N_ELEMENTS (orders); k++) {
+    const SiDetection *again;
+    size_t n = 0;
+#ifdef SI_PARITY_EMU
+    si_emu_set_schedule (orders[k]);
+#endif
+    if (!si_context_run (ctx, frame, params, &error)) {
+      fail ("%s again (%s): %s", label, orders[k], error->message);
+      g_clear_error (&error);
+      continue;
+    }
+    again = si_context_get_detections (ctx, &n);
+    if (n == n_dets && memcmp (again, dets, n * sizeof (SiDetection)) == 0)
+      printf (
+          "  %s again (%s): %zu detections bit for bit\n", label, orders[k], n);
+    else
+      fail ("%s again (%s): the detections differ from the first run", label,
+          orders[k]);
+  }
+#ifdef SI_PARITY_EMU
+  si_emu_set_schedule (NULL);
+#endif
+}
+
 static void
 from_image (SiModel *model, const char *case_dir)
 {
@@ -399,6 +445,8 @@ from_image (SiModel *model, const char *case_dir)
       }
       out = si_context_get_detections (ctx[i], &n_dets[i]);
       dets[i] = dup_dets (out, n_dets[i]);
+      if (i == 1 && f == 0 && !cpu_twin)
+        run_again (ctx[i], &frames[f], &params, dets[i], n_dets[i], label);
     }
     if (dets[0] && dets[1]) {
       Dumped *a = g_hash_table_lookup (dumps[1], "input");

@@ -88,11 +88,15 @@ enum Schedule
   SCHEDULE_SHUFFLE,
 };
 
+static int schedule_override = -1; /* si_emu_set_schedule */
+
 static Schedule
 schedule (void)
 {
   static int cached = -1;
 
+  if (schedule_override >= 0)
+    return (Schedule) schedule_override;
   if (cached < 0) {
     const char *v = getenv ("SI_EMU_SCHEDULE");
 
@@ -411,6 +415,22 @@ si_emu_fail_malloc_after (int calls)
 {
   fail_after = calls;
   malloc_calls = 0;
+}
+
+int
+si_emu_set_schedule (const char *name)
+{
+  if (name == NULL)
+    schedule_override = -1;
+  else if (strcmp (name, "forward") == 0)
+    schedule_override = SCHEDULE_FORWARD;
+  else if (strcmp (name, "reverse") == 0)
+    schedule_override = SCHEDULE_REVERSE;
+  else if (strcmp (name, "shuffle") == 0)
+    schedule_override = SCHEDULE_SHUFFLE;
+  else
+    return -1;
+  return 0;
 }
 
 void
