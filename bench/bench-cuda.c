@@ -126,48 +126,13 @@ frame_of (const uint8_t *rgb)
   return f;
 }
 
-/* Batch 1 without part timings: the median wall ms, frame in to
- * detections out, and frames per second. */
-static gboolean
-bench_back_to_back (SiModel *model, SiPrecision precision, const uint8_t *rgb,
-    const char *label)
-{
-  SiContext *ctx = make_context (model, precision, FALSE);
-  SiFrame f = frame_of (rgb);
-  SiRunParams params;
-  GError *error = NULL;
-  double *wall, ms;
-
-  if (ctx == NULL)
-    return FALSE;
-  si_run_params_init (&params);
-  wall = g_new0 (double, opt_runs);
-  for (int r = -3; r < opt_runs; r++) {
-    gint64 t0 = g_get_monotonic_time ();
-    if (!si_context_run (ctx, &f, &params, &error)) {
-      fprintf (stderr, "%s: run failed: %s\n", label, error->message);
-      g_error_free (error);
-      g_free (wall);
-      si_context_free (&ctx);
-      return FALSE;
-    }
-    if (r >= 0)
-      wall[r] = (g_get_monotonic_time () - t0) / 1000.0;
-  }
-  ms = median (wall, opt_runs);
-  printf ("%-28s batch 1   no part timings: wall %.3f ms  -> %.1f frames/s\n",
-      label, ms, 1000.0 / ms);
-  g_free (wall);
-  si_context_free (&ctx);
-  return TRUE;
-}
-
-/* Batch 1: median ms per part and frames per second. */
+/* Batch 1: median ms per part (with part timings; else the wall time
+ * alone, frame in to detections out) and frames per second. */
 static gboolean
 bench_single (SiModel *model, SiPrecision precision, const uint8_t *rgb,
-    const char *label)
+    const char *label, gboolean part_timings)
 {
-  SiContext *ctx = make_context (model, precision, TRUE);
+  SiContext *ctx = make_context (model, precision, part_timings);
   SiFrame f = frame_of (rgb);
   SiRunParams params;
   GError *error = NULL;
@@ -220,10 +185,15 @@ bench_single (SiModel *model, SiPrecision precision, const uint8_t *rgb,
     t[TOT][r] = tm.total;
   }
   printf ("%-28s batch 1  ", label);
-  for (int i = 0; i < N; i++)
-    printf (" %s %.3f", names[i], median (t[i], opt_runs));
+  if (part_timings)
+    for (int i = 0; i < N; i++)
+      printf (" %s %.3f", names[i], median (t[i], opt_runs));
+  else
+    printf (" no part timings: wall %.3f", median (t[WALL], opt_runs));
   printf (" ms  -> %.1f frames/s%s\n", 1000.0 / median (t[WALL], opt_runs),
-      graph ? "  (CUDA graphs: backbone, neck, decoder replayed)" : "");
+      graph && part_timings
+          ? "  (CUDA graphs: backbone, neck, decoder replayed)"
+          : "");
   for (int i = 0; i < N; i++)
     g_free (t[i]);
   si_context_free (&ctx);
@@ -380,8 +350,8 @@ main (int argc, char **argv)
         continue;
       snprintf (label, sizeof (label), "%s %s", opt_model ? "model" : names[m],
           p ? "fp16" : "fp32");
-      if (!bench_single (model, prec, rgb, label) ||
-          !bench_back_to_back (model, prec, rgb, label) ||
+      if (!bench_single (model, prec, rgb, label, TRUE) ||
+          !bench_single (model, prec, rgb, label, FALSE) ||
           !bench_streams (model, prec, rgb, label))
         status = 1;
     }

@@ -244,7 +244,9 @@ topk_key (float score, int idx)
   return ((unsigned long long) s << 32) | (0xffffffffu - (unsigned int) idx);
 }
 
-__global__ void
+/* 1024 threads: the compiler must keep to 64 registers a thread, or the
+ * launch fails (only on a device) */
+__global__ void __launch_bounds__ (SI_TOPK_THREADS)
 topk_kernel (const float *logits, int n, int k, float *scores, int32_t *idx,
     unsigned long long *keys)
 {

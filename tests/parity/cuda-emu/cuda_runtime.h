@@ -171,6 +171,7 @@ void si_emu_counts (SiEmuCounts *counts);
 #define __host__
 #define __forceinline__ inline
 #define __shared__ static
+#define __launch_bounds__(...)
 
 struct uint3
 {
