@@ -5,7 +5,9 @@
  * without part timings (the parts back to back on the stream, as the
  * element runs them), then the aggregate frames per second of several
  * streams (one context and one thread per stream, frames in flight
- * concurrently, no part timings).  Full-size models get RANDOM weights from
+ * concurrently, no part timings).  Batch-1 lines also give the host CPU
+ * time per frame (all threads): the engine's waits sleep on a blocking
+ * event, SI_CUDA_SPIN_WAIT=1 makes them spin.  Full-size models get RANDOM weights from
  * make-random-model.py (like bench-engine).  Without a CUDA device it
  * prints "skipped: no CUDA device" and exits 77.  Not part of meson test.
  *
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int opt_runs = 50;
 static int opt_streams = 4;
@@ -126,6 +129,16 @@ frame_of (const uint8_t *rgb)
   return f;
 }
 
+/* The process's CPU time (every thread), ms. */
+static double
+cpu_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 /* Batch 1: median ms per part (with part timings; else the wall time
  * alone, frame in to detections out) and frames per second. */
 static gboolean
@@ -150,6 +163,7 @@ bench_single (SiModel *model, SiPrecision precision, const uint8_t *rgb,
   static const char *names[N] = { "preprocess", "backbone", "neck", "decoder",
     "postprocess", "total", "wall" };
   double *t[N];
+  double cpu0 = 0.0, cpu;
   gboolean graph = FALSE;
 
   if (ctx == NULL)
@@ -159,7 +173,10 @@ bench_single (SiModel *model, SiPrecision precision, const uint8_t *rgb,
     t[i] = g_new0 (double, opt_runs);
   for (int r = -3; r < opt_runs; r++) {
     SiTimings tm;
-    gint64 t0 = g_get_monotonic_time ();
+    gint64 t0;
+    if (r == 0)
+      cpu0 = cpu_ms ();
+    t0 = g_get_monotonic_time ();
     if (!si_context_run (ctx, &f, &params, &error)) {
       fprintf (stderr, "%s: run failed: %s\n", label, error->message);
       g_error_free (error);
@@ -184,13 +201,17 @@ bench_single (SiModel *model, SiPrecision precision, const uint8_t *rgb,
     t[POST][r] = tm.postprocess;
     t[TOT][r] = tm.total;
   }
+  /* host CPU per frame: the waits spin a core unless they sleep
+   * (SI_CUDA_SPIN_WAIT=1 makes them spin) */
+  cpu = (cpu_ms () - cpu0) / MAX (opt_runs, 1);
   printf ("%-28s batch 1  ", label);
   if (part_timings)
     for (int i = 0; i < N; i++)
       printf (" %s %.3f", names[i], median (t[i], opt_runs));
   else
     printf (" no part timings: wall %.3f", median (t[WALL], opt_runs));
-  printf (" ms  -> %.1f frames/s%s\n", 1000.0 / median (t[WALL], opt_runs),
+  printf (" ms, host cpu %.3f ms  -> %.1f frames/s%s\n", cpu,
+      1000.0 / median (t[WALL], opt_runs),
       graph && part_timings
           ? "  (CUDA graphs: backbone, neck, decoder replayed)"
           : "");

@@ -16,8 +16,9 @@
 #   sanitize-detector  memcheck (with leak check) / initcheck on the detector,
 #                      memcheck on the graph-replayed context
 #   compare     bench-cuda fp16 100 queries with graphs off, the fused conv
-#               epilogue off and fp32 maps, one at a time (last: it only
-#               explains the bench numbers)
+#               epilogue off, fp32 maps, spinning waits and frames in frame
+#               memory, one at a time (last: it only explains the bench
+#               numbers)
 # --budget (default 480 s) bounds the whole run: each step gets at most what
 # is left of it, and a step that would start with less than 20 s left is
 # reported as NOT RUN.  One device call then fits the tool's 10-minute limit
@@ -193,6 +194,8 @@ run_compare() {
   SI_CUDA_FUSED_EPILOGUE=0 step bench-r50-100q-unfused 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
   SI_CUDA_HALF_MAPS=0 step bench-r50-100q-float-maps 90 "$B/bin/bench-cuda" \
+    --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
+  SI_CUDA_SPIN_WAIT=1 step bench-r50-100q-spin 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
   step bench-r50-100q-frame-memory 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16 \

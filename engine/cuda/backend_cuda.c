@@ -158,6 +158,8 @@ cuda_destroy (SiBackend *be)
   }
   if (cu->staging_in_free)
     cudaEventDestroy (cu->staging_in_free);
+  if (cu->wait_event)
+    cudaEventDestroy (cu->wait_event);
   if (cu->staging_in)
     cudaFreeHost (cu->staging_in);
   if (cu->staging_out)
@@ -205,6 +207,10 @@ cuda_init_resources (
   SI_CUDA_TRY (
       cudaEventCreateWithFlags (&cu->staging_in_free, cudaEventDisableTiming),
       error, FALSE);
+  if (g_strcmp0 (g_getenv ("SI_CUDA_SPIN_WAIT"), "1") != 0)
+    SI_CUDA_TRY (cudaEventCreateWithFlags (&cu->wait_event,
+                     cudaEventDisableTiming | cudaEventBlockingSync),
+        error, FALSE);
   cu->staging_out_size = SI_CUDA_STAGING_OUT;
   SI_CUDA_TRY (cudaHostAlloc ((void **) &cu->staging_out, cu->staging_out_size,
                    cudaHostAllocDefault),
@@ -379,7 +385,19 @@ cuda_take_deferred (SiCudaBackend *cu, GError **error)
 static gboolean
 cuda_wait (SiCudaBackend *cu, GError **error)
 {
-  cudaError_t st = cudaStreamSynchronize (cu->stream);
+  cudaError_t st;
+
+  /* Sleep until the stream is done rather than spin (the default
+   * scheduling spins a core per waiting thread, for a whole frame without
+   * part timings); the stream's own wait then returns at once and reports
+   * the errors.  A failure of the event calls is the device's (the wait
+   * below reports it) or a spin wait instead: not left behind as the
+   * thread's last error. */
+  if (cu->wait_event != NULL &&
+      (cudaEventRecord (cu->wait_event, cu->stream) != cudaSuccess ||
+          cudaEventSynchronize (cu->wait_event) != cudaSuccess))
+    cudaGetLastError ();
+  st = cudaStreamSynchronize (cu->stream);
 
   if (st != cudaSuccess) {
     cudaGetLastError ();

@@ -76,6 +76,9 @@ typedef struct
    * nothing. */
   void *cublas_ws;
   size_t cublas_ws_size;
+  /* the waits sleep on it (blocking sync) instead of spinning a core;
+   * NULL with SI_CUDA_SPIN_WAIT=1 */
+  cudaEvent_t wait_event;
   bool capturing;
 
   /* im2col workspace of the convolutions: conv_ws_floats floats (twice

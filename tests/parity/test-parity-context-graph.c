@@ -216,17 +216,21 @@ check_transfers (const SiEmuCounts *a, const SiEmuCounts *b, const char *what)
       ok, "%s: the frame's transfers and allocations break the contract", what);
 }
 
-/* Waits for the stream during one si_context_run: @expected of them. */
+/* Waits for the stream during one si_context_run: @expected of them,
+ * each asleep on a blocking-sync event first unless @spin. */
 static void
-check_syncs (
-    const SiEmuCounts *a, const SiEmuCounts *b, int expected, const char *what)
+check_syncs (const SiEmuCounts *a, const SiEmuCounts *b, int expected,
+    gboolean spin, const char *what)
 {
   int syncs = b->syncs - a->syncs;
+  int asleep = b->blocking_waits - a->blocking_waits;
+  gboolean ok = syncs == expected && asleep == (spin ? 0 : expected);
 
-  printf ("%s %s: %d waits for the stream, expected %d\n",
-      syncs == expected ? "ok  " : "FAIL", what, syncs, expected);
-  CHECK (syncs == expected, "%s: %d waits for the stream, expected %d", what,
-      syncs, expected);
+  printf ("%s %s: %d waits for the stream (%d asleep), expected %d (%s)\n",
+      ok ? "ok  " : "FAIL", what, syncs, asleep, expected,
+      spin ? "spinning" : "all asleep");
+  CHECK (ok, "%s: %d waits for the stream, %d asleep, expected %d", what, syncs,
+      asleep, expected);
 }
 #endif
 
@@ -235,11 +239,16 @@ static void
 test_replay (SiModel *model, const SiImage *img)
 {
   SiContext *graph = context (model, TRUE, FALSE);
-  SiContext *direct = context (model, FALSE, TRUE);
+  SiContext *direct;
   int stages = si_model_get_num_stages (model);
 #ifdef SI_PARITY_EMU
   int replays = si_emu_graph_launches ();
 #endif
+
+  /* the direct context spins (SI_CUDA_SPIN_WAIT=1 at its creation) */
+  g_setenv ("SI_CUDA_SPIN_WAIT", "1", TRUE);
+  direct = context (model, FALSE, TRUE);
+  g_unsetenv ("SI_CUDA_SPIN_WAIT");
 
   for (int k = 0; k < N_FRAMES; k++) {
     SiDetection *dets = NULL;
@@ -274,11 +283,11 @@ test_replay (SiModel *model, const SiImage *img)
      * part's recording (graph_cache.c) */
     g_snprintf (path, sizeof (path), "%s with graphs, no part timings", what);
     check_syncs (&c[0], &c[1],
-        1 + (size_count_before (k) == 1 ? GRAPHS_PER_FRAME : 0), path);
+        1 + (size_count_before (k) == 1 ? GRAPHS_PER_FRAME : 0), FALSE, path);
     /* with: after the preprocessing, the backbone, the neck, the query
      * init and each stage, and the download's */
     g_snprintf (path, sizeof (path), "%s op by op, part timings", what);
-    check_syncs (&c[1], &c[2], 5 + stages, path);
+    check_syncs (&c[1], &c[2], 5 + stages, TRUE, path);
 #endif
     if (ran[0] && ran[1]) {
       gboolean same = same_detections (dets, n, direct_dets[k], direct_n[k]);

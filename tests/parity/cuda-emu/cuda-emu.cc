@@ -34,7 +34,7 @@ struct SiEmuStream
 };
 struct SiEmuEvent
 {
-  int dummy;
+  unsigned int flags;
 };
 struct SiEmuGraph
 {
@@ -828,8 +828,8 @@ cudaGraphDestroy (cudaGraph_t graph)
 cudaError_t
 cudaEventCreateWithFlags (cudaEvent_t *event, unsigned int flags)
 {
-  (void) flags;
   *event = new SiEmuEvent ();
+  (*event)->flags = flags;
   return cudaSuccess;
 }
 
@@ -851,8 +851,11 @@ cudaEventRecord (cudaEvent_t event, cudaStream_t stream)
 cudaError_t
 cudaEventSynchronize (cudaEvent_t event)
 {
-  (void) event;
-  return any_capture ? fail (cudaErrorStreamCaptureUnsupported) : cudaSuccess;
+  if (any_capture)
+    return fail (cudaErrorStreamCaptureUnsupported);
+  if (event && (event->flags & cudaEventBlockingSync))
+    counts.blocking_waits++;
+  return cudaSuccess;
 }
 
 /* ---- cuBLAS ---- */

@@ -52,6 +52,7 @@ typedef enum
 } cudaMemcpyKind;
 
 #define cudaStreamNonBlocking 0x01
+#define cudaEventBlockingSync 0x01
 #define cudaEventDisableTiming 0x02
 #define cudaHostAllocDefault 0x00
 #define cudaHostAllocPortable 0x01
@@ -146,14 +147,15 @@ int si_emu_graph_launches (void);
  * host memory, copies between host and device (cudaMemcpy*Async by kind),
  * and how many of those had a host side outside pinned memory; the source
  * and size of the last copy up; waits for a stream (cudaStreamSynchronize
- * outside a capture). */
+ * outside a capture) and for an event made with cudaEventBlockingSync
+ * (cudaEventSynchronize). */
 typedef struct
 {
   int mallocs, frees, host_allocs, host_frees;
   int h2d, d2h, h2d_pageable, d2h_pageable;
   const void *last_h2d_src;
   size_t last_h2d_bytes;
-  int syncs;
+  int syncs, blocking_waits;
 } SiEmuCounts;
 void si_emu_counts (SiEmuCounts *counts);
 
