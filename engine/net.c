@@ -428,6 +428,6 @@ si_net_run_input (SiNet *net, const float *input_nchw, const SiImageInfo *info,
               net, "input", net->input, info->pad_h, info->pad_w, 3, error)) &&
       net_run_body (net, info, params, t0, out, n_out, error))
     return TRUE;
-  be->ops->sync (be, NULL); /* the upload may still read input_nchw */
+  be->ops->sync (be, NULL); /* no work of this run left behind */
   return FALSE;
 }

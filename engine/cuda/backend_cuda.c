@@ -64,15 +64,17 @@ void
 si_cuda_set_error (GError **error, cudaError_t status, const char *what,
     const char *file, int line)
 {
-  /* the first such error is the one to read; the ones after it only
-   * repeat it wherever the process next called CUDA */
-  static gint sticky_seen;
+  /* the first such error reported is the one to read; the ones after it
+   * only repeat it wherever the process next called CUDA (one flag for
+   * the process: with several devices, the earlier loss may have been
+   * another device's) */
+  static gint sticky_reported;
   const char *note = "";
 
-  if (cuda_error_is_sticky (status))
-    note = g_atomic_int_exchange (&sticky_seen, 1)
-        ? "; the device context was lost earlier (see the first such "
-          "error): restart the process"
+  if (error != NULL && cuda_error_is_sticky (status))
+    note = g_atomic_int_exchange (&sticky_reported, 1)
+        ? "; a device context of this process was lost earlier (see the "
+          "first such error): restart the process"
         : "; the device context is lost: CUDA fails from now on in this "
           "process, restart it";
   g_set_error (error, SI_ERROR, cuda_error_code (status),
@@ -385,7 +387,7 @@ cuda_take_deferred (SiCudaBackend *cu, GError **error)
 static gboolean
 cuda_wait (SiCudaBackend *cu, GError **error)
 {
-  cudaError_t st;
+  cudaError_t st, asleep = cudaSuccess;
 
   /* Sleep until the stream is done rather than spin (the default
    * scheduling spins a core per waiting thread, for a whole frame without
@@ -395,13 +397,18 @@ cuda_wait (SiCudaBackend *cu, GError **error)
    * thread's last error. */
   if (cu->wait_event != NULL &&
       (cudaEventRecord (cu->wait_event, cu->stream) != cudaSuccess ||
-          cudaEventSynchronize (cu->wait_event) != cudaSuccess))
+          (asleep = cudaEventSynchronize (cu->wait_event)) != cudaSuccess))
     cudaGetLastError ();
   st = cudaStreamSynchronize (cu->stream);
+  /* the sleep may have been told of the work's failure alone */
+  if (st == cudaSuccess)
+    st = asleep;
 
   if (st != cudaSuccess) {
     cudaGetLastError ();
-    if (cu->deferred == NULL) {
+    /* a lost context outranks a refusal deferred earlier in the frame */
+    if (cu->deferred == NULL || cuda_error_is_sticky (st)) {
+      g_clear_error (&cu->deferred);
       si_cuda_set_error (
           error, st, "cudaStreamSynchronize (the stream)", __FILE__, __LINE__);
       return FALSE;

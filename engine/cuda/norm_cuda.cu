@@ -6,7 +6,6 @@
  * gives the same bits whatever order the blocks run in.
  */
 #include "backend_cuda.h"
-#include "reduce.cuh"
 
 /* grid.x: pixel slices; each thread owns the channels threadIdx.x +
  * i*blockDim; slice b's sums go to row b of part_sum / part_sq
@@ -30,21 +29,35 @@ gn_stats_kernel (const float *x, int hw, int c, const float *bias,
   }
 }
 
-/* grid.x: channels; the slices' sums of channel blockIdx.x, thread t
- * taking slices t, t + blockDim, ..., then the block's fixed tree */
+#define GN_REDUCE_CH 32 /* channels of a block of gn_reduce_kernel */
+#define GN_REDUCE_ROWS 8 /* its slice lanes */
+
+/* grid.x: tiles of 32 channels; block (32, 8): thread (x, y) adds slices
+ * y, y + 8, ... of channel 32 * blockIdx.x + x (a warp reads 32 adjacent
+ * channels of one slice), then row 0 adds the 8 lanes in order */
 __global__ void
 gn_reduce_kernel (const double *part_sum, const double *part_sq, int slices,
     int c, double *sum, double *sq)
 {
-  int k = blockIdx.x;
+  __shared__ double lane_sum[GN_REDUCE_ROWS][GN_REDUCE_CH];
+  __shared__ double lane_sq[GN_REDUCE_ROWS][GN_REDUCE_CH];
+  int x = threadIdx.x, y = threadIdx.y;
+  int k = blockIdx.x * GN_REDUCE_CH + x;
   double s = 0.0, q = 0.0;
-  for (int b = threadIdx.x; b < slices; b += blockDim.x) {
-    s += part_sum[(size_t) b * c + k];
-    q += part_sq[(size_t) b * c + k];
-  }
-  s = si_block_sum (s);
-  q = si_block_sum (q);
-  if (threadIdx.x == 0) {
+
+  if (k < c)
+    for (int b = y; b < slices; b += GN_REDUCE_ROWS) {
+      s += part_sum[(size_t) b * c + k];
+      q += part_sq[(size_t) b * c + k];
+    }
+  lane_sum[y][x] = s;
+  lane_sq[y][x] = q;
+  __syncthreads ();
+  if (y == 0 && k < c) {
+    for (int r = 1; r < GN_REDUCE_ROWS; r++) {
+      s += lane_sum[r][x];
+      q += lane_sq[r][x];
+    }
     sum[k] = s;
     sq[k] = q;
   }
@@ -112,7 +125,8 @@ si_group_norm_cuda (SiBackend *be, const float *x, int hw, int c, int groups,
   gn_stats_kernel<<<slices, 256, 0, cu->stream>>> (
       x, hw, c, bias, part_sum, part_sq);
   SI_CUDA_LAUNCHED (be, "gn_stats_kernel");
-  gn_reduce_kernel<<<c, 256, 0, cu->stream>>> (
+  gn_reduce_kernel<<<si_cuda_blocks (c, GN_REDUCE_CH),
+      dim3 (GN_REDUCE_CH, GN_REDUCE_ROWS), 0, cu->stream>>> (
       part_sum, part_sq, slices, c, sum, sq);
   SI_CUDA_LAUNCHED (be, "gn_reduce_kernel");
   gn_affine_kernel<<<si_cuda_blocks (c, 256), 256, 0, cu->stream>>> (

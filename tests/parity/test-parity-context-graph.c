@@ -329,6 +329,41 @@ test_replay (SiModel *model, const SiImage *img)
   si_context_free (&direct);
 }
 
+#ifndef SI_PARITY_EMU
+/* Graphs with part timings (on the device; the emulation checks it in
+ * test_failed_recording): a size's warm-up reports every stage, its
+ * replay one decoder figure, the other parts their own, and the
+ * detections are the direct path's. */
+static void
+test_replay_part_timings (SiModel *model, const SiImage *img)
+{
+  SiContext *ctx = context (model, TRUE, TRUE);
+  int stages = si_model_get_num_stages (model);
+
+  for (int k = 0; k < 3; k++) {
+    SiDetection *dets = NULL;
+    size_t n = 0;
+    SiTimings t;
+    char what[64];
+
+    g_snprintf (what, sizeof (what), "graphs + part timings, frame %d", k);
+    if (run_frame (ctx, img, 0, &dets, &n, &t, what)) {
+      gboolean ok = same_detections (dets, n, direct_dets[0], direct_n[0]) &&
+          (k == 2 ? t.num_stages == 0 && t.query_init > 0.0
+                  : k == 1 || t.num_stages == stages) &&
+          t.backbone > 0.0 && t.neck > 0.0 && t.postprocess > 0.0;
+      printf ("%s %s: decoder %.3f ms over %d stage figures, backbone %.3f, "
+              "neck %.3f, postprocess %.3f\n",
+          ok ? "ok  " : "FAIL", what, t.query_init, t.num_stages, t.backbone,
+          t.neck, t.postprocess);
+      CHECK (ok, "%s: timings or detections wrong", what);
+    }
+    g_free (dets);
+  }
+  si_context_free (&ctx);
+}
+#endif
+
 #ifdef SI_PARITY_EMU
 /* Recordings that fail: the first @failing captures of a new context, in
  * the order backbone, neck, decoder, on frame 1 (frame 0 is the size's
@@ -414,6 +449,8 @@ main (int argc, char **argv)
 #ifdef SI_PARITY_EMU
   test_failed_recording (model, &img, TRUE, 1);
   test_failed_recording (model, &img, FALSE, GRAPHS_PER_FRAME);
+#else
+  test_replay_part_timings (model, &img);
 #endif
   for (int k = 0; k < N_FRAMES; k++)
     g_free (direct_dets[k]);

@@ -192,7 +192,7 @@ test_failing_kernel (SiModel *model)
    * at the first */
   si_emu_set_launch_error (cudaErrorIllegalAddress);
   for (int k = 0; k < 2; k++) {
-    const char *want = k ? "context was lost earlier" : "context is lost";
+    const char *want = k ? "was lost earlier" : "context is lost";
     si_emu_fail_launch_after (total / 2);
     CHECK (!si_context_run (ctx, &f, &params, &error) && error &&
             strstr (error->message, "cudaErrorIllegalAddress") &&

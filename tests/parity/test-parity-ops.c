@@ -493,9 +493,16 @@ test_image_ops (void)
   }
 
   /* group norm: with bias, affine or not, in place and not; a large
-   * offset tests the variance's cancellation */
-  for (int t = 0; t < 3; t++) {
-    int hw = 24 * 32, c = 64, groups = 32;
+   * offset tests the variance's cancellation; then the CUDA twin's pixel
+   * slices: uneven ones of several pixels (C 512: 512 slices of 3001
+   * pixels), the slice count cut by the channels (C 4096: 64 slices), a
+   * channel tile not full (C 40) and one slice of two pixels */
+  static const int gn_cases[][3] = { { 24 * 32, 64, 32 }, { 24 * 32, 64, 32 },
+    { 24 * 32, 64, 32 }, { 3001, 512, 32 }, { 300, 4096, 32 },
+    { 1025, 40, 8 } };
+  for (int t = 0; t < (int) G_N_ELEMENTS (gn_cases); t++) {
+    int hw = gn_cases[t][0], c = gn_cases[t][1], groups = gn_cases[t][2];
+    char name[64];
     SiTwin x = twin_random (
         (size_t) hw * c, t == 2 ? 99.0f : -2.0f, t == 2 ? 101.0f : 2.0f);
     SiTwin y = si_twin_new (pt, NULL, (size_t) hw * c * 4);
@@ -508,10 +515,14 @@ test_image_ops (void)
           t == 0 ? TF (x, i) : TF (y, i));
     }
     si_parity_sync (pt, "group_norm");
-    si_parity_check (pt,
-        t == 0 ? "group_norm in place"
-               : (t == 1 ? "group_norm no affine" : "group_norm offset 100"),
-        t == 0 ? &x : &y, (size_t) hw * c, TOL_SUM);
+    if (t < 3)
+      g_snprintf (name, sizeof (name), "%s",
+          t == 0 ? "group_norm in place"
+                 : (t == 1 ? "group_norm no affine" : "group_norm offset 100"));
+    else
+      g_snprintf (
+          name, sizeof (name), "group_norm HW %d C %d G %d", hw, c, groups);
+    si_parity_check (pt, name, t == 0 ? &x : &y, (size_t) hw * c, TOL_SUM);
     si_twin_free (pt, &x);
     si_twin_free (pt, &y);
     si_twin_free (pt, &bias);
