@@ -7,8 +7,8 @@
  * streams (one context and one thread per stream, frames in flight
  * concurrently, no part timings).  Batch-1 lines also give the host CPU
  * time per frame (all threads): the engine's waits sleep on a blocking
- * event, SI_CUDA_SPIN_WAIT=1 makes them spin.  Full-size models get RANDOM weights from
- * make-random-model.py (like bench-engine).  Without a CUDA device it
+ * event, SI_CUDA_SPIN_WAIT=1 makes them spin.  Full-size models get
+ * RANDOM weights from make-random-model.py (like bench-engine).  Without a CUDA device it
  * prints "skipped: no CUDA device" and exits 77.  Not part of meson test.
  *
  * With --frame-memory the frames lie in frame memory (si_frame_memory_alloc:

@@ -236,3 +236,18 @@ si_backend_frame_memory_free (void *mem)
     return;
   free (mem);
 }
+
+gboolean
+si_backend_lap (SiBackend *be, gint64 *t0, double *ms, GError **error)
+{
+  gint64 t;
+
+  if (ms == NULL)
+    return TRUE;
+  if (!be->ops->sync (be, error))
+    return FALSE;
+  t = g_get_monotonic_time ();
+  *ms = (t - *t0) / 1000.0;
+  *t0 = t;
+  return TRUE;
+}

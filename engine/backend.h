@@ -238,6 +238,11 @@ void si_backend_free (SiBackend **be);
 void *si_backend_frame_memory_alloc (
     SiBackendKind kind, size_t bytes, GError **error);
 void si_backend_frame_memory_free (void *mem);
+/* The end of a timed part: with @ms, waits for @be and sets *ms to the
+ * milliseconds since *t0 (g_get_monotonic_time), which restarts; without
+ * (no timings wanted), no wait either, so the next part's work queues
+ * behind this one's. */
+gboolean si_backend_lap (SiBackend *be, gint64 *t0, double *ms, GError **error);
 
 extern const SiBackendOps si_cpu_backend_ops;
 

@@ -424,23 +424,6 @@ si_decoder_dump (SiDecoder *dec, SiDumpFunc dump, void *user_data,
   return TRUE;
 }
 
-/* *ms: milliseconds since *t0 after the backend finished; restarts *t0.
- * Without ms (no timings wanted), no wait either: the work queues on. */
-static gboolean
-lap (SiDecoder *dec, gint64 *t0, double *ms, GError **error)
-{
-  gint64 t;
-
-  if (ms == NULL)
-    return TRUE;
-  if (!dec->be->ops->sync (dec->be, error))
-    return FALSE;
-  t = g_get_monotonic_time ();
-  *ms = (t - *t0) / 1000.0;
-  *t0 = t;
-  return TRUE;
-}
-
 static gboolean
 query_init (SiDecoder *dec, const SiImageInfo *info, SiDumpFunc dump,
     void *user_data, GError **error)
@@ -535,7 +518,8 @@ si_decoder_run (SiDecoder *dec, const float *const levels[SI_NUM_LEVELS],
       return FALSE;
     if (replayed) {
       /* one figure for the whole decoder (SiTimings) */
-      if (!lap (dec, &t0, timings ? &timings->query_init : NULL, error))
+      if (!si_backend_lap (
+              dec->be, &t0, timings ? &timings->query_init : NULL, error))
         return FALSE;
       if (timings) {
         memset (timings->stage, 0, sizeof (timings->stage));
@@ -546,7 +530,8 @@ si_decoder_run (SiDecoder *dec, const float *const levels[SI_NUM_LEVELS],
   }
 
   if (!query_init (dec, info, dump, user_data, error) ||
-      !lap (dec, &t0, timings ? &timings->query_init : NULL, error))
+      !si_backend_lap (
+          dec->be, &t0, timings ? &timings->query_init : NULL, error))
     return FALSE;
   for (int s = 0; s < dec->n_stages; s++) {
     if (!si_decoder_stage_run (
@@ -554,7 +539,8 @@ si_decoder_run (SiDecoder *dec, const float *const levels[SI_NUM_LEVELS],
       return FALSE;
     if (dec->release_weights)
       release_stage_pages (dec, s);
-    if (!lap (dec, &t0, timings ? &timings->stage[s] : NULL, error))
+    if (!si_backend_lap (
+            dec->be, &t0, timings ? &timings->stage[s] : NULL, error))
       return FALSE;
   }
   if (timings)

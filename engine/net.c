@@ -54,28 +54,11 @@ struct _SiNet
   size_t dump_floats;
 };
 
-static double
-now_ms (void)
-{
-  return (double) g_get_monotonic_time () / 1000.0;
-}
-
-/* The end of a part: with part timings, waits for the backend and sets
- * *ms to the milliseconds since *t0 (restarted); without, nothing, so the
- * next part's work queues behind this one's. */
+/* The end of a part: si_backend_lap into *ms with part timings. */
 static gboolean
-part_done (SiNet *net, double *t0, double *ms, GError **error)
+part_done (SiNet *net, gint64 *t0, double *ms, GError **error)
 {
-  double t;
-
-  if (!net->part_timings)
-    return TRUE;
-  if (!net->be->ops->sync (net->be, error))
-    return FALSE;
-  t = now_ms ();
-  *ms = t - *t0;
-  *t0 = t;
-  return TRUE;
+  return si_backend_lap (net->be, t0, net->part_timings ? ms : NULL, error);
 }
 
 static void *
@@ -282,14 +265,14 @@ check_geometry (SiNet *net, const SiImageInfo *info, GError **error)
 /* backbone -> neck -> decoder -> post-processing on net->input. */
 static gboolean
 net_run_body (SiNet *net, const SiImageInfo *info, const SiRunParams *params,
-    double t_start, const SiDetection **out, size_t *n_out, GError **error)
+    gint64 t_start, const SiDetection **out, size_t *n_out, GError **error)
 {
   SiBackend *be = net->be;
   const SiModel *m = net->model;
   int lh[SI_NUM_LEVELS], lw[SI_NUM_LEVELS];
   const float *cin[SI_NUM_LEVELS];
   const float *lv[SI_NUM_LEVELS];
-  double t0 = now_ms ();
+  gint64 t0 = g_get_monotonic_time ();
 
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     lh[l] = info->pad_h / (4 << l);
@@ -340,7 +323,7 @@ net_run_body (SiNet *net, const SiImageInfo *info, const SiRunParams *params,
           net->part_timings ? &net->timings : NULL, net->dump, net->dump_data,
           out, n_out, error))
     return FALSE;
-  net->timings.total = now_ms () - t_start;
+  net->timings.total = (g_get_monotonic_time () - t_start) / 1000.0;
   return TRUE;
 }
 
@@ -350,7 +333,7 @@ si_net_run_frame (SiNet *net, const SiFrame *frame, const SiRunParams *params,
 {
   SiBackend *be = net->be;
   SiImageInfo info;
-  double t0, t_part;
+  gint64 t0, t_part;
   int bpp, off[3];
 
   if (!si_frame_validate (frame, error))
@@ -367,7 +350,7 @@ si_net_run_frame (SiNet *net, const SiFrame *frame, const SiRunParams *params,
     return FALSE;
 
   memset (&net->timings, 0, sizeof (net->timings));
-  t0 = t_part = now_ms ();
+  t0 = t_part = g_get_monotonic_time ();
   if (!be->ops->resize_frame (be, frame, &info, net->work, net->rgb, error))
     return FALSE;
   be->ops->normalize_pad (be, net->rgb, &info, net->lut, net->input);
@@ -403,7 +386,7 @@ si_net_run_input (SiNet *net, const float *input_nchw, const SiImageInfo *info,
 {
   SiBackend *be = net->be;
   size_t hw;
-  double t0, t_part;
+  gint64 t0, t_part;
 
   if (input_nchw == NULL || info == NULL) {
     g_set_error (
@@ -415,7 +398,7 @@ si_net_run_input (SiNet *net, const float *input_nchw, const SiImageInfo *info,
   hw = (size_t) info->pad_h * info->pad_w;
 
   memset (&net->timings, 0, sizeof (net->timings));
-  t0 = now_ms ();
+  t0 = g_get_monotonic_time ();
   /* (3, Hp*Wp) -> (Hp*Wp, 3) */
   if (!be->ops->upload (
           be, net->input_chw, input_nchw, 3 * hw * sizeof (float), error))

@@ -160,18 +160,10 @@ si_conv_prepare_cuda (SiBackend *be, const SiConv *conv, GError **error)
   plan->b = plan->w ? si_cuda_alloc (be, b_bytes, error) : NULL;
   if (plan->b == NULL)
     goto fail;
-  /* pageable sources: an async copy from them may still read them after
-   * it returns (CUDA only promises that on some systems), so wait before
-   * they go */
-  if (cudaMemcpyAsync (plan->w, src, w_bytes, cudaMemcpyHostToDevice,
-          cu->stream) != cudaSuccess ||
-      cudaMemcpyAsync (plan->b, b_src, b_bytes, cudaMemcpyHostToDevice,
-          cu->stream) != cudaSuccess ||
-      cudaStreamSynchronize (cu->stream) != cudaSuccess) {
-    si_cuda_set_error (
-        error, cudaGetLastError (), "conv weights upload", __FILE__, __LINE__);
+  /* the backend's upload blocks: the host copies may go after it */
+  if (!be->ops->upload (be, plan->w, src, w_bytes, error) ||
+      !be->ops->upload (be, plan->b, b_src, b_bytes, error))
     goto fail;
-  }
   g_free (wt);
   g_free (wf);
   g_free (wh);

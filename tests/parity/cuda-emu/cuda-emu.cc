@@ -90,6 +90,19 @@ enum Schedule
 
 static int schedule_override = -1; /* si_emu_set_schedule */
 
+/* A schedule by its name (SI_EMU_SCHEDULE's values); -1 for another. */
+static int
+schedule_named (const char *name)
+{
+  if (strcmp (name, "forward") == 0)
+    return SCHEDULE_FORWARD;
+  if (strcmp (name, "reverse") == 0)
+    return SCHEDULE_REVERSE;
+  if (strcmp (name, "shuffle") == 0)
+    return SCHEDULE_SHUFFLE;
+  return -1;
+}
+
 static Schedule
 schedule (void)
 {
@@ -100,13 +113,8 @@ schedule (void)
   if (cached < 0) {
     const char *v = getenv ("SI_EMU_SCHEDULE");
 
-    if (v == NULL || *v == '\0' || strcmp (v, "forward") == 0) {
-      cached = SCHEDULE_FORWARD;
-    } else if (strcmp (v, "reverse") == 0) {
-      cached = SCHEDULE_REVERSE;
-    } else if (strcmp (v, "shuffle") == 0) {
-      cached = SCHEDULE_SHUFFLE;
-    } else {
+    cached = v == NULL || *v == '\0' ? SCHEDULE_FORWARD : schedule_named (v);
+    if (cached < 0) {
       fprintf (stderr,
           "cuda-emu: SI_EMU_SCHEDULE=%s: expected forward, reverse or "
           "shuffle\n",
@@ -312,9 +320,6 @@ si_emu_launch (const SiEmuConfig &cfg, const std::function<void ()> &body)
   launch_now (cfg, body);
 }
 
-/* One block of the launch in progress: as fibers while the launch's
- * first block reached a barrier, else its threads as plain calls in order
- * (NULL: 0, 1, ...). */
 /* Blocks run since the start: which block a shared variable was last
  * poisoned for (si_emu_shared_poison). */
 static unsigned long block_epoch;
@@ -331,6 +336,9 @@ si_emu_shared_poison (void *var, size_t bytes)
   memset (var, 0xff, bytes);
 }
 
+/* One block of the launch in progress: as fibers while the launch's
+ * first block reached a barrier, else its threads as plain calls in order
+ * (NULL: 0, 1, ...). */
 static void
 run_block (bool *fiber_mode, unsigned int threads,
     const std::vector<unsigned int> *order)
@@ -394,8 +402,8 @@ launch_now (const SiEmuConfig &cfg, const std::function<void ()> &body)
     blockIdx.z = (unsigned int) (b / ((unsigned long) cfg.grid.x * cfg.grid.y));
     if (!forward)
       schedule_order (thread_order, (unsigned int) threads);
-    run_block (&fiber_mode, (unsigned int) threads,
-        forward ? NULL : &thread_order);
+    run_block (
+        &fiber_mode, (unsigned int) threads, forward ? NULL : &thread_order);
   }
   running_body = NULL;
 }
@@ -420,16 +428,11 @@ si_emu_fail_malloc_after (int calls)
 int
 si_emu_set_schedule (const char *name)
 {
-  if (name == NULL)
-    schedule_override = -1;
-  else if (strcmp (name, "forward") == 0)
-    schedule_override = SCHEDULE_FORWARD;
-  else if (strcmp (name, "reverse") == 0)
-    schedule_override = SCHEDULE_REVERSE;
-  else if (strcmp (name, "shuffle") == 0)
-    schedule_override = SCHEDULE_SHUFFLE;
-  else
+  int s = name == NULL ? -1 : schedule_named (name);
+
+  if (name != NULL && s < 0)
     return -1;
+  schedule_override = s;
   return 0;
 }
 
@@ -498,8 +501,7 @@ is_pinned (const void *p, size_t bytes)
 /* Counts a copy of @kind; for host <-> device ones, whether the host side
  * ([src or dst, + bytes)) is pinned. */
 static void
-count_copy (cudaMemcpyKind kind, const void *dst, const void *src,
-    size_t bytes)
+count_copy (cudaMemcpyKind kind, const void *dst, const void *src, size_t bytes)
 {
   if (kind == cudaMemcpyHostToDevice) {
     counts.h2d++;
@@ -1040,8 +1042,8 @@ gemm_ex_check (
 /* Elements of the column-major operands of op(A) (m, k) op(B) (k, n) up
  * to the last one read. */
 static void
-operand_spans (cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-    int k, int lda, int ldb, size_t *na, size_t *nb)
+operand_spans (cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+    int lda, int ldb, size_t *na, size_t *nb)
 {
   int cols_a = ta == CUBLAS_OP_N ? k : m, rows_a = ta == CUBLAS_OP_N ? m : k;
   int cols_b = tb == CUBLAS_OP_N ? n : k, rows_b = tb == CUBLAS_OP_N ? k : n;
@@ -1070,8 +1072,8 @@ widen (__half x, bool)
 template <typename T>
 static cublasStatus_t
 gemm_ex_one (cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-    float alpha, const T *A, int lda, const T *B, int ldb, float beta,
-    float *C, int ldc, bool round)
+    float alpha, const T *A, int lda, const T *B, int ldb, float beta, float *C,
+    int ldc, bool round)
 {
   size_t na, nb;
   operand_spans (ta, tb, m, n, k, lda, ldb, &na, &nb);
@@ -1247,9 +1249,8 @@ cublasLtMatmulDescCreate (
   if (scale != CUDA_R_32F ||
       (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_16F))
     return CUBLAS_STATUS_NOT_SUPPORTED;
-  *desc = new SiEmuLtDesc{
-    compute, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, NULL
-  };
+  *desc = new SiEmuLtDesc{ compute, CUBLAS_OP_N, CUBLAS_OP_N,
+    CUBLASLT_EPILOGUE_DEFAULT, NULL };
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -1266,7 +1267,8 @@ cublasLtMatmulDescSetAttribute (cublasLtMatmulDesc_t desc,
 {
   switch (attr) {
     case CUBLASLT_MATMUL_DESC_TRANSA:
-    case CUBLASLT_MATMUL_DESC_TRANSB: {
+    case CUBLASLT_MATMUL_DESC_TRANSB:
+    {
       int32_t op;
       if (size != sizeof (op))
         return CUBLAS_STATUS_INVALID_VALUE;
@@ -1277,7 +1279,8 @@ cublasLtMatmulDescSetAttribute (cublasLtMatmulDesc_t desc,
           (cublasOperation_t) op;
       return CUBLAS_STATUS_SUCCESS;
     }
-    case CUBLASLT_MATMUL_DESC_EPILOGUE: {
+    case CUBLASLT_MATMUL_DESC_EPILOGUE:
+    {
       uint32_t e;
       if (size != sizeof (e))
         return CUBLAS_STATUS_INVALID_VALUE;
@@ -1434,7 +1437,7 @@ cublasLtMatmul (cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
           half, round, ta, tb, m, n, k, al, A, lda, B, ldb, be, out, ldd);
       for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
-          float b = !bias              ? 0.0f
+          float b = !bias        ? 0.0f
               : dt == CUDA_R_16F ? __half2float (((const __half *) bv)[i])
                                  : ((const float *) bv)[i];
           float v = out[(size_t) j * ldd + i] + b;

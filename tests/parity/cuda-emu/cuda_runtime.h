@@ -126,12 +126,12 @@ void si_emu_fail_malloc_after (int calls);
  * si_emu_set_launch_error (default cudaErrorLaunchOutOfResources, a
  * refusal).  The emulation recovers from every error, even those that
  * would lose the context on a device (cudaErrorIllegalAddress, ...). */
+void si_emu_fail_launch_after (int launches);
 void si_emu_set_launch_error (cudaError_t error);
 /* The order of blocks and threads from now on: "forward", "reverse" or
  * "shuffle" (SI_EMU_SCHEDULE's values; NULL: back to SI_EMU_SCHEDULE).
  * -1 for another name. */
 int si_emu_set_schedule (const char *name);
-void si_emu_fail_launch_after (int launches);
 /* Kernel launches since the last si_emu_fail_launch_after (). */
 int si_emu_launches (void);
 /* Bytes currently allocated with cudaMalloc, and the number of calls. */
