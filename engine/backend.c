@@ -184,7 +184,6 @@ void *
 si_backend_frame_memory_alloc (SiBackendKind kind, size_t bytes, GError **error)
 {
   const SiBackendOps *ops = NULL;
-  GError *cuda_error = NULL;
   void *mem = NULL;
 
   if (bytes == 0 || bytes > G_MAXSIZE / 2) {
@@ -208,12 +207,13 @@ si_backend_frame_memory_alloc (SiBackendKind kind, size_t bytes, GError **error)
       return NULL;
   }
   if (ops != NULL && ops->frame_memory_alloc != NULL) {
-    mem = ops->frame_memory_alloc (
-        bytes, kind == SI_BACKEND_AUTO ? &cuda_error : error);
+    /* auto: no message (a lost context's first report is someone
+     * else's to make) */
+    mem =
+        ops->frame_memory_alloc (bytes, kind == SI_BACKEND_AUTO ? NULL : error);
     if (mem != NULL || kind != SI_BACKEND_AUTO)
       return mem;
     /* auto without a device: plain memory, as the CPU backend takes */
-    g_clear_error (&cuda_error);
   }
   if (posix_memalign (&mem, 64, bytes) != 0) {
     g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,

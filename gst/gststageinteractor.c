@@ -112,6 +112,7 @@ struct _GstStageInteractor
   gdouble stat_inference_ms;
   gint64 stat_start_us;
   gint64 stat_last_post_us;
+  const gchar *stat_backend; /* interned: the context's, NULL without one */
 
   /* streaming state: streaming thread, start() and stop() only */
   SiModel *model;
@@ -122,8 +123,11 @@ struct _GstStageInteractor
   const gchar *model_name;    /* interned */
   const gchar **class_labels; /* (n_classes) interned */
   gint n_classes;
-  gboolean *class_mask; /* (n_classes) NULL: every class */
-  SiBackendKind ctx_backend;
+  gboolean *class_mask;      /* (n_classes) NULL: every class */
+  SiBackendKind ctx_backend; /* the property's (auto resolved per context) */
+  /* backend=auto: CUDA failed since the engine was loaded (at a context's
+   * creation or on a frame): contexts are made on the CPU from then on */
+  gboolean cuda_failed;
   SiPrecision ctx_precision;
   gint ctx_device_id;
   gint ctx_threads;
@@ -233,10 +237,25 @@ si_pixel_format (GstVideoFormat format, SiPixelFormat *out)
 
 /* ---- engine lifetime (streaming state) ---- */
 
+/* The backend's name for the statistics ("cpu", "cuda"). */
+static void
+set_stat_backend (GstStageInteractor *self)
+{
+  const gchar *name = NULL;
+
+  if (self->ctx)
+    name =
+        si_context_get_backend (self->ctx) == SI_BACKEND_CUDA ? "cuda" : "cpu";
+  GST_OBJECT_LOCK (self);
+  self->stat_backend = name ? g_intern_static_string (name) : NULL;
+  GST_OBJECT_UNLOCK (self);
+}
+
 static void
 engine_release (GstStageInteractor *self)
 {
   si_context_free (&self->ctx);
+  set_stat_backend (self);
   si_model_clear (&self->model);
   g_clear_pointer (&self->class_labels, g_free);
   g_clear_pointer (&self->class_mask, g_free);
@@ -335,6 +354,7 @@ engine_load (GstStageInteractor *self, const SiSettings *s)
           ? si_model_get_name (self->model)
           : s->model);
   self->ctx_backend = s->backend;
+  self->cuda_failed = FALSE; /* a new engine tries CUDA again */
   self->ctx_precision = s->precision;
   self->ctx_device_id = s->device_id;
   self->ctx_threads = s->num_threads;
@@ -353,33 +373,71 @@ fail:
   return FALSE;
 }
 
-/* A context for frames up to width x height (kept when big enough). */
-static gboolean
-engine_ensure_context (GstStageInteractor *self, gint width, gint height)
+/* A context of kind for frames up to width x height; fp16 falls back to
+ * fp32 where the backend lacks it. */
+static SiContext *
+context_new (GstStageInteractor *self, SiBackendKind kind, gint width,
+    gint height, GError **error)
 {
   SiContextOptions opts;
+  SiContext *ctx;
   GError *err = NULL;
 
-  if (self->ctx && width <= self->ctx_width && height <= self->ctx_height)
-    return TRUE;
-  si_context_free (&self->ctx);
   si_context_options_init (&opts);
-  opts.backend = self->ctx_backend;
+  opts.backend = kind;
   opts.device_id = self->ctx_device_id;
   opts.precision = self->ctx_precision;
   opts.num_threads = self->ctx_threads;
   opts.max_width = width;
   opts.max_height = height;
-  self->ctx = si_context_new (self->model, &opts, &err);
-  if (self->ctx == NULL && opts.precision == SI_PRECISION_FP16 &&
+  ctx = si_context_new (self->model, &opts, &err);
+  if (ctx == NULL && opts.precision == SI_PRECISION_FP16 &&
       g_error_matches (err, SI_ERROR, SI_ERROR_UNSUPPORTED)) {
     /* fp16 only "where the backend has it": fall back to fp32 */
     GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
         ("fp16 not available (%s), using fp32", err->message), (NULL));
     g_clear_error (&err);
     opts.precision = SI_PRECISION_FP32;
-    self->ctx = si_context_new (self->model, &opts, &err);
+    ctx = si_context_new (self->model, &opts, &err);
   }
+  if (ctx == NULL)
+    g_propagate_error (error, err);
+  return ctx;
+}
+
+/* A context for frames up to width x height (kept when big enough).
+ * backend=auto tries CUDA, unless it failed since the engine was loaded,
+ * and makes a CPU context when that fails: quietly without CUDA (not
+ * built, not installed, no device), with a warning otherwise. */
+static gboolean
+engine_ensure_context (GstStageInteractor *self, gint width, gint height)
+{
+  gboolean autoselect = self->ctx_backend == SI_BACKEND_AUTO;
+  SiBackendKind kind = self->ctx_backend;
+  GError *err = NULL;
+
+  if (self->ctx && width <= self->ctx_width && height <= self->ctx_height)
+    return TRUE;
+  si_context_free (&self->ctx);
+  self->ctx_width = self->ctx_height = 0;
+  if (autoselect)
+    kind = self->cuda_failed ? SI_BACKEND_CPU : SI_BACKEND_CUDA;
+  self->ctx = context_new (self, kind, width, height, &err);
+  if (self->ctx == NULL && autoselect && kind == SI_BACKEND_CUDA) {
+    if (g_error_matches (err, SI_ERROR, SI_ERROR_NO_DEVICE)) {
+      GST_INFO_OBJECT (self, "backend auto: %s; using the CPU", err->message);
+    } else {
+      GST_ELEMENT_WARNING (self, RESOURCE, FAILED,
+          ("Could not create a CUDA context for %dx%d frames (%s): "
+           "backend=auto runs on the CPU",
+              width, height, err->message),
+          (NULL));
+      self->cuda_failed = TRUE;
+    }
+    g_clear_error (&err);
+    self->ctx = context_new (self, SI_BACKEND_CPU, width, height, &err);
+  }
+  set_stat_backend (self);
   if (self->ctx == NULL) {
     GST_ELEMENT_ERROR (self, RESOURCE, FAILED,
         ("Could not create an inference context for %dx%d frames: %s", width,
@@ -611,6 +669,20 @@ gst_stage_interactor_propose_allocation (
   return TRUE;
 }
 
+/* Whether a failed run's error err sends backend=auto to the CPU: a
+ * failure of the CUDA backend itself (not a frame any backend refuses). */
+static gboolean
+cuda_failure_falls_back (GstStageInteractor *self, const GError *err)
+{
+  return self->ctx_backend == SI_BACKEND_AUTO &&
+      si_context_get_backend (self->ctx) == SI_BACKEND_CUDA &&
+      (g_error_matches (err, SI_ERROR, SI_ERROR_BACKEND) ||
+          g_error_matches (err, SI_ERROR, SI_ERROR_NO_MEMORY) ||
+          g_error_matches (err, SI_ERROR, SI_ERROR_NO_DEVICE) ||
+          /* limits of the CUDA kernels (the CPU has none) */
+          g_error_matches (err, SI_ERROR, SI_ERROR_UNSUPPORTED));
+}
+
 /* Runs the engine on frame and stores the result in self->last. */
 static gboolean
 run_inference (
@@ -624,6 +696,7 @@ run_inference (
   gint64 t0, t1;
   guint kept = 0;
   guint p;
+  gboolean ok;
 
   memset (&sf, 0, sizeof (sf));
   if (!si_pixel_format (GST_VIDEO_FRAME_FORMAT (frame), &sf.format))
@@ -641,7 +714,25 @@ run_inference (
   params.max_detections = self->class_mask ? 0 : (int) s->max_detections;
 
   t0 = g_get_monotonic_time ();
-  if (!si_context_run (self->ctx, &sf, &params, &err)) {
+  ok = si_context_run (self->ctx, &sf, &params, &err);
+  if (!ok && cuda_failure_falls_back (self, err)) {
+    /* backend=auto: this frame again, and the stream from now on, on the
+     * CPU (after a lost context CUDA fails for the rest of the process) */
+    gint width = self->ctx_width, height = self->ctx_height;
+
+    GST_ELEMENT_WARNING (self, STREAM, FAILED,
+        ("CUDA inference failed on frame %" G_GUINT64_FORMAT
+         " (%s): backend=auto continues on the CPU",
+            self->frame_count, err->message),
+        (NULL));
+    g_clear_error (&err);
+    self->cuda_failed = TRUE;
+    si_context_free (&self->ctx);
+    if (!engine_ensure_context (self, width, height))
+      return FALSE;
+    ok = si_context_run (self->ctx, &sf, &params, &err);
+  }
+  if (!ok) {
     GST_ELEMENT_ERROR (self, STREAM, FAILED,
         ("Inference failed on frame %" G_GUINT64_FORMAT ": %s",
             self->frame_count, err->message),
@@ -691,7 +782,8 @@ stats_structure_locked (GstStageInteractor *self, gint64 now)
       "mean-inference-ms", G_TYPE_DOUBLE,
       self->stat_inferences ? self->stat_inference_ms / self->stat_inferences
                             : 0.0,
-      "fps", G_TYPE_DOUBLE, secs > 0 ? self->stat_frames / secs : 0.0, NULL);
+      "fps", G_TYPE_DOUBLE, secs > 0 ? self->stat_frames / secs : 0.0,
+      "backend", G_TYPE_STRING, self->stat_backend, NULL);
 }
 
 static GstFlowReturn
@@ -1022,7 +1114,7 @@ gst_stage_interactor_class_init (GstStageInteractorClass *klass)
   g_object_class_install_property (gobject_class, PROP_STATS,
       g_param_spec_boxed ("stats", "Statistics",
           "frames, inferences, mean-inference-ms, fps since the element "
-          "started",
+          "started, and the backend running (cuda, cpu)",
           GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
   g_object_class_install_property (gobject_class, PROP_STATS_INTERVAL,
       g_param_spec_uint ("stats-interval", "Statistics interval",

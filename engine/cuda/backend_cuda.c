@@ -75,11 +75,14 @@ si_cuda_set_error (GError **error, cudaError_t status, const char *what,
     note = g_atomic_int_exchange (&sticky_reported, 1)
         ? "; a device context of this process was lost earlier (see the "
           "first such error): restart the process"
-        : "; the device context is lost: CUDA fails from now on in this "
+        : "; a device reports a fault late, so the faulting kernel is this "
+          "one or one queued before it (compute-sanitizer finds it); the "
+          "device's context is lost: CUDA on it fails from now on in this "
           "process, restart it";
   g_set_error (error, SI_ERROR, cuda_error_code (status),
-      "CUDA error %s: %s (in %s, %s:%d)%s", cudaGetErrorName (status),
-      cudaGetErrorString (status), what, file, line, note);
+      "CUDA error %s: %s (%s %s, %s:%d)%s", cudaGetErrorName (status),
+      cudaGetErrorString (status),
+      cuda_error_is_sticky (status) ? "seen in" : "in", what, file, line, note);
   /* a failed runtime call is also the thread's last error: reported now,
    * it must not come back from the next launch check (a sticky error
    * stays anyway) */
@@ -103,8 +106,10 @@ si_cuda_defer (SiBackend *be, cudaError_t status, const char *what,
 {
   SiCudaBackend *cu = si_cuda_priv (be);
 
-  if (cu->deferred == NULL)
+  if (cu->deferred == NULL) {
     si_cuda_set_error (&cu->deferred, status, what, file, line);
+    cu->deferred_lost = cuda_error_is_sticky (status);
+  }
 }
 
 void
@@ -126,6 +131,32 @@ cuda_not_capturing (SiCudaBackend *cu, const char *what, GError **error)
   g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
       "%s is not allowed during a CUDA graph capture", what);
   return FALSE;
+}
+
+gboolean
+si_cuda_take_deferred (SiCudaBackend *cu, GError **error)
+{
+  if (cu->deferred == NULL)
+    return TRUE;
+  g_propagate_error (error, cu->deferred);
+  cu->deferred = NULL;
+  cu->deferred_lost = false;
+  return FALSE;
+}
+
+void
+si_cuda_fail (SiCudaBackend *cu, cudaError_t st, const char *what,
+    const char *file, int line, GError **error)
+{
+  cudaGetLastError ();
+  if (cu->deferred == NULL ||
+      (cuda_error_is_sticky (st) && !cu->deferred_lost)) {
+    g_clear_error (&cu->deferred);
+    cu->deferred_lost = false;
+    si_cuda_set_error (error, st, what, file, line);
+  } else {
+    si_cuda_take_deferred (cu, error);
+  }
 }
 
 /* ---- lifetime ---- */
@@ -251,6 +282,11 @@ cuda_init (SiBackend *be, const SiContextOptions *options, GError **error)
   int device = options ? options->device_id : 0;
 
   status = cudaGetDeviceCount (&count);
+  if (cuda_error_is_sticky (status)) {
+    /* not "no device": the process lost a context earlier */
+    si_cuda_set_error (error, status, "cudaGetDeviceCount", __FILE__, __LINE__);
+    return FALSE;
+  }
   if (status != cudaSuccess || count == 0) {
     g_set_error (error, SI_ERROR, SI_ERROR_NO_DEVICE, "no CUDA device: %s",
         status != cudaSuccess ? cudaGetErrorString (status)
@@ -358,24 +394,14 @@ cuda_upload (
     return TRUE;
   if (!cuda_not_capturing (cu, "upload", error))
     return FALSE;
-  SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
-  SI_CUDA_TRY (
+  SI_CUDA_TRY_FRAME (cu, cudaSetDevice (cu->device), error, FALSE);
+  SI_CUDA_TRY_FRAME (cu,
       cudaMemcpyAsync (dst, src, bytes, cudaMemcpyHostToDevice, cu->stream),
       error, FALSE);
   /* from pageable memory an async copy may still read src after it
    * returns on some systems (CUDA promises nothing more); only weights at
    * creation and si_net_run_input's tensor come this way */
   return cuda_wait (cu, error);
-}
-
-static gboolean
-cuda_take_deferred (SiCudaBackend *cu, GError **error)
-{
-  if (cu->deferred == NULL)
-    return TRUE;
-  g_propagate_error (error, cu->deferred);
-  cu->deferred = NULL;
-  return FALSE;
 }
 
 /* Waits for the stream, then reports the first failure: a void op's
@@ -405,16 +431,11 @@ cuda_wait (SiCudaBackend *cu, GError **error)
     st = asleep;
 
   if (st != cudaSuccess) {
-    cudaGetLastError ();
-    /* a lost context outranks a refusal deferred earlier in the frame */
-    if (cu->deferred == NULL || cuda_error_is_sticky (st)) {
-      g_clear_error (&cu->deferred);
-      si_cuda_set_error (
-          error, st, "cudaStreamSynchronize (the stream)", __FILE__, __LINE__);
-      return FALSE;
-    }
+    si_cuda_fail (cu, st, "cudaStreamSynchronize (the stream)", __FILE__,
+        __LINE__, error);
+    return FALSE;
   }
-  return cuda_take_deferred (cu, error);
+  return si_cuda_take_deferred (cu, error);
 }
 
 /* Blocking: waits for the stream, then reports any deferred failure. */
@@ -427,10 +448,11 @@ cuda_download (
 
   if (!cuda_not_capturing (cu, "download", error))
     return FALSE;
-  SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
+  SI_CUDA_TRY_FRAME (cu, cudaSetDevice (cu->device), error, FALSE);
   if (bytes)
-    SI_CUDA_TRY (cudaMemcpyAsync (staged ? (void *) cu->staging_out : dst, src,
-                     bytes, cudaMemcpyDeviceToHost, cu->stream),
+    SI_CUDA_TRY_FRAME (cu,
+        cudaMemcpyAsync (staged ? (void *) cu->staging_out : dst, src, bytes,
+            cudaMemcpyDeviceToHost, cu->stream),
         error, FALSE);
   if (!cuda_wait (cu, error))
     return FALSE;
@@ -446,7 +468,7 @@ cuda_sync (SiBackend *be, GError **error)
 
   if (!cuda_not_capturing (cu, "sync", error))
     return FALSE;
-  SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
+  SI_CUDA_TRY_FRAME (cu, cudaSetDevice (cu->device), error, FALSE);
   return cuda_wait (cu, error);
 }
 
@@ -572,14 +594,15 @@ si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
     lo = MIN (lo, src[i]);
     hi = MAX (hi, src[i] + bytes[i]);
   }
-  SI_CUDA_TRY (cudaSetDevice (cu->device), error, NULL);
+  SI_CUDA_TRY_FRAME (cu, cudaSetDevice (cu->device), error, NULL);
   /* planes in one pinned block go up as they lie, gaps included */
   if ((size_t) (hi - lo) <= cu->frame_dev_size &&
       in_frame_memory (lo, (size_t) (hi - lo))) {
     for (int i = 0; i < n_planes; i++)
       offset[i] = (size_t) (src[i] - lo);
-    SI_CUDA_TRY (cudaMemcpyAsync (cu->frame_dev, lo, (size_t) (hi - lo),
-                     cudaMemcpyHostToDevice, cu->stream),
+    SI_CUDA_TRY_FRAME (cu,
+        cudaMemcpyAsync (cu->frame_dev, lo, (size_t) (hi - lo),
+            cudaMemcpyHostToDevice, cu->stream),
         error, NULL);
     return cu->frame_dev;
   }
@@ -591,15 +614,18 @@ si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
     return NULL;
   }
   /* the previous frame's copy must have read the staging buffer */
-  SI_CUDA_TRY (cudaEventSynchronize (cu->staging_in_free), error, NULL);
+  SI_CUDA_TRY_FRAME (
+      cu, cudaEventSynchronize (cu->staging_in_free), error, NULL);
   for (int i = 0; i < n_planes; i++) {
     offset[i] = i ? offset[i - 1] + bytes[i - 1] : 0;
     memcpy (cu->staging_in + offset[i], src[i], bytes[i]);
   }
-  SI_CUDA_TRY (cudaMemcpyAsync (cu->frame_dev, cu->staging_in, total,
-                   cudaMemcpyHostToDevice, cu->stream),
+  SI_CUDA_TRY_FRAME (cu,
+      cudaMemcpyAsync (cu->frame_dev, cu->staging_in, total,
+          cudaMemcpyHostToDevice, cu->stream),
       error, NULL);
-  SI_CUDA_TRY (cudaEventRecord (cu->staging_in_free, cu->stream), error, NULL);
+  SI_CUDA_TRY_FRAME (
+      cu, cudaEventRecord (cu->staging_in_free, cu->stream), error, NULL);
   return cu->frame_dev;
 }
 
@@ -622,7 +648,7 @@ si_cuda_capture_begin (SiBackend *be, GError **error)
     return FALSE;
   }
   /* earlier failures belong to the caller, not to the recording */
-  if (!cuda_take_deferred (cu, error))
+  if (!si_cuda_take_deferred (cu, error))
     return FALSE;
   SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
   SI_CUDA_TRY (
@@ -654,7 +680,7 @@ si_cuda_capture_end (SiBackend *be, GError **error)
       /* the capture's own failure is the thread's last error too: clear
        * it, or the next launch check on the direct path reports it */
       cudaGetLastError ();
-      cuda_take_deferred (cu, error);
+      si_cuda_take_deferred (cu, error);
       return NULL;
     }
     si_cuda_set_error (error, st, "cudaStreamEndCapture", __FILE__, __LINE__);
@@ -683,8 +709,9 @@ si_cuda_graph_launch (SiBackend *be, SiCudaGraph *graph, GError **error)
   }
   if (!cuda_not_capturing (cu, "a graph launch", error))
     return FALSE;
-  SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
-  SI_CUDA_TRY (cudaGraphLaunch (graph->exec, cu->stream), error, FALSE);
+  SI_CUDA_TRY_FRAME (cu, cudaSetDevice (cu->device), error, FALSE);
+  SI_CUDA_TRY_FRAME (
+      cu, cudaGraphLaunch (graph->exec, cu->stream), error, FALSE);
   return TRUE;
 }
 

@@ -93,8 +93,9 @@ typedef struct
   int gn_max_c;
 
   /* First failure of an op that returns void (kernel launch, cuBLAS);
-   * reported and cleared by sync(). */
+   * reported and cleared by sync(); deferred_lost: it lost the context. */
   GError *deferred;
+  bool deferred_lost;
 } SiCudaBackend;
 
 static inline SiCudaBackend *
@@ -114,6 +115,27 @@ void si_cuda_defer (SiBackend *be, cudaError_t status, const char *what,
     const char *file, int line);
 void si_cublas_defer (SiBackend *be, cublasStatus_t status, const char *what,
     const char *file, int line);
+
+/* Moves the deferred error into @error (FALSE), or TRUE without one. */
+gboolean si_cuda_take_deferred (SiCudaBackend *cu, GError **error);
+/* Reports a failed call @st of a frame's path: the frame's first failure,
+ * which is the deferred error when there is one, except that a lost
+ * context outranks a refusal (after a fault every call fails with it, so
+ * its first report is the one that says the context is lost).  Either way
+ * no deferred error is left for a later frame. */
+void si_cuda_fail (SiCudaBackend *cu, cudaError_t st, const char *what,
+    const char *file, int line, GError **error);
+
+/* SI_CUDA_TRY for the calls of a frame's path (si_cuda_fail). */
+#define SI_CUDA_TRY_FRAME(cu, call, error, ret)                                \
+  do {                                                                         \
+    cudaError_t si_cuda_status_ = (call);                                      \
+    if (si_cuda_status_ != cudaSuccess) {                                      \
+      si_cuda_fail (                                                           \
+          (cu), si_cuda_status_, #call, __FILE__, __LINE__, (error));          \
+      return ret;                                                              \
+    }                                                                          \
+  } while (0)
 
 /* Return @ret with @error set when a CUDA runtime call fails. */
 #define SI_CUDA_TRY(call, error, ret)                                          \

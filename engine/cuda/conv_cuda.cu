@@ -332,7 +332,7 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
         im2col_kernel<<<si_cuda_blocks (rows * kt, 256), 256, 0, cu->stream>>> (
             x, h, w, cv->cin, cv->kh, cv->kw, cv->stride, cv->pad, cv->groups,
             wo, m0, rows * kt, ld, cu->conv_ws);
-      SI_CUDA_TRY (cudaGetLastError (), error, FALSE);
+      SI_CUDA_TRY_FRAME (cu, cudaGetLastError (), error, FALSE);
       for (int gi = 0; gi < cv->groups; gi++) {
         g.m = (int) rows;
         g.n = cout_g;
@@ -348,10 +348,5 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
       }
     }
   }
-  if (cu->deferred) {
-    g_propagate_error (error, cu->deferred);
-    cu->deferred = NULL;
-    return FALSE;
-  }
-  return TRUE;
+  return si_cuda_take_deferred (cu, error);
 }

@@ -47,7 +47,10 @@ typedef enum
 
 typedef enum
 {
-  SI_BACKEND_AUTO, /* cuda when built and a device exists, else cpu */
+  /* cuda when built and a device exists, else cpu; chosen when the
+   * context is made (a failure after that is the caller's to handle: the
+   * stageinteractor element then goes on with a cpu context) */
+  SI_BACKEND_AUTO,
   SI_BACKEND_CPU,
   SI_BACKEND_CUDA,
 } SiBackendKind;

@@ -696,6 +696,9 @@ GST_START_TEST (test_stats)
   fail_unless_equals_int (frames, 4);
   fail_unless_equals_int (inferences, 2);
   fail_unless (ms > 0);
+  /* backend=auto: the one it resolved to */
+  fail_unless_equals_string (gst_structure_get_string (s, "backend"),
+      si_backend_available (SI_BACKEND_CUDA, NULL) ? "cuda" : "cpu");
   gst_structure_free (s);
   msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ELEMENT);
   fail_unless (msg != NULL);

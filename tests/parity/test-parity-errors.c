@@ -4,10 +4,12 @@
  * (and backend=auto falling back to the CPU), out of device memory at
  * every allocation of a context's creation, a kernel refused at several
  * points of a frame, one of them inside a replayed graph (backbone, neck
- * or decoder; the context stays usable afterwards), a kernel fault that
- * loses the device context (the message says so, the first time and
- * after), a frame larger than the context's maximum.
- * Usage: test-parity-errors CASE_DIR.
+ * or decoder; the context stays usable afterwards), a frame larger than
+ * the context's maximum, a kernel fault that loses the device context
+ * (the message says so, the first time and after; every later call fails,
+ * a new context too, and backend=auto then picks the CPU); with "direct",
+ * a fault in a frame that runs op by op instead.
+ * Usage: test-parity-errors CASE_DIR [direct].
  */
 #include "si-engine.h"
 
@@ -187,25 +189,6 @@ test_failing_kernel (SiModel *model)
     printf (" %d", at[t]);
   printf (", the context recovered each time\n");
 
-  /* faults: on a device every later call fails (the emulation recovers);
-   * the first message says the context is lost, the next ones point back
-   * at the first */
-  si_emu_set_launch_error (cudaErrorIllegalAddress);
-  for (int k = 0; k < 2; k++) {
-    const char *want = k ? "was lost earlier" : "context is lost";
-    si_emu_fail_launch_after (total / 2);
-    CHECK (!si_context_run (ctx, &f, &params, &error) && error &&
-            strstr (error->message, "cudaErrorIllegalAddress") &&
-            strstr (error->message, want),
-        "fault %d: the message must say \"%s\" (%s)", k, want,
-        error ? error->message : "the run succeeded");
-    if (error)
-      printf ("fault %d: %s\n", k, error->message);
-    g_clear_error (&error);
-  }
-  si_emu_fail_launch_after (-1);
-  si_emu_set_launch_error (cudaErrorLaunchOutOfResources);
-
   /* larger than the context's maximum (256 x 256) */
   {
     uint8_t *big = g_malloc0 ((size_t) 300 * 300 * 3);
@@ -217,8 +200,100 @@ test_failing_kernel (SiModel *model)
     g_clear_error (&error);
     g_free (big);
   }
+
+  /* a fault loses the context: every later call fails, as on a device.
+   * It happens in the middle of a frame that replays graphs, so it is
+   * seen later (the next direct launch's check or the frame's wait), as a
+   * device reports every fault.  The first message says the context is
+   * lost, though every call after the fault fails too; the next frame's
+   * (no fault injected: its first call fails) points back at the first */
+  si_emu_fail_launch_after (-1);
+  CHECK (si_context_run (ctx, &f, &params, &error), "frame before the fault");
+  g_clear_error (&error);
+  total = si_emu_launches ();
+  si_emu_set_launch_error (cudaErrorIllegalAddress);
+  si_emu_fail_launch_after (total / 2);
+  for (int k = 0; k < 2; k++) {
+    const char *want = k ? "was lost earlier" : "context is lost";
+    CHECK (!si_context_run (ctx, &f, &params, &error) && error &&
+            strstr (error->message, "cudaErrorIllegalAddress") &&
+            strstr (error->message, want) && strstr (error->message, "seen in"),
+        "fault %d: the message must say \"%s\" (%s)", k, want,
+        error ? error->message : "the run succeeded");
+    if (error)
+      printf ("fault %d: %s\n", k, error->message);
+    g_clear_error (&error);
+  }
+  si_emu_fail_launch_after (-1);
+  si_emu_set_launch_error (cudaErrorLaunchOutOfResources);
+  CHECK (si_emu_context_lost (), "the fault did not lose the context");
+  /* freeing a context on a lost device is clean */
   si_context_free (&ctx);
+  CHECK (si_emu_device_bytes () == 0,
+      "%zu bytes of device memory not freed after the fault",
+      si_emu_device_bytes ());
+  /* no new context either: backend=cuda fails, auto picks the CPU */
+  ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
+  CHECK (ctx == NULL && error && strstr (error->message, "lost earlier"),
+      "a CUDA context after the fault: %s",
+      error ? error->message : "it was created");
+  if (error)
+    printf ("new context after the fault: %s\n", error->message);
+  g_clear_error (&error);
+  si_context_free (&ctx);
+  ctx = cuda_context (model, SI_BACKEND_AUTO, 256, 256, &error);
+  CHECK (ctx != NULL && si_context_get_backend (ctx) == SI_BACKEND_CPU,
+      "backend=auto after the fault must pick the CPU: %s",
+      error ? error->message : "wrong backend");
+  g_clear_error (&error);
+  si_context_free (&ctx);
+  si_emu_recover ();
   g_free (clean);
+  g_free (rgb);
+}
+
+/* A fault in the second kernel of a context's first frame, which runs op
+ * by op: seen by that launch's check (deferred: the op returns nothing),
+ * then every later call fails too (the first convolution's own check, the
+ * wait).  The frame's message is still the first report, the one that
+ * says the context is lost.  Run alone in its process ("direct"): only the
+ * first report of a process says so. */
+static void
+test_fault_direct (SiModel *model)
+{
+  const int w = 150, h = 110;
+  uint8_t *rgb = g_malloc0 ((size_t) w * h * 3);
+  SiFrame f = frame_of (rgb, w, h);
+  SiRunParams params;
+  GError *error = NULL;
+  SiContext *ctx;
+
+  si_run_params_init (&params);
+  ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
+  CHECK (ctx != NULL, "context: %s", error ? error->message : "?");
+  g_clear_error (&error);
+  if (ctx) {
+    si_emu_set_launch_error (cudaErrorIllegalAddress);
+    si_emu_fail_launch_after (1);
+    CHECK (!si_context_run (ctx, &f, &params, &error) && error &&
+            strstr (error->message, "cudaErrorIllegalAddress") &&
+            strstr (error->message, "context is lost") &&
+            strstr (error->message, "seen in"),
+        "fault in the second kernel: the message must say the context is "
+        "lost (%s)",
+        error ? error->message : "the run succeeded");
+    if (error)
+      printf ("fault in the second kernel: %s\n", error->message);
+    g_clear_error (&error);
+    si_emu_fail_launch_after (-1);
+    si_emu_set_launch_error (cudaErrorLaunchOutOfResources);
+    CHECK (si_emu_context_lost (), "the fault did not lose the context");
+    si_context_free (&ctx);
+    CHECK (si_emu_device_bytes () == 0,
+        "%zu bytes of device memory not freed after the fault",
+        si_emu_device_bytes ());
+    si_emu_recover ();
+  }
   g_free (rgb);
 }
 
@@ -229,8 +304,8 @@ main (int argc, char **argv)
   char *path;
   SiModel *model;
 
-  if (argc < 2) {
-    fprintf (stderr, "usage: %s CASE_DIR\n", argv[0]);
+  if (argc < 2 || (argc > 2 && strcmp (argv[2], "direct") != 0)) {
+    fprintf (stderr, "usage: %s CASE_DIR [direct]\n", argv[0]);
     return 2;
   }
   path = g_build_filename (argv[1], "model.safetensors", NULL);
@@ -239,9 +314,13 @@ main (int argc, char **argv)
     printf ("FAIL: %s\n", error->message);
     return 1;
   }
-  test_no_device (model);
-  test_out_of_memory (model);
-  test_failing_kernel (model);
+  if (argc > 2) {
+    test_fault_direct (model);
+  } else {
+    test_no_device (model);
+    test_out_of_memory (model);
+    test_failing_kernel (model);
+  }
   si_model_unref (model);
   g_free (path);
   printf ("%d failures\n", failures);

@@ -41,13 +41,19 @@ struct SiEmuGraph
   std::vector<std::function<void ()>> work;
 };
 
-/* Runs work now, or records it when the stream is capturing. */
+/* A fault's error once a kernel has faulted (cudaSuccess before): as on a
+ * device, the context is lost and every later call fails with it, until
+ * si_emu_recover (a new process, for the tests). */
+static cudaError_t context_lost = cudaSuccess;
+
+/* Runs work now, or records it when the stream is capturing; nothing runs
+ * on a lost context. */
 static void
 submit (cudaStream_t s, const std::function<void ()> &work)
 {
   if (s && s->capturing)
     s->recording.push_back (work);
-  else
+  else if (context_lost == cudaSuccess)
     work ();
 }
 
@@ -296,9 +302,31 @@ si_emu_shfl_phase (void)
 static void launch_now (
     const SiEmuConfig &cfg, const std::function<void ()> &body);
 
+/* The errors of a kernel's fault, which lose the context on a device
+ * (the others are refusals: the launch alone fails). */
+static bool
+error_is_fault (cudaError_t e)
+{
+  switch (e) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorHardwareStackError:
+    case cudaErrorAssert:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorECCUncorrectable:
+      return true;
+    default:
+      return false;
+  }
+}
+
 /* A direct launch's failure is the thread's last error (the launch check
  * after it reads it); a replayed one's is the stream's, reported by the
- * next cudaStreamSynchronize. */
+ * next cudaStreamSynchronize.  A fault also loses the context. */
 static void
 launch_failed (cudaError_t e)
 {
@@ -306,12 +334,14 @@ launch_failed (cudaError_t e)
     last_error = e;
   else if (replaying->async_error == cudaSuccess)
     replaying->async_error = e;
+  if (error_is_fault (e) && context_lost == cudaSuccess)
+    context_lost = e;
 }
 
 void
 si_emu_launch (const SiEmuConfig &cfg, const std::function<void ()> &body)
 {
-  if (capturing (cfg.stream)) {
+  if (capturing (cfg.stream) && context_lost == cudaSuccess) {
     SiEmuConfig c = cfg;
     std::function<void ()> b = body; /* the arguments, as captured */
     cfg.stream->recording.push_back ([c, b] () { launch_now (c, b); });
@@ -379,6 +409,10 @@ launch_now (const SiEmuConfig &cfg, const std::function<void ()> &body)
     launch_failed (cudaErrorInvalidConfiguration);
     return;
   }
+  if (context_lost != cudaSuccess) {
+    launch_failed (context_lost);
+    return;
+  }
   if (launches == fail_launch_after) {
     launches++;
     launch_failed (launch_error);
@@ -440,6 +474,19 @@ void
 si_emu_set_launch_error (cudaError_t error)
 {
   launch_error = error;
+}
+
+void
+si_emu_recover (void)
+{
+  context_lost = cudaSuccess;
+  last_error = cudaSuccess;
+}
+
+int
+si_emu_context_lost (void)
+{
+  return context_lost != cudaSuccess;
 }
 
 void
@@ -517,6 +564,9 @@ count_copy (cudaMemcpyKind kind, const void *dst, const void *src, size_t bytes)
 cudaError_t
 cudaGetDeviceCount (int *count)
 {
+  *count = 0;
+  if (context_lost != cudaSuccess)
+    return context_lost;
   *count = device_count;
   return device_count > 0 ? cudaSuccess : cudaErrorNoDevice;
 }
@@ -524,6 +574,8 @@ cudaGetDeviceCount (int *count)
 cudaError_t
 cudaSetDevice (int device)
 {
+  if (context_lost != cudaSuccess)
+    return context_lost;
   return device >= 0 && device < device_count ? cudaSuccess
                                               : cudaErrorInvalidDevice;
 }
@@ -532,6 +584,8 @@ cudaError_t
 cudaGetDeviceProperties (struct cudaDeviceProp *prop, int device)
 {
   memset (prop, 0, sizeof (*prop));
+  if (context_lost != cudaSuccess)
+    return context_lost;
   snprintf (prop->name, sizeof (prop->name), "cuda-emu (host) #%d", device);
   prop->major = 9;
   prop->minor = 0;
@@ -540,18 +594,19 @@ cudaGetDeviceProperties (struct cudaDeviceProp *prop, int device)
   return cudaSuccess;
 }
 
+/* (a fault's error is never cleared) */
 cudaError_t
 cudaGetLastError (void)
 {
   cudaError_t e = last_error;
   last_error = cudaSuccess;
-  return e;
+  return context_lost != cudaSuccess ? context_lost : e;
 }
 
 cudaError_t
 cudaPeekAtLastError (void)
 {
-  return last_error;
+  return context_lost != cudaSuccess ? context_lost : last_error;
 }
 
 const char *
@@ -619,9 +674,21 @@ fail (cudaError_t e)
   return e;
 }
 
+/* Every call on a lost context fails with the fault's error; the calls
+ * that release something still release it (the leak checks stay
+ * meaningful; a device keeps it until the process ends). */
+#define RETURN_IF_LOST()                                                       \
+  do {                                                                         \
+    if (context_lost != cudaSuccess)                                           \
+      return fail (context_lost);                                              \
+  } while (0)
+#define LOST_OR_SUCCESS()                                                      \
+  (context_lost != cudaSuccess ? fail (context_lost) : cudaSuccess)
+
 cudaError_t
 cudaMalloc (void **ptr, size_t bytes)
 {
+  RETURN_IF_LOST ();
   if (any_capture)
     return fail (cudaErrorStreamCaptureUnsupported);
   malloc_calls++;
@@ -651,12 +718,13 @@ cudaFree (void *ptr)
   device_bytes -= it->second;
   allocations.erase (it);
   free (ptr);
-  return cudaSuccess;
+  return LOST_OR_SUCCESS ();
 }
 
 cudaError_t
 cudaHostAlloc (void **ptr, size_t bytes, unsigned int flags)
 {
+  RETURN_IF_LOST ();
   (void) flags;
   counts.host_allocs++;
   *ptr = malloc (bytes ? bytes : 1);
@@ -674,7 +742,7 @@ cudaFreeHost (void *ptr)
   counts.host_frees++;
   pinned.erase ((const char *) ptr);
   free (ptr);
-  return cudaSuccess;
+  return LOST_OR_SUCCESS ();
 }
 
 cudaError_t
@@ -685,7 +753,8 @@ cudaMemcpyAsync (void *dst, const void *src, size_t bytes, cudaMemcpyKind kind,
   (void) stream;
   if (bytes && (dst == NULL || src == NULL))
     return fail (cudaErrorInvalidValue);
-  count_copy (kind, dst, src, bytes);
+  count_copy (kind, dst, src, bytes); /* (tried, on a lost context too) */
+  RETURN_IF_LOST ();
   if (capturing (stream) && kind != cudaMemcpyDeviceToDevice) {
     /* host memory in a graph: the backend never records it */
     stream->invalidated = true;
@@ -706,6 +775,7 @@ cudaMemcpy2DAsync (void *dst, size_t dpitch, const void *src, size_t spitch,
     count_copy (kind, dst, src,
         (height - 1) * (kind == cudaMemcpyHostToDevice ? spitch : dpitch) +
             width);
+  RETURN_IF_LOST ();
   submit (stream, [=] () {
     for (size_t r = 0; r < height; r++)
       memmove (
@@ -717,6 +787,7 @@ cudaMemcpy2DAsync (void *dst, size_t dpitch, const void *src, size_t spitch,
 cudaError_t
 cudaMemsetAsync (void *ptr, int value, size_t bytes, cudaStream_t stream)
 {
+  RETURN_IF_LOST ();
   submit (stream, [=] () { memset (ptr, value, bytes); });
   return cudaSuccess;
 }
@@ -726,6 +797,7 @@ cudaError_t
 cudaStreamCreateWithFlags (cudaStream_t *stream, unsigned int flags)
 {
   (void) flags;
+  RETURN_IF_LOST ();
   *stream = new SiEmuStream ();
   return cudaSuccess;
 }
@@ -734,7 +806,7 @@ cudaError_t
 cudaStreamDestroy (cudaStream_t stream)
 {
   delete stream;
-  return cudaSuccess;
+  return LOST_OR_SUCCESS ();
 }
 
 cudaError_t
@@ -745,6 +817,7 @@ cudaStreamSynchronize (cudaStream_t stream)
     return fail (cudaErrorStreamCaptureUnsupported);
   }
   counts.syncs++;
+  RETURN_IF_LOST ();
   if (stream && stream->async_error != cudaSuccess) {
     cudaError_t e = stream->async_error;
     stream->async_error = cudaSuccess;
@@ -757,6 +830,7 @@ cudaError_t
 cudaStreamBeginCapture (cudaStream_t stream, enum cudaStreamCaptureMode mode)
 {
   (void) mode;
+  RETURN_IF_LOST ();
   if (stream == NULL || stream->capturing)
     return fail (cudaErrorInvalidValue);
   if (fail_captures > 0 && fail_captures_at_begin) {
@@ -778,6 +852,10 @@ cudaStreamEndCapture (cudaStream_t stream, cudaGraph_t *graph)
     return fail (cudaErrorInvalidValue);
   stream->capturing = false;
   any_capture = false;
+  if (context_lost != cudaSuccess) {
+    stream->recording.clear ();
+    return fail (context_lost);
+  }
   if (fail_captures > 0 && !fail_captures_at_begin) {
     fail_captures--;
     stream->invalidated = true;
@@ -796,6 +874,7 @@ cudaGraphInstantiate (
     cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags)
 {
   (void) flags;
+  RETURN_IF_LOST ();
   *exec = new SiEmuGraph (*graph);
   return cudaSuccess;
 }
@@ -803,6 +882,7 @@ cudaGraphInstantiate (
 cudaError_t
 cudaGraphLaunch (cudaGraphExec_t exec, cudaStream_t stream)
 {
+  RETURN_IF_LOST ();
   if (exec == NULL)
     return fail (cudaErrorInvalidValue);
   graph_launches++;
@@ -817,19 +897,20 @@ cudaError_t
 cudaGraphExecDestroy (cudaGraphExec_t exec)
 {
   delete exec;
-  return cudaSuccess;
+  return LOST_OR_SUCCESS ();
 }
 
 cudaError_t
 cudaGraphDestroy (cudaGraph_t graph)
 {
   delete graph;
-  return cudaSuccess;
+  return LOST_OR_SUCCESS ();
 }
 
 cudaError_t
 cudaEventCreateWithFlags (cudaEvent_t *event, unsigned int flags)
 {
+  RETURN_IF_LOST ();
   *event = new SiEmuEvent ();
   (*event)->flags = flags;
   return cudaSuccess;
@@ -839,7 +920,7 @@ cudaError_t
 cudaEventDestroy (cudaEvent_t event)
 {
   delete event;
-  return cudaSuccess;
+  return LOST_OR_SUCCESS ();
 }
 
 cudaError_t
@@ -847,7 +928,7 @@ cudaEventRecord (cudaEvent_t event, cudaStream_t stream)
 {
   (void) event;
   (void) stream;
-  return cudaSuccess;
+  return LOST_OR_SUCCESS ();
 }
 
 cudaError_t
@@ -855,6 +936,7 @@ cudaEventSynchronize (cudaEvent_t event)
 {
   if (any_capture)
     return fail (cudaErrorStreamCaptureUnsupported);
+  RETURN_IF_LOST ();
   if (event && (event->flags & cudaEventBlockingSync))
     counts.blocking_waits++;
   return cudaSuccess;
@@ -871,6 +953,8 @@ struct SiEmuCublas
 cublasStatus_t
 cublasCreate (cublasHandle_t *handle)
 {
+  if (context_lost != cudaSuccess)
+    return CUBLAS_STATUS_NOT_INITIALIZED;
   *handle = new SiEmuCublas ();
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -916,6 +1000,10 @@ cublasGetStatusName (cublasStatus_t status)
       return "CUBLAS_STATUS_ALLOC_FAILED";
     case CUBLAS_STATUS_NOT_SUPPORTED:
       return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "CUBLAS_STATUS_EXECUTION_FAILED";
     default:
       return "CUBLAS_STATUS_OTHER";
   }
@@ -984,6 +1072,8 @@ cublasSgemm (cublasHandle_t handle, cublasOperation_t transa,
     float *C, int ldc)
 {
   float a = *alpha, b = *beta;
+  if (context_lost != cudaSuccess)
+    return CUBLAS_STATUS_EXECUTION_FAILED;
   if (!gemm_args_ok (transa, transb, m, n, k, lda, ldb, ldc))
     return CUBLAS_STATUS_INVALID_VALUE;
   submit (handle->stream, [=] () {
@@ -1000,6 +1090,8 @@ cublasSgemmStridedBatched (cublasHandle_t handle, cublasOperation_t transa,
     int batchCount)
 {
   float al = *alpha, be = *beta;
+  if (context_lost != cudaSuccess)
+    return CUBLAS_STATUS_EXECUTION_FAILED;
   if (batchCount < 0 || !gemm_args_ok (transa, transb, m, n, k, lda, ldb, ldc))
     return CUBLAS_STATUS_INVALID_VALUE;
   submit (handle->stream, [=] () {
@@ -1137,6 +1229,8 @@ cublasGemmEx (cublasHandle_t handle, cublasOperation_t transa,
     int ldc, cublasComputeType_t computeType, cublasGemmAlgo_t algo)
 {
   (void) algo;
+  if (context_lost != cudaSuccess)
+    return CUBLAS_STATUS_EXECUTION_FAILED;
   cublasStatus_t st = gemm_ex_check (Atype, Btype, Ctype, computeType);
   if (st != CUBLAS_STATUS_SUCCESS)
     return st;
@@ -1163,6 +1257,8 @@ cublasGemmStridedBatchedEx (cublasHandle_t handle, cublasOperation_t transa,
     int batchCount, cublasComputeType_t computeType, cublasGemmAlgo_t algo)
 {
   (void) algo;
+  if (context_lost != cudaSuccess)
+    return CUBLAS_STATUS_EXECUTION_FAILED;
   if (Atype == CUDA_R_16F) /* (engine/cuda/ batches fp32 operands only) */
     return CUBLAS_STATUS_NOT_SUPPORTED;
   cublasStatus_t st = gemm_ex_check (Atype, Btype, Ctype, computeType);
@@ -1231,6 +1327,8 @@ si_emu_lt_heuristics (void)
 cublasStatus_t
 cublasLtCreate (cublasLtHandle_t *handle)
 {
+  if (context_lost != cudaSuccess)
+    return CUBLAS_STATUS_NOT_INITIALIZED;
   *handle = new SiEmuLt ();
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -1404,6 +1502,8 @@ cublasLtMatmul (cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
     cudaStream_t stream)
 {
   int m, n, k;
+  if (context_lost != cudaSuccess)
+    return CUBLAS_STATUS_EXECUTION_FAILED;
   (void) handle;
   (void) algo;
   (void) workspace;

@@ -122,12 +122,17 @@ cudaError_t cudaGraphDestroy (cudaGraph_t graph);
 void si_emu_set_device_count (int count);
 void si_emu_fail_malloc_after (int calls);
 /* Makes the kernel launch numbered @launches (counted from this call,
- * from 0) fail, that one alone (-1: none), with the error of
- * si_emu_set_launch_error (default cudaErrorLaunchOutOfResources, a
- * refusal).  The emulation recovers from every error, even those that
- * would lose the context on a device (cudaErrorIllegalAddress, ...). */
+ * from 0) fail (-1: none), with the error of si_emu_set_launch_error
+ * (default cudaErrorLaunchOutOfResources, a refusal: that launch alone
+ * fails).  A fault's error (cudaErrorIllegalAddress, ...) loses the
+ * context, as on a device: every later call fails with it (kernels and
+ * copies do nothing, cuBLAS returns CUBLAS_STATUS_EXECUTION_FAILED, frees
+ * still free) until si_emu_recover, which stands for a new process. */
 void si_emu_fail_launch_after (int launches);
 void si_emu_set_launch_error (cudaError_t error);
+void si_emu_recover (void);
+/* Whether a fault has lost the context (since the last si_emu_recover). */
+int si_emu_context_lost (void);
 /* The order of blocks and threads from now on: "forward", "reverse" or
  * "shuffle" (SI_EMU_SCHEDULE's values; NULL: back to SI_EMU_SCHEDULE).
  * -1 for another name. */
@@ -144,7 +149,8 @@ void si_emu_fail_captures (int n, int at_begin);
 /* Graphs replayed (cudaGraphLaunch calls) since the start. */
 int si_emu_graph_launches (void);
 /* Calls since the start: allocations and frees of device and of pinned
- * host memory, copies between host and device (cudaMemcpy*Async by kind),
+ * host memory, copies between host and device (cudaMemcpy*Async by kind,
+ * on a lost context too),
  * and how many of those had a host side outside pinned memory; the source
  * and size of the last copy up; waits for a stream (cudaStreamSynchronize
  * outside a capture) and for an event made with cudaEventBlockingSync
