@@ -316,10 +316,25 @@ test_reload_after_fault (const Run *cuda, const Run *cpu)
   emu.recover ();
 }
 
-/* backend=auto with no device memory to make a context: a warning, every
- * frame from the CPU. */
+/* Checks a backend=auto run that was on the CPU from its first frame:
+ * no error, the stats' backend, every frame the clean CPU run's. */
 static void
-test_no_memory (const Run *cpu)
+check_cpu_run (
+    const char *what, const Run *r, const gchar *after, const Run *cpu)
+{
+  CHECK (
+      r->errors->len == 0, "%s: an error on the bus: %s", what, r->errors->str);
+  CHECK (g_strcmp0 (after, "cpu") == 0, "%s: backend %s", what, after);
+  CHECK (r->frames_out == N_FRAMES, "%s: %d of %d frames", what, r->frames_out,
+      N_FRAMES);
+  for (int i = 0; i < N_FRAMES; i++)
+    CHECK (frame_equal (r, cpu, i), "%s: frame %d differs", what, i);
+}
+
+/* backend=auto with no device memory to make a context: one warning,
+ * every frame from the CPU; without a device: no warning. */
+static void
+test_no_memory_no_device (const Run *cpu)
 {
   Run r;
   gchar *after = NULL;
@@ -329,42 +344,23 @@ test_no_memory (const Run *cpu)
   emu.fail_malloc_after (-1);
   printf ("auto, no device memory: %d frames out; warnings:\n%s", r.frames_out,
       r.warnings->str);
-  CHECK (r.errors->len == 0, "auto, no memory: an error on the bus: %s",
-      r.errors->str);
+  check_cpu_run ("auto, no memory", &r, after, cpu);
   CHECK (count_lines (r.warnings) == 1 &&
           strstr (r.warnings->str, "cudaErrorMemoryAllocation") &&
           strstr (r.warnings->str, "Could not create a CUDA context") &&
           strstr (r.warnings->str, "backend=auto runs on the CPU"),
       "auto, no memory: not one warning naming the failure and the CPU:\n%s",
       r.warnings->str);
-  CHECK (g_strcmp0 (after, "cpu") == 0, "auto, no memory: backend %s", after);
-  CHECK (r.frames_out == N_FRAMES, "auto, no memory: %d of %d frames",
-      r.frames_out, N_FRAMES);
-  for (int i = 0; i < N_FRAMES; i++)
-    CHECK (frame_equal (&r, cpu, i), "auto, no memory: frame %d differs", i);
   run_clear (&r);
   g_free (after);
-}
-
-/* backend=auto without a device: the CPU, no warning. */
-static void
-test_no_device (const Run *cpu)
-{
-  Run r;
-  gchar *after = NULL;
 
   emu.set_device_count (0);
   run_pipeline ("auto", -1, -1, &r, &after);
   emu.set_device_count (1);
   printf ("auto, no device: %d frames out, backend %s\n", r.frames_out, after);
-  CHECK (r.errors->len == 0 && r.warnings->len == 0,
-      "auto, no device: messages on the bus: %s%s", r.errors->str,
-      r.warnings->str);
-  CHECK (g_strcmp0 (after, "cpu") == 0, "auto, no device: backend %s", after);
-  CHECK (r.frames_out == N_FRAMES, "auto, no device: %d of %d frames",
-      r.frames_out, N_FRAMES);
-  for (int i = 0; i < N_FRAMES; i++)
-    CHECK (frame_equal (&r, cpu, i), "auto, no device: frame %d differs", i);
+  check_cpu_run ("auto, no device", &r, after, cpu);
+  CHECK (
+      r.warnings->len == 0, "auto, no device: warnings: %s", r.warnings->str);
   run_clear (&r);
   g_free (after);
 }
@@ -439,8 +435,7 @@ main (int argc, char **argv)
   }
   test_fault (&cuda, &cpu);
   test_reload_after_fault (&cuda, &cpu);
-  test_no_memory (&cpu);
-  test_no_device (&cpu);
+  test_no_memory_no_device (&cpu);
   run_clear (&cuda);
   run_clear (&cpu);
   g_free (after_cuda);
