@@ -679,7 +679,7 @@ cuda_failure_falls_back (GstStageInteractor *self, const GError *err)
       (g_error_matches (err, SI_ERROR, SI_ERROR_BACKEND) ||
           g_error_matches (err, SI_ERROR, SI_ERROR_NO_MEMORY) ||
           g_error_matches (err, SI_ERROR, SI_ERROR_NO_DEVICE) ||
-          /* limits of the CUDA kernels (the CPU has none) */
+          /* limits of the CUDA kernels, which the CPU does not share */
           g_error_matches (err, SI_ERROR, SI_ERROR_UNSUPPORTED));
 }
 

@@ -69,9 +69,10 @@ si_cuda_set_error (GError **error, cudaError_t status, const char *what,
    * the process: with several devices, the earlier loss may have been
    * another device's) */
   static gint sticky_reported;
+  bool sticky = cuda_error_is_sticky (status);
   const char *note = "";
 
-  if (error != NULL && cuda_error_is_sticky (status))
+  if (error != NULL && sticky)
     note = g_atomic_int_exchange (&sticky_reported, 1)
         ? "; a device context of this process was lost earlier (see the "
           "first such error): restart the process"
@@ -81,8 +82,8 @@ si_cuda_set_error (GError **error, cudaError_t status, const char *what,
           "process, restart it";
   g_set_error (error, SI_ERROR, cuda_error_code (status),
       "CUDA error %s: %s (%s %s, %s:%d)%s", cudaGetErrorName (status),
-      cudaGetErrorString (status),
-      cuda_error_is_sticky (status) ? "seen in" : "in", what, file, line, note);
+      cudaGetErrorString (status), sticky ? "seen in" : "in", what, file, line,
+      note);
   /* a failed runtime call is also the thread's last error: reported now,
    * it must not come back from the next launch check (a sticky error
    * stays anyway) */

@@ -46,6 +46,7 @@ typedef struct
   int uploads_after_fault; /* copies up from the fault's frame on */
   SiEmuCounts at_fault;
   gchar *backend_before_fault; /* the stats' backend on the frame before */
+  gchar *backend_after;        /* and at the end */
   GString *dets[N_FRAMES];     /* each frame's detections, printed */
   GString *warnings, *errors;  /* the bus's messages, one a line */
 } Run;
@@ -120,13 +121,22 @@ run_clear (Run *r)
   g_string_free (r->warnings, TRUE);
   g_string_free (r->errors, TRUE);
   g_free (r->backend_before_fault);
+  g_free (r->backend_after);
+}
+
+/* The emulation as it was before a test injected its failure. */
+static void
+emu_reset (void)
+{
+  emu.fail_launch_after (-1);
+  emu.set_launch_error (cudaErrorLaunchOutOfResources);
+  emu.recover ();
 }
 
 /* Runs the pipeline until EOS or an error, keeping the bus's warnings and
- * errors; the stats' backend at the end in *backend_after. */
+ * errors, and the stats' backend at the end. */
 static void
-run_pipeline (const char *backend, int fault_frame, int reload_frame, Run *r,
-    gchar **backend_after)
+run_pipeline (const char *backend, int fault_frame, int reload_frame, Run *r)
 {
   char *model = g_build_filename (
       g_getenv ("SI_GOLDEN_DIR"), "tiny", "model.safetensors", NULL);
@@ -148,7 +158,6 @@ run_pipeline (const char *backend, int fault_frame, int reload_frame, Run *r,
     r->dets[i] = g_string_new (NULL);
   r->warnings = g_string_new (NULL);
   r->errors = g_string_new (NULL);
-  *backend_after = NULL;
   if (pipe == NULL) {
     CHECK (FALSE, "%s: %s", desc, error->message);
     g_clear_error (&error);
@@ -193,7 +202,7 @@ run_pipeline (const char *backend, int fault_frame, int reload_frame, Run *r,
     emu.counts (&now);
     r->uploads_after_fault = now.h2d - r->at_fault.h2d;
   }
-  *backend_after = stats_backend (det);
+  r->backend_after = stats_backend (det);
   gst_element_set_state (pipe, GST_STATE_NULL);
   gst_object_unref (sink);
   gst_object_unref (src);
@@ -220,6 +229,20 @@ frame_equal (const Run *a, const Run *b, int i)
       strstr (a->dets[i]->str, "no meta") == NULL;
 }
 
+/* Frames [0, n) of r: those in [cpu_from, cpu_to) must be the clean CPU
+ * run's, the others the clean CUDA run's. */
+static void
+check_frames (const char *what, const Run *r, int n, int cpu_from, int cpu_to,
+    const Run *cuda, const Run *cpu)
+{
+  for (int i = 0; i < n; i++) {
+    const Run *want = i >= cpu_from && i < cpu_to ? cpu : cuda;
+    CHECK (frame_equal (r, want, i),
+        "%s: frame %d differs from the clean %s run:\n  %s\n  %s", what, i,
+        want == cpu ? "cpu" : "cuda", r->dets[i]->str, want->dets[i]->str);
+  }
+}
+
 /* backend=auto, a fault on frame FAULT_FRAME: one warning, the fault's
  * frame and the ones after it from the CPU, nothing sent to the device
  * after the fault's frame; then backend=cuda: the fault is an error. */
@@ -227,10 +250,9 @@ static void
 test_fault (const Run *cuda, const Run *cpu)
 {
   Run r;
-  gchar *after = NULL;
   int expected_uploads = 1; /* the fault's frame went up before it */
 
-  run_pipeline ("auto", FAULT_FRAME, -1, &r, &after);
+  run_pipeline ("auto", FAULT_FRAME, -1, &r);
   printf ("auto, fault on frame %d: %d frames out; warnings:\n%s", FAULT_FRAME,
       r.frames_out, r.warnings->str);
   CHECK (r.errors->len == 0, "auto, fault: an error on the bus: %s",
@@ -245,26 +267,18 @@ test_fault (const Run *cuda, const Run *cpu)
       "auto, fault: not one warning naming the fault and the CPU:\n%s",
       r.warnings->str);
   CHECK (g_strcmp0 (r.backend_before_fault, "cuda") == 0 &&
-          g_strcmp0 (after, "cpu") == 0,
+          g_strcmp0 (r.backend_after, "cpu") == 0,
       "auto, fault: the stats' backend went from %s to %s, expected cuda to "
       "cpu",
-      r.backend_before_fault, after);
+      r.backend_before_fault, r.backend_after);
   CHECK (r.uploads_after_fault == expected_uploads,
       "auto, fault: %d copies up from the fault's frame on, expected %d",
       r.uploads_after_fault, expected_uploads);
-  for (int i = 0; i < N_FRAMES; i++) {
-    const Run *want = i < FAULT_FRAME ? cuda : cpu;
-    CHECK (frame_equal (&r, want, i),
-        "auto, fault: frame %d differs from the clean %s run:\n  %s\n  %s", i,
-        want == cpu ? "cpu" : "cuda", r.dets[i]->str, want->dets[i]->str);
-  }
+  check_frames ("auto, fault", &r, N_FRAMES, FAULT_FRAME, N_FRAMES, cuda, cpu);
   run_clear (&r);
-  g_free (after);
-  emu.fail_launch_after (-1);
-  emu.set_launch_error (cudaErrorLaunchOutOfResources);
-  emu.recover ();
+  emu_reset ();
 
-  run_pipeline ("cuda", FAULT_FRAME, -1, &r, &after);
+  run_pipeline ("cuda", FAULT_FRAME, -1, &r);
   printf ("cuda, fault on frame %d: %d frames out; error: %s", FAULT_FRAME,
       r.frames_out, r.errors->str);
   CHECK (strstr (r.errors->str, "cudaErrorIllegalAddress") &&
@@ -273,13 +287,10 @@ test_fault (const Run *cuda, const Run *cpu)
   CHECK (r.warnings->len == 0, "cuda, fault: warnings: %s", r.warnings->str);
   CHECK (r.frames_out == FAULT_FRAME, "cuda, fault: %d frames out, expected %d",
       r.frames_out, FAULT_FRAME);
-  for (int i = 0; i < FAULT_FRAME && i < r.frames_out; i++)
-    CHECK (frame_equal (&r, cuda, i), "cuda, fault: frame %d differs", i);
+  check_frames (
+      "cuda, fault", &r, MIN (r.frames_out, FAULT_FRAME), 0, 0, cuda, cpu);
   run_clear (&r);
-  g_free (after);
-  emu.fail_launch_after (-1);
-  emu.set_launch_error (cudaErrorLaunchOutOfResources);
-  emu.recover ();
+  emu_reset ();
 }
 
 /* backend=auto, a fault on frame 1, then (the context recovered, as in a
@@ -290,61 +301,50 @@ test_reload_after_fault (const Run *cuda, const Run *cpu)
 {
   const int fault = 1, reload = 3;
   Run r;
-  gchar *after = NULL;
 
-  run_pipeline ("auto", fault, reload, &r, &after);
+  run_pipeline ("auto", fault, reload, &r);
   printf ("auto, fault on frame %d, reload before frame %d: %d frames out, "
           "backend %s at the end\n",
-      fault, reload, r.frames_out, after);
+      fault, reload, r.frames_out, r.backend_after);
   CHECK (r.errors->len == 0 && count_lines (r.warnings) == 1,
       "auto, reload: expected one warning and no error:\n%s%s", r.warnings->str,
       r.errors->str);
-  CHECK (g_strcmp0 (after, "cuda") == 0,
-      "auto, reload: backend %s at the end, expected cuda", after);
+  CHECK (g_strcmp0 (r.backend_after, "cuda") == 0,
+      "auto, reload: backend %s at the end, expected cuda", r.backend_after);
   CHECK (r.frames_out == N_FRAMES, "auto, reload: %d of %d frames",
       r.frames_out, N_FRAMES);
-  for (int i = 0; i < N_FRAMES; i++) {
-    const Run *want = i >= fault && i < reload ? cpu : cuda;
-    CHECK (frame_equal (&r, want, i),
-        "auto, reload: frame %d differs from the clean %s run", i,
-        want == cpu ? "cpu" : "cuda");
-  }
+  check_frames ("auto, reload", &r, N_FRAMES, fault, reload, cuda, cpu);
   run_clear (&r);
-  g_free (after);
-  emu.fail_launch_after (-1);
-  emu.set_launch_error (cudaErrorLaunchOutOfResources);
-  emu.recover ();
+  emu_reset ();
 }
 
 /* Checks a backend=auto run that was on the CPU from its first frame:
  * no error, the stats' backend, every frame the clean CPU run's. */
 static void
-check_cpu_run (
-    const char *what, const Run *r, const gchar *after, const Run *cpu)
+check_cpu_run (const char *what, const Run *r, const Run *cuda, const Run *cpu)
 {
   CHECK (
       r->errors->len == 0, "%s: an error on the bus: %s", what, r->errors->str);
-  CHECK (g_strcmp0 (after, "cpu") == 0, "%s: backend %s", what, after);
+  CHECK (g_strcmp0 (r->backend_after, "cpu") == 0, "%s: backend %s", what,
+      r->backend_after);
   CHECK (r->frames_out == N_FRAMES, "%s: %d of %d frames", what, r->frames_out,
       N_FRAMES);
-  for (int i = 0; i < N_FRAMES; i++)
-    CHECK (frame_equal (r, cpu, i), "%s: frame %d differs", what, i);
+  check_frames (what, r, N_FRAMES, 0, N_FRAMES, cuda, cpu);
 }
 
 /* backend=auto with no device memory to make a context: one warning,
  * every frame from the CPU; without a device: no warning. */
 static void
-test_no_memory_no_device (const Run *cpu)
+test_no_memory_no_device (const Run *cuda, const Run *cpu)
 {
   Run r;
-  gchar *after = NULL;
 
   emu.fail_malloc_after (0);
-  run_pipeline ("auto", -1, -1, &r, &after);
+  run_pipeline ("auto", -1, -1, &r);
   emu.fail_malloc_after (-1);
   printf ("auto, no device memory: %d frames out; warnings:\n%s", r.frames_out,
       r.warnings->str);
-  check_cpu_run ("auto, no memory", &r, after, cpu);
+  check_cpu_run ("auto, no memory", &r, cuda, cpu);
   CHECK (count_lines (r.warnings) == 1 &&
           strstr (r.warnings->str, "cudaErrorMemoryAllocation") &&
           strstr (r.warnings->str, "Could not create a CUDA context") &&
@@ -352,17 +352,16 @@ test_no_memory_no_device (const Run *cpu)
       "auto, no memory: not one warning naming the failure and the CPU:\n%s",
       r.warnings->str);
   run_clear (&r);
-  g_free (after);
 
   emu.set_device_count (0);
-  run_pipeline ("auto", -1, -1, &r, &after);
+  run_pipeline ("auto", -1, -1, &r);
   emu.set_device_count (1);
-  printf ("auto, no device: %d frames out, backend %s\n", r.frames_out, after);
-  check_cpu_run ("auto, no device", &r, after, cpu);
+  printf ("auto, no device: %d frames out, backend %s\n", r.frames_out,
+      r.backend_after);
+  check_cpu_run ("auto, no device", &r, cuda, cpu);
   CHECK (
       r.warnings->len == 0, "auto, no device: warnings: %s", r.warnings->str);
   run_clear (&r);
-  g_free (after);
 }
 
 static gboolean
@@ -393,7 +392,6 @@ main (int argc, char **argv)
 {
   GError *error = NULL;
   Run cuda, cpu;
-  gchar *after_cuda = NULL, *after_cpu = NULL;
 
   gst_init (&argc, &argv);
   if (g_getenv ("SI_GOLDEN_DIR") == NULL) {
@@ -412,15 +410,16 @@ main (int argc, char **argv)
     return 77;
   }
 
-  run_pipeline ("cuda", -1, -1, &cuda, &after_cuda);
-  run_pipeline ("cpu", -1, -1, &cpu, &after_cpu);
+  run_pipeline ("cuda", -1, -1, &cuda);
+  run_pipeline ("cpu", -1, -1, &cpu);
   CHECK (cuda.errors->len == 0 && cpu.errors->len == 0 &&
           cuda.warnings->len == 0 && cpu.warnings->len == 0,
       "clean runs: %s%s%s%s", cuda.errors->str, cpu.errors->str,
       cuda.warnings->str, cpu.warnings->str);
-  CHECK (
-      g_strcmp0 (after_cuda, "cuda") == 0 && g_strcmp0 (after_cpu, "cpu") == 0,
-      "clean runs: the stats' backends are %s and %s", after_cuda, after_cpu);
+  CHECK (g_strcmp0 (cuda.backend_after, "cuda") == 0 &&
+          g_strcmp0 (cpu.backend_after, "cpu") == 0,
+      "clean runs: the stats' backends are %s and %s", cuda.backend_after,
+      cpu.backend_after);
   CHECK (cuda.frames_out == N_FRAMES && cpu.frames_out == N_FRAMES,
       "clean runs: %d and %d frames", cuda.frames_out, cpu.frames_out);
   {
@@ -435,11 +434,9 @@ main (int argc, char **argv)
   }
   test_fault (&cuda, &cpu);
   test_reload_after_fault (&cuda, &cpu);
-  test_no_memory_no_device (&cpu);
+  test_no_memory_no_device (&cuda, &cpu);
   run_clear (&cuda);
   run_clear (&cpu);
-  g_free (after_cuda);
-  g_free (after_cpu);
   printf ("%d failures\n", failures);
   return failures ? 1 : 0;
 }

@@ -112,6 +112,20 @@ frame_of (const uint8_t *rgb, int w, int h)
   return f;
 }
 
+/* After an injected fault: no more injections, the context is lost, and
+ * freeing it (on the lost device) frees all its device memory. */
+static void
+free_after_fault (SiContext **ctx)
+{
+  si_emu_fail_launch_after (-1);
+  si_emu_set_launch_error (cudaErrorLaunchOutOfResources);
+  CHECK (si_emu_context_lost (), "the fault did not lose the context");
+  si_context_free (ctx);
+  CHECK (si_emu_device_bytes () == 0,
+      "%zu bytes of device memory not freed after the fault",
+      si_emu_device_bytes ());
+}
+
 static void
 test_failing_kernel (SiModel *model)
 {
@@ -224,14 +238,7 @@ test_failing_kernel (SiModel *model)
       printf ("fault %d: %s\n", k, error->message);
     g_clear_error (&error);
   }
-  si_emu_fail_launch_after (-1);
-  si_emu_set_launch_error (cudaErrorLaunchOutOfResources);
-  CHECK (si_emu_context_lost (), "the fault did not lose the context");
-  /* freeing a context on a lost device is clean */
-  si_context_free (&ctx);
-  CHECK (si_emu_device_bytes () == 0,
-      "%zu bytes of device memory not freed after the fault",
-      si_emu_device_bytes ());
+  free_after_fault (&ctx);
   /* no new context either: backend=cuda fails, auto picks the CPU */
   ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
   CHECK (ctx == NULL && error && strstr (error->message, "lost earlier"),
@@ -285,13 +292,7 @@ test_fault_direct (SiModel *model)
     if (error)
       printf ("fault in the second kernel: %s\n", error->message);
     g_clear_error (&error);
-    si_emu_fail_launch_after (-1);
-    si_emu_set_launch_error (cudaErrorLaunchOutOfResources);
-    CHECK (si_emu_context_lost (), "the fault did not lose the context");
-    si_context_free (&ctx);
-    CHECK (si_emu_device_bytes () == 0,
-        "%zu bytes of device memory not freed after the fault",
-        si_emu_device_bytes ());
+    free_after_fault (&ctx);
     si_emu_recover ();
   }
   g_free (rgb);

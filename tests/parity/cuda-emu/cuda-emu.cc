@@ -303,7 +303,10 @@ static void launch_now (
     const SiEmuConfig &cfg, const std::function<void ()> &body);
 
 /* The errors of a kernel's fault, which lose the context on a device
- * (the others are refusals: the launch alone fails). */
+ * (the others are refusals: the launch alone fails).  The device's side of
+ * the list engine/cuda/backend_cuda.c keeps (cuda_error_is_sticky), kept
+ * apart on purpose: the emulation stands for the device, and a mistake in
+ * the backend's list must not be copied into it. */
 static bool
 error_is_fault (cudaError_t e)
 {
@@ -561,12 +564,29 @@ count_copy (cudaMemcpyKind kind, const void *dst, const void *src, size_t bytes)
   }
 }
 
+static cudaError_t
+fail (cudaError_t e)
+{
+  last_error = e;
+  return e;
+}
+
+/* Every call on a lost context fails with the fault's error; the calls
+ * that release something still release it (the leak checks stay
+ * meaningful; a device keeps it until the process ends). */
+#define RETURN_IF_LOST()                                                       \
+  do {                                                                         \
+    if (context_lost != cudaSuccess)                                           \
+      return fail (context_lost);                                              \
+  } while (0)
+#define LOST_OR_SUCCESS()                                                      \
+  (context_lost != cudaSuccess ? fail (context_lost) : cudaSuccess)
+
 cudaError_t
 cudaGetDeviceCount (int *count)
 {
   *count = 0;
-  if (context_lost != cudaSuccess)
-    return context_lost;
+  RETURN_IF_LOST ();
   *count = device_count;
   return device_count > 0 ? cudaSuccess : cudaErrorNoDevice;
 }
@@ -574,8 +594,7 @@ cudaGetDeviceCount (int *count)
 cudaError_t
 cudaSetDevice (int device)
 {
-  if (context_lost != cudaSuccess)
-    return context_lost;
+  RETURN_IF_LOST ();
   return device >= 0 && device < device_count ? cudaSuccess
                                               : cudaErrorInvalidDevice;
 }
@@ -584,8 +603,7 @@ cudaError_t
 cudaGetDeviceProperties (struct cudaDeviceProp *prop, int device)
 {
   memset (prop, 0, sizeof (*prop));
-  if (context_lost != cudaSuccess)
-    return context_lost;
+  RETURN_IF_LOST ();
   snprintf (prop->name, sizeof (prop->name), "cuda-emu (host) #%d", device);
   prop->major = 9;
   prop->minor = 0;
@@ -666,24 +684,6 @@ cudaGetErrorString (cudaError_t error)
       return "emulated CUDA error";
   }
 }
-
-static cudaError_t
-fail (cudaError_t e)
-{
-  last_error = e;
-  return e;
-}
-
-/* Every call on a lost context fails with the fault's error; the calls
- * that release something still release it (the leak checks stay
- * meaningful; a device keeps it until the process ends). */
-#define RETURN_IF_LOST()                                                       \
-  do {                                                                         \
-    if (context_lost != cudaSuccess)                                           \
-      return fail (context_lost);                                              \
-  } while (0)
-#define LOST_OR_SUCCESS()                                                      \
-  (context_lost != cudaSuccess ? fail (context_lost) : cudaSuccess)
 
 cudaError_t
 cudaMalloc (void **ptr, size_t bytes)
@@ -944,6 +944,13 @@ cudaEventSynchronize (cudaEvent_t event)
 
 /* ---- cuBLAS ---- */
 
+/* cuBLAS's answer to work on a lost context. */
+#define CUBLAS_FAIL_IF_LOST()                                                  \
+  do {                                                                         \
+    if (context_lost != cudaSuccess)                                           \
+      return CUBLAS_STATUS_EXECUTION_FAILED;                                   \
+  } while (0)
+
 struct SiEmuCublas
 {
   cudaStream_t stream;
@@ -1072,8 +1079,7 @@ cublasSgemm (cublasHandle_t handle, cublasOperation_t transa,
     float *C, int ldc)
 {
   float a = *alpha, b = *beta;
-  if (context_lost != cudaSuccess)
-    return CUBLAS_STATUS_EXECUTION_FAILED;
+  CUBLAS_FAIL_IF_LOST ();
   if (!gemm_args_ok (transa, transb, m, n, k, lda, ldb, ldc))
     return CUBLAS_STATUS_INVALID_VALUE;
   submit (handle->stream, [=] () {
@@ -1090,8 +1096,7 @@ cublasSgemmStridedBatched (cublasHandle_t handle, cublasOperation_t transa,
     int batchCount)
 {
   float al = *alpha, be = *beta;
-  if (context_lost != cudaSuccess)
-    return CUBLAS_STATUS_EXECUTION_FAILED;
+  CUBLAS_FAIL_IF_LOST ();
   if (batchCount < 0 || !gemm_args_ok (transa, transb, m, n, k, lda, ldb, ldc))
     return CUBLAS_STATUS_INVALID_VALUE;
   submit (handle->stream, [=] () {
@@ -1229,8 +1234,7 @@ cublasGemmEx (cublasHandle_t handle, cublasOperation_t transa,
     int ldc, cublasComputeType_t computeType, cublasGemmAlgo_t algo)
 {
   (void) algo;
-  if (context_lost != cudaSuccess)
-    return CUBLAS_STATUS_EXECUTION_FAILED;
+  CUBLAS_FAIL_IF_LOST ();
   cublasStatus_t st = gemm_ex_check (Atype, Btype, Ctype, computeType);
   if (st != CUBLAS_STATUS_SUCCESS)
     return st;
@@ -1257,8 +1261,7 @@ cublasGemmStridedBatchedEx (cublasHandle_t handle, cublasOperation_t transa,
     int batchCount, cublasComputeType_t computeType, cublasGemmAlgo_t algo)
 {
   (void) algo;
-  if (context_lost != cudaSuccess)
-    return CUBLAS_STATUS_EXECUTION_FAILED;
+  CUBLAS_FAIL_IF_LOST ();
   if (Atype == CUDA_R_16F) /* (engine/cuda/ batches fp32 operands only) */
     return CUBLAS_STATUS_NOT_SUPPORTED;
   cublasStatus_t st = gemm_ex_check (Atype, Btype, Ctype, computeType);
@@ -1502,8 +1505,7 @@ cublasLtMatmul (cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
     cudaStream_t stream)
 {
   int m, n, k;
-  if (context_lost != cudaSuccess)
-    return CUBLAS_STATUS_EXECUTION_FAILED;
+  CUBLAS_FAIL_IF_LOST ();
   (void) handle;
   (void) algo;
   (void) workspace;
