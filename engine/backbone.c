@@ -1,9 +1,12 @@
-/* backbone.c: the ResNet backbone on the backend table (model-spec 3.1).
- * Buffer plan of one stage l: block 0 writes its identity (the downsample
- * conv) into out[l] and adds conv3 (conv2 for BasicBlock) onto it; every
- * later block adds its last conv in place onto its own input in out[l],
- * so a stage never copies and each stage's output stays where the neck
- * reads it.  Dimension legend: H, W padded input; Cs stem channels.
+/* backbone.c: the ResNet / ResNeXt backbone on the backend table
+ * (model-spec 3.1, 3.2).  Buffer plan of one stage l: block 0 writes its
+ * identity (the downsample conv) into out[l] and adds conv3 (conv2 for
+ * BasicBlock) onto it; every later block adds its last conv in place onto
+ * its own input in out[l], so a stage never copies and each stage's
+ * output stays where the neck reads it.  A DCNv1 conv2 is its offset conv,
+ * then per chunk of output pixels the backend's deformable im2col and one
+ * GEMM batched over the conv's groups, then bias + ReLU and the map
+ * layout.  Dimension legend: H, W padded input; Cs stem channels.
  */
 #include "backbone.h"
 
@@ -11,9 +14,17 @@
 
 #include "graph_cache.h"
 
+/* Floats of one chunk of deformable columns (np pixels x C * 9): bounds
+ * the scratch (32 MiB) while keeping each GEMM large. */
+#define DCN_COLS_FLOATS ((size_t) 8 << 20)
+
 typedef struct
 {
   SiConvPlan *conv1, *conv2, *conv3, *downsample; /* conv3 NULL: basic */
+  /* DCN conv2 (conv2 NULL then): the offset conv, the BN-folded weight
+   * (cout, cin/groups * 9) and bias (cout), backend memory */
+  SiConvPlan *offset;
+  float *dcn_w, *dcn_b;
 } BlockPlans;
 
 struct _SiBackboneNet
@@ -50,6 +61,7 @@ si_backbone_sizes (const SiBackbone *bb, size_t px, SiBackboneSizes *s)
   s->stem = (size_t) bb->stem.cout * (px / 4);
   s->pool = (size_t) bb->stem.cout * (px / 16);
   s->t1 = s->t2 = 0;
+  s->dcn_offset = s->dcn_cols = s->dcn_out = 0;
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     size_t out_px = px / ((size_t) 16 << (2 * l));
     for (int b = 0; b < bb->n_blocks[l]; b++) {
@@ -59,6 +71,14 @@ si_backbone_sizes (const SiBackbone *bb, size_t px, SiBackboneSizes *s)
         /* pytorch style: the stride sits on conv2 */
         s->t1 = max_sz (s->t1, (size_t) blk->conv1.cout * bpx);
         s->t2 = max_sz (s->t2, (size_t) blk->conv2.cout * out_px);
+        if (blk->deform_groups > 0) {
+          size_t kcol = (size_t) blk->conv2.cin * 9;
+          s->dcn_offset =
+              max_sz (s->dcn_offset, (size_t) blk->conv2_offset.cout * out_px);
+          s->dcn_cols = max_sz (s->dcn_cols,
+              kcol * MIN (out_px, MAX (DCN_COLS_FLOATS / kcol, 1)));
+          s->dcn_out = max_sz (s->dcn_out, (size_t) blk->conv2.cout * out_px);
+        }
       } else {
         s->t1 = max_sz (s->t1, (size_t) blk->conv1.cout * out_px);
       }
@@ -66,6 +86,40 @@ si_backbone_sizes (const SiBackbone *bb, size_t px, SiBackboneSizes *s)
     s->out[l] = (size_t) bb->out_channels[l] * out_px;
     in_px = out_px;
   }
+}
+
+/* A DCN conv2: its offset conv's plan and its folded weight and bias in
+ * backend memory. */
+static gboolean
+dcn_prepare (
+    SiBackend *be, const SiBottleneck *blk, BlockPlans *p, GError **error)
+{
+  const SiConv *cv = &blk->conv2;
+  size_t wn = si_conv_weight_numel (cv);
+  float *w = g_try_new (float, wn), *b = g_try_new (float, cv->cout);
+  gboolean ok = FALSE;
+
+  if (cv->kh != 3 || cv->kw != 3 || cv->pad != 1) {
+    g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+        "DCN: only 3x3 convs with pad 1 (got %dx%d pad %d)", cv->kh, cv->kw,
+        cv->pad);
+  } else if (w == NULL || b == NULL) {
+    g_set_error (error, SI_ERROR, SI_ERROR_NO_MEMORY,
+        "DCN: cannot allocate %zu floats to fold the weights", wn);
+  } else if ((p->offset = be->ops->conv_prepare (
+                  be, &blk->conv2_offset, error)) != NULL &&
+      (p->dcn_w = be->ops->alloc (be, wn * sizeof (float), error)) &&
+      (p->dcn_b =
+              be->ops->alloc (be, (size_t) cv->cout * sizeof (float), error))) {
+    si_conv_fold (cv, w, b);
+    ok = be->ops->upload (be, p->dcn_w, w, wn * sizeof (float), error) &&
+        be->ops->upload (
+            be, p->dcn_b, b, (size_t) cv->cout * sizeof (float), error);
+    si_conv_release_pages (cv);
+  }
+  g_free (w);
+  g_free (b);
+  return ok;
 }
 
 SiBackboneNet *
@@ -85,8 +139,11 @@ si_backbone_net_new (SiBackend *be, const SiBackbone *bb, GError **error)
     for (int b = 0; b < bb->n_blocks[l]; b++) {
       const SiBottleneck *blk = &bb->blocks[l][b];
       BlockPlans *p = &bn->blocks[l][b];
-      if (!(p->conv1 = ops->conv_prepare (be, &blk->conv1, error)) ||
-          !(p->conv2 = ops->conv_prepare (be, &blk->conv2, error)))
+      if (!(p->conv1 = ops->conv_prepare (be, &blk->conv1, error)))
+        goto fail;
+      if (blk->deform_groups > 0
+              ? !dcn_prepare (be, blk, p, error)
+              : !(p->conv2 = ops->conv_prepare (be, &blk->conv2, error)))
         goto fail;
       if (bb->bottleneck &&
           !(p->conv3 = ops->conv_prepare (be, &blk->conv3, error)))
@@ -121,6 +178,11 @@ si_backbone_net_free (SiBackboneNet **pbn)
       bn->be->ops->conv_release (bn->be, p->conv2);
       bn->be->ops->conv_release (bn->be, p->conv3);
       bn->be->ops->conv_release (bn->be, p->downsample);
+      bn->be->ops->conv_release (bn->be, p->offset);
+      if (p->dcn_w)
+        bn->be->ops->free (bn->be, p->dcn_w);
+      if (p->dcn_b)
+        bn->be->ops->free (bn->be, p->dcn_b);
     }
     g_free (bn->blocks[l]);
   }
@@ -132,6 +194,54 @@ static int
 conv_out (const SiConv *cv, int n)
 {
   return (n + 2 * cv->pad - cv->kh) / cv->stride + 1;
+}
+
+/* A DCNv1 conv2 + BN + ReLU: x (h, w, cin) -> y (ho, wo, cout), both in
+ * the map layout. */
+static gboolean
+run_dcn (SiBackboneNet *bn, const SiBottleneck *blk, const BlockPlans *p,
+    const float *x, int h, int w, float *y, const SiBackboneBuffers *buf,
+    GError **error)
+{
+  SiBackend *be = bn->be;
+  const SiBackendOps *ops = be->ops;
+  const SiConv *cv = &blk->conv2;
+  int ho = conv_out (cv, h), wo = conv_out (cv, w);
+  int cin_g = cv->cin / cv->groups, cout_g = cv->cout / cv->groups;
+  int kcol = cv->cin * 9, kg = cin_g * 9;
+  long npx = (long) ho * wo;
+  long chunk = MAX ((long) (DCN_COLS_FLOATS / (size_t) kcol), 1);
+  /* a backend whose maps are all NHWC fp32 takes the GEMM's output as is */
+  float *out = ops->map_from_nhwc ? buf->dcn_out : y;
+
+  if (!ops->conv2d (
+          be, p->offset, x, h, w, buf->dcn_offset, false, false, error))
+    return FALSE;
+  for (long p0 = 0; p0 < npx; p0 += chunk) {
+    int np = (int) MIN (chunk, npx - p0);
+    /* per group g: out[:, g] (np, cout_g) = cols[:, g] (np, kg) W_g^T */
+    SiGemm g = { .trans_a = false,
+      .trans_b = true,
+      .m = np,
+      .n = cout_g,
+      .k = kg,
+      .alpha = 1.0f,
+      .beta = 0.0f,
+      .a = buf->dcn_cols,
+      .lda = kcol,
+      .b = p->dcn_w,
+      .ldb = kg,
+      .c = out + p0 * cv->cout,
+      .ldc = cv->cout };
+    ops->deform_im2col (be, x, h, w, cv->cin, buf->dcn_offset, ho, wo,
+        cv->stride, blk->deform_groups, p0, np, buf->dcn_cols);
+    ops->gemm_batched (
+        be, &g, cv->groups, kg, (long) cout_g * kg, (long) cout_g);
+  }
+  ops->bias_act (be, out, p->dcn_b, (int) npx, cv->cout, cv->cout, true);
+  if (ops->map_from_nhwc)
+    ops->map_from_nhwc (be, out, ho, wo, cv->cout, y);
+  return TRUE;
 }
 
 /* One residual block: x (h, w, cin) -> y (ho, wo, cout); x == y for the
@@ -156,10 +266,13 @@ run_block (SiBackboneNet *bn, const SiBottleneck *blk, const BlockPlans *p,
   if (p->conv3) {
     /* Bottleneck: 1x1 -> 3x3 (stride) -> 1x1 + identity, ReLU */
     int h2 = conv_out (&blk->conv2, h), w2 = conv_out (&blk->conv2, w);
-    if (!ops->conv2d (be, p->conv1, x, h, w, buf->t1, false, true, error) ||
-        !ops->conv2d (
-            be, p->conv2, buf->t1, h, w, buf->t2, false, true, error) ||
-        !ops->conv2d (be, p->conv3, buf->t2, h2, w2, y, true, true, error))
+    if (!ops->conv2d (be, p->conv1, x, h, w, buf->t1, false, true, error))
+      return FALSE;
+    if (p->offset ? !run_dcn (bn, blk, p, buf->t1, h, w, buf->t2, buf, error)
+                  : !ops->conv2d (be, p->conv2, buf->t1, h, w, buf->t2, false,
+                        true, error))
+      return FALSE;
+    if (!ops->conv2d (be, p->conv3, buf->t2, h2, w2, y, true, true, error))
       return FALSE;
     *ho = h2;
     *wo = w2;

@@ -1,7 +1,9 @@
-/* backbone.h: the ResNet backbone (model-spec 3.1) run through the backend
- * table: stem conv 7x7/2 + ReLU, max pool 3x3/2, four stages of Bottleneck
- * (depth >= 50) or BasicBlock (18/34) blocks, BN folded into every conv,
- * ReLU and the residual sum fused into the conv op.  Maps are NHWC.
+/* backbone.h: the ResNet / ResNeXt backbone (model-spec 3.1, 3.2) run
+ * through the backend table: stem conv 7x7/2 + ReLU, max pool 3x3/2, four
+ * stages of Bottleneck (depth >= 50) or BasicBlock (18/34) blocks, BN
+ * folded into every conv, ReLU and the residual sum fused into the conv
+ * op; grouped 3x3 convs (ResNeXt) and DCNv1 3x3 convs (deformable im2col,
+ * then one batched GEMM over the groups).  Maps are NHWC.
  *
  * Buffer sizes scale with the pixel count px = H * W of the padded input
  * (H, W multiples of 32), so one set of buffers fits both orientations.
@@ -15,14 +17,19 @@ typedef struct _SiBackboneNet SiBackboneNet;
 
 /* Activation buffers (backend memory); px is the padded input's pixel
  * count.  Allowed aliases (each buffer is dead when the other is live):
- * t1 and t2 inside stem (stem is dead once pooled), pool inside out[1]
- * (written from layer2 on), the network input inside out[0]. */
+ * t1, t2 and the DCN scratch inside stem (stem is dead once pooled), pool
+ * inside out[1] (written from layer2 on), the network input inside
+ * out[0]. */
 typedef struct
 {
   float *stem; /* (H/2, W/2, stem_channels) */
   float *pool; /* (H/4, W/4, stem_channels) */
   float *t1;   /* block scratch: conv1 output */
   float *t2;   /* block scratch: conv2 output (bottleneck) */
+  /* DCN scratch (NULL without DCN): the offsets (Ho, Wo, 18 * dg) in the
+   * map layout, one chunk of deformable columns, the conv's NHWC fp32
+   * output before it goes into t2's map layout */
+  float *dcn_offset, *dcn_cols, *dcn_out;
   /* C2..C5 (H/2^(l+2), W/2^(l+2), out_channels[l]) in the backend's map
    * layout (backend.h); the neck converts them to NHWC */
   float *out[SI_NUM_LEVELS];
@@ -32,6 +39,7 @@ typedef struct
 typedef struct
 {
   size_t stem, pool, t1, t2, out[SI_NUM_LEVELS];
+  size_t dcn_offset, dcn_cols, dcn_out; /* 0 without DCN */
 } SiBackboneSizes;
 
 void si_backbone_sizes (const SiBackbone *bb, size_t px, SiBackboneSizes *s);

@@ -127,6 +127,18 @@ struct _SiBackendOps
   /* dst (cols, rows) = src (rows, cols)^T, e.g. NCHW (C, HW) -> NHWC. */
   void (*transpose) (
       SiBackend *be, const float *src, int rows, int cols, float *dst);
+  /* Deformable im2col of a 3x3, pad 1 DCNv1 conv (model-spec 3.2) for
+   * the output pixels p0 .. p0 + np - 1 (row-major over (Ho, Wo)):
+   * cols (np, C * 9), column c * 9 + k (tap k = i * 3 + j) = x_c sampled
+   * bilinearly (si_dcn_taps) at py = ho * stride - 1 + i + dy,
+   * px = wo * stride - 1 + j + dx, where (dy, dx) = offset (ho, wo)
+   * [(g * 9 + k) * 2 + {0, 1}] for the channel's deform group
+   * g = c / (C / deform_groups).  x (H, W, C) and offset (Ho, Wo,
+   * 18 * deform_groups) are in the map layout.  A GEMM with the conv's
+   * (cout, C / groups * 9) weight finishes the conv (backbone.c). */
+  void (*deform_im2col) (SiBackend *be, const float *x, int h, int w, int c,
+      const float *offset, int ho, int wo, int stride, int deform_groups,
+      long p0, int np, float *cols);
 
   /* ---- decoder side (see decoder.h; CPU twins in engine/cpu/
    * decoder_misc_cpu.c, attention_cpu.c, sampler_cpu.c, mixing_cpu.c,

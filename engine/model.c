@@ -210,11 +210,13 @@ ld_norm (Ld *ld, SiNorm *nrm, const char *prefix, int n, GError **error)
 }
 
 /* Conv (no bias) followed by an eval BatchNorm: views of the five tensors
- * (conv: (cout, cin, k, k), bn.*: (cout)), checked here; the backends fold
- * them (si_conv_fold) into their own copies when they prepare the conv. */
+ * (conv: (cout, cin/groups, k, k), bn.*: (cout)), checked here; the
+ * backends fold them (si_conv_fold) into their own copies when they
+ * prepare the conv. */
 static gboolean
-ld_conv_bn (Ld *ld, SiConv *c, const char *conv_name, const char *bn_prefix,
-    int cout, int cin, int k, int stride, int pad, double eps, GError **error)
+ld_conv_bn_groups (Ld *ld, SiConv *c, const char *conv_name,
+    const char *bn_prefix, int cout, int cin, int groups, int k, int stride,
+    int pad, double eps, GError **error)
 {
   static const char *const bn_keys[4] = { "weight", "bias", "running_mean",
     "running_var" };
@@ -222,7 +224,8 @@ ld_conv_bn (Ld *ld, SiConv *c, const char *conv_name, const char *bn_prefix,
   char name[256];
 
   memset (c, 0, sizeof (*c));
-  c->w = ld_tensor (ld, error, 4, SHAPE (cout, cin, k, k), "%s", conv_name);
+  c->w = ld_tensor (
+      ld, error, 4, SHAPE (cout, cin / groups, k, k), "%s", conv_name);
   if (c->w == NULL)
     return FALSE;
   c->src[0] = si_safetensors_find (ld->m->file, conv_name);
@@ -251,6 +254,36 @@ ld_conv_bn (Ld *ld, SiConv *c, const char *conv_name, const char *bn_prefix,
    * variance check above and fault-around touched some; an F16 conversion
    * read them all) */
   si_conv_release_pages (c);
+  c->cout = cout;
+  c->cin = cin;
+  c->kh = c->kw = k;
+  c->stride = stride;
+  c->pad = pad;
+  c->groups = groups;
+  return TRUE;
+}
+
+static gboolean
+ld_conv_bn (Ld *ld, SiConv *c, const char *conv_name, const char *bn_prefix,
+    int cout, int cin, int k, int stride, int pad, double eps, GError **error)
+{
+  return ld_conv_bn_groups (
+      ld, c, conv_name, bn_prefix, cout, cin, 1, k, stride, pad, eps, error);
+}
+
+/* Conv with a bias and no BN: prefix.weight (cout, cin, k, k),
+ * prefix.bias (cout). */
+static gboolean
+ld_conv_bias (Ld *ld, SiConv *c, const char *prefix, int cout, int cin, int k,
+    int stride, int pad, GError **error)
+{
+  memset (c, 0, sizeof (*c));
+  c->w = ld_tensor (ld, error, 4, SHAPE (cout, cin, k, k), "%s.weight", prefix);
+  if (c->w == NULL)
+    return FALSE;
+  c->b = ld_tensor (ld, error, 1, SHAPE (cout), "%s.bias", prefix);
+  if (c->b == NULL)
+    return FALSE;
   c->cout = cout;
   c->cin = cin;
   c->kh = c->kw = k;
@@ -486,7 +519,66 @@ typedef struct
 {
   int strides[4];
   double eps;
+  int deform_groups; /* 0: no DCN */
+  bool stage_dcn[4]; /* stage_with_dcn */
+  bool dcn_fallback; /* fallback_on_stride: no DCN on strided convs */
 } ResNetCfg;
+
+/* dcn / stage_with_dcn (model-spec 3.2, mmdet's ResNet): DCNv1 in the
+ * 3x3 conv of every bottleneck of the stages asked for. */
+static gboolean
+parse_dcn_cfg (Ld *ld, JsonObject *bb, ResNetCfg *rc, GError **error)
+{
+  JsonObject *dcn;
+  const char *type;
+  gboolean fallback, any = FALSE;
+  JsonNode *swd = cfg_member (bb, "stage_with_dcn");
+
+  memset (rc->stage_dcn, 0, sizeof rc->stage_dcn);
+  rc->deform_groups = 0;
+  rc->dcn_fallback = false;
+  if (swd != NULL) {
+    JsonArray *a =
+        JSON_NODE_HOLDS_ARRAY (swd) ? json_node_get_array (swd) : NULL;
+    if (a == NULL || json_array_get_length (a) != 4)
+      return cfg_err (ld, error, SI_ERROR_CONFIG,
+          "backbone.stage_with_dcn is not an array of 4 booleans");
+    for (guint i = 0; i < 4; i++) {
+      JsonNode *e = json_array_get_element (a, i);
+      if (!JSON_NODE_HOLDS_VALUE (e) ||
+          json_node_get_value_type (e) != G_TYPE_BOOLEAN)
+        return cfg_err (ld, error, SI_ERROR_CONFIG,
+            "backbone.stage_with_dcn[%u] is not a boolean", i);
+      rc->stage_dcn[i] = json_node_get_boolean (e);
+      any |= rc->stage_dcn[i];
+    }
+  }
+  if (!cfg_obj (ld, bb, "backbone", "dcn", FALSE, &dcn, error))
+    return FALSE;
+  if (dcn == NULL) {
+    if (any)
+      return cfg_err (ld, error, SI_ERROR_CONFIG,
+          "backbone.stage_with_dcn asks for DCN but backbone.dcn is absent");
+    return TRUE;
+  }
+  if (!cfg_str (ld, dcn, "backbone.dcn", "type", TRUE, &type, error))
+    return FALSE;
+  if (strcmp (type, "DCN") != 0)
+    return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
+        "backbone.dcn.type \"%s\" is not supported (only \"DCN\", "
+        "deformable convolution v1)",
+        type);
+  if (!cfg_int (ld, dcn, "backbone.dcn", "deform_groups", FALSE, 1, 1, 64,
+          &rc->deform_groups, error) ||
+      !cfg_bool (ld, dcn, "backbone.dcn", "fallback_on_stride", FALSE,
+          &fallback, error))
+    return FALSE;
+  rc->dcn_fallback = fallback;
+  if (!ld->m->backbone.bottleneck && any)
+    return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
+        "backbone.dcn: DCN needs bottleneck blocks (depth >= 50)");
+  return TRUE;
+}
 
 static gboolean
 parse_resnet_cfg (Ld *ld, JsonObject *bb, ResNetCfg *rc, GError **error)
@@ -498,20 +590,25 @@ parse_resnet_cfg (Ld *ld, JsonObject *bb, ResNetCfg *rc, GError **error)
   static const int def_dil[4] = { 1, 1, 1, 1 };
   int arr[4];
   const ResNetArch *arch = NULL;
+  bool resnext;
 
   if (!cfg_str (ld, bb, p, "type", TRUE, &type, error))
     return FALSE;
-  if (strcmp (type, "ResNet") != 0)
+  resnext = strcmp (type, "ResNeXt") == 0;
+  if (!resnext && strcmp (type, "ResNet") != 0)
     return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
-        "backbone type \"%s\" is not supported (only ResNet for now)", type);
+        "backbone type \"%s\" is not supported (only ResNet and ResNeXt)",
+        type);
   if (!cfg_int (ld, bb, p, "depth", TRUE, 0, 0, 1000, &b->depth, error))
     return FALSE;
   for (size_t i = 0; i < G_N_ELEMENTS (resnet_archs); i++)
-    if (resnet_archs[i].depth == b->depth)
+    if (resnet_archs[i].depth == b->depth &&
+        (!resnext || resnet_archs[i].bottleneck))
       arch = &resnet_archs[i];
   if (arch == NULL)
     return cfg_err (ld, error, SI_ERROR_CONFIG,
-        "backbone.depth = %d (expected 18, 34, 50, 101 or 152)", b->depth);
+        "backbone.depth = %d (expected %s)", b->depth,
+        resnext ? "50, 101 or 152" : "18, 34, 50, 101 or 152");
   b->bottleneck = arch->bottleneck;
   memcpy (b->n_blocks, arch->blocks, sizeof b->n_blocks);
 
@@ -523,6 +620,14 @@ parse_resnet_cfg (Ld *ld, JsonObject *bb, ResNetCfg *rc, GError **error)
       !cfg_int_fixed (ld, bb, p, "num_stages", 4, error) ||
       !cfg_false (ld, bb, p, "deep_stem", error) ||
       !cfg_false (ld, bb, p, "avg_down", error))
+    return FALSE;
+  b->groups = 1;
+  b->base_width = 4;
+  if (resnext &&
+      (!cfg_int (
+           ld, bb, p, "groups", FALSE, 1, 1, MAX_CHANNELS, &b->groups, error) ||
+          !cfg_int (ld, bb, p, "base_width", FALSE, 4, 1, MAX_CHANNELS,
+              &b->base_width, error)))
     return FALSE;
   if (!cfg_int_array (ld, bb, p, "out_indices", 4, def_out, 0, 3, arr, error))
     return FALSE;
@@ -545,19 +650,11 @@ parse_resnet_cfg (Ld *ld, JsonObject *bb, ResNetCfg *rc, GError **error)
   if (style != NULL && strcmp (style, "pytorch") != 0)
     return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
         "backbone.style \"%s\" is not supported (only \"pytorch\")", style);
-  if (cfg_member (bb, "dcn") != NULL || cfg_member (bb, "plugins") != NULL)
-    return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
-        "backbone.dcn / backbone.plugins are not supported for ResNet");
-  JsonNode *swd = cfg_member (bb, "stage_with_dcn");
-  if (swd != NULL && JSON_NODE_HOLDS_ARRAY (swd)) {
-    JsonArray *a = json_node_get_array (swd);
-    for (guint i = 0; i < json_array_get_length (a); i++)
-      if (json_node_get_value_type (json_array_get_element (a, i)) ==
-              G_TYPE_BOOLEAN &&
-          json_array_get_boolean_element (a, i))
-        return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
-            "backbone.stage_with_dcn: DCN is not supported");
-  }
+  if (cfg_member (bb, "plugins") != NULL)
+    return cfg_err (
+        ld, error, SI_ERROR_UNSUPPORTED, "backbone.plugins are not supported");
+  if (!parse_dcn_cfg (ld, bb, rc, error))
+    return FALSE;
 
   JsonObject *norm;
   const char *ntype = NULL;
@@ -580,6 +677,17 @@ parse_resnet_cfg (Ld *ld, JsonObject *bb, ResNetCfg *rc, GError **error)
   return TRUE;
 }
 
+/* The bottleneck's conv1/conv2 width (mmdet's ResNeXt): planes for plain
+ * ResNets, floor (planes * base_width / base_channels) * groups for
+ * ResNeXt (2 * planes for 32x4d). */
+static int
+bottleneck_width (const SiBackbone *b, int planes)
+{
+  if (b->groups == 1)
+    return planes;
+  return (int) ((long) planes * b->base_width / b->base_channels) * b->groups;
+}
+
 static gboolean
 load_resnet (Ld *ld, const ResNetCfg *rc, GError **error)
 {
@@ -594,31 +702,55 @@ load_resnet (Ld *ld, const ResNetCfg *rc, GError **error)
 
   for (int i = 0; i < 4; i++) {
     int planes = b->base_channels << i;
+    int width = b->bottleneck ? bottleneck_width (b, planes) : planes;
+    if (width < b->groups || width % b->groups != 0 || width > MAX_CHANNELS)
+      return cfg_err (ld, error, SI_ERROR_CONFIG,
+          "backbone: layer%d's width %d is not a positive multiple of "
+          "groups (%d)",
+          i + 1, width, b->groups);
+    if (rc->deform_groups > 0 && rc->stage_dcn[i] &&
+        width % rc->deform_groups != 0)
+      return cfg_err (ld, error, SI_ERROR_CONFIG,
+          "backbone: layer%d's width %d is not a multiple of "
+          "dcn.deform_groups (%d)",
+          i + 1, width, rc->deform_groups);
     b->blocks[i] = g_new0 (SiBottleneck, b->n_blocks[i]);
     for (int j = 0; j < b->n_blocks[i]; j++) {
       SiBottleneck *blk = &b->blocks[i][j];
       int stride = j == 0 ? rc->strides[i] : 1;
+      bool deform = rc->deform_groups > 0 && rc->stage_dcn[i] &&
+          !(rc->dcn_fallback && stride != 1);
       g_snprintf (pre, sizeof pre, "backbone.layer%d.%d", i + 1, j);
-#define CONV_BN(field, idx, co, ci, k, s, pd)                                  \
+#define CONV_BN(field, idx, co, ci, grp, k, s, pd)                             \
   (g_snprintf (conv, sizeof conv, "%s.conv%d.weight", pre, idx),               \
       g_snprintf (bn, sizeof bn, "%s.bn%d", pre, idx),                         \
-      ld_conv_bn (                                                             \
-          ld, &blk->field, conv, bn, co, ci, k, s, pd, rc->eps, error))
+      ld_conv_bn_groups (                                                      \
+          ld, &blk->field, conv, bn, co, ci, grp, k, s, pd, rc->eps, error))
       if (b->bottleneck) {
         /* pytorch style: the stride sits on the 3x3 conv2 */
-        if (!CONV_BN (conv1, 1, planes, inplanes, 1, 1, 0) ||
-            !CONV_BN (conv2, 2, planes, planes, 3, stride, 1) ||
-            !CONV_BN (conv3, 3, planes * 4, planes, 1, 1, 0))
+        if (!CONV_BN (conv1, 1, width, inplanes, 1, 1, 1, 0) ||
+            !CONV_BN (conv2, 2, width, width, b->groups, 3, stride, 1) ||
+            !CONV_BN (conv3, 3, planes * 4, width, 1, 1, 1, 0))
           return FALSE;
       } else {
-        if (!CONV_BN (conv1, 1, planes, inplanes, 3, stride, 1) ||
-            !CONV_BN (conv2, 2, planes, planes, 3, 1, 1))
+        if (!CONV_BN (conv1, 1, planes, inplanes, 1, 3, stride, 1) ||
+            !CONV_BN (conv2, 2, planes, planes, 1, 3, 1, 1))
           return FALSE;
         if (!ld_forbid (ld, "basic blocks have two convolutions", error,
                 "%s.conv3.weight", pre))
           return FALSE;
       }
 #undef CONV_BN
+      g_snprintf (conv, sizeof conv, "%s.conv2.conv_offset", pre);
+      if (deform) {
+        blk->deform_groups = rc->deform_groups;
+        if (!ld_conv_bias (ld, &blk->conv2_offset, conv, 18 * rc->deform_groups,
+                width, 3, stride, 1, error))
+          return FALSE;
+      } else if (!ld_forbid (ld, "this block's conv2 is not deformable", error,
+                     "%s.weight", conv)) {
+        return FALSE;
+      }
       blk->has_downsample =
           j == 0 && (stride != 1 || inplanes != planes * expansion);
       g_snprintf (conv, sizeof conv, "%s.downsample.0.weight", pre);

@@ -146,6 +146,13 @@ typedef struct
   SiConv conv1, conv2, conv3;
   SiConv downsample;
   bool has_downsample;
+  /* DCNv1 (model-spec 3.2): conv2 (3x3, pad 1, BN) samples its input at
+   * positions moved by offsets that conv2_offset (an ordinary 3x3 conv,
+   * same stride, pad 1, bias, no BN: 18 * deform_groups outputs) computes
+   * from the same input; deform_groups input-channel groups share each
+   * set of offsets.  0: conv2 is an ordinary conv. */
+  int deform_groups;
+  SiConv conv2_offset;
 } SiBottleneck;
 
 typedef struct
@@ -154,7 +161,9 @@ typedef struct
   bool bottleneck;   /* depth >= 50 */
   int base_channels; /* 64 in official configs */
   int stem_channels;
-  SiConv stem; /* 7x7/2, BN folded; ReLU then maxpool 3x3/2 */
+  int groups;     /* ResNeXt conv2 groups (1: ResNet) */
+  int base_width; /* ResNeXt width rule (model-spec 3.2) */
+  SiConv stem;    /* 7x7/2, BN folded; ReLU then maxpool 3x3/2 */
   int n_blocks[4];
   SiBottleneck *blocks[4]; /* basic blocks use conv1, conv2 only */
   int out_channels[4];

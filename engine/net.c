@@ -61,6 +61,8 @@ part_done (SiNet *net, gint64 *t0, double *ms, GError **error)
   return si_backend_lap (net->be, t0, net->part_timings ? ms : NULL, error);
 }
 
+#define ROUND_UP_64(n) (((n) + 63) / 64 * 64)
+
 static void *
 arena_alloc (SiNet *net, size_t bytes, GError **error)
 {
@@ -97,11 +99,17 @@ net_alloc_arena (SiNet *net, GError **error)
     lsz[l] = d * (px / ((size_t) 16 << (2 * l)));
     max_out = MAX (max_out, s.out[l]);
   }
-  /* Aliases (backbone.h, neck.h): t1 and t2 live in the stem buffer
-   * (dead once pooled), which later holds the neck's NHWC copy of C_l;
-   * the pool lives in out[1], the network input and run_input's NCHW
-   * staging in out[0]; the neck writes F_l over C_l. */
-  stem_sz = MAX (MAX (s.stem, s.t1 + s.t2), max_out);
+  /* Aliases (backbone.h, neck.h): t1, t2 and the DCN scratch live in the
+   * stem buffer (dead once pooled), which later holds the neck's NHWC copy
+   * of C_l; the pool lives in out[1], the network input and run_input's
+   * NCHW staging in out[0]; the neck writes F_l over C_l.  The DCN
+   * scratch starts on 256-byte boundaries (GEMM operands). */
+  s.t2 = ROUND_UP_64 (s.t2);
+  s.dcn_offset = ROUND_UP_64 (s.dcn_offset);
+  s.dcn_cols = ROUND_UP_64 (s.dcn_cols);
+  size_t block_sz =
+      ROUND_UP_64 (s.t1) + s.t2 + s.dcn_offset + s.dcn_cols + s.dcn_out;
+  stem_sz = MAX (MAX (s.stem, block_sz), max_out);
   if (!(net->rgb = arena_alloc (net, px * 3, error)) ||
       !(net->work = arena_alloc (net,
             si_preprocess_work_size (
@@ -111,7 +119,12 @@ net_alloc_arena (SiNet *net, GError **error)
       !(net->bbuf.stem = arena_alloc (net, stem_sz * sizeof (float), error)))
     return FALSE;
   net->bbuf.t1 = net->bbuf.stem;
-  net->bbuf.t2 = net->bbuf.stem + s.t1;
+  net->bbuf.t2 = net->bbuf.stem + ROUND_UP_64 (s.t1);
+  if (s.dcn_cols > 0) {
+    net->bbuf.dcn_offset = net->bbuf.t2 + s.t2;
+    net->bbuf.dcn_cols = net->bbuf.dcn_offset + s.dcn_offset;
+    net->bbuf.dcn_out = net->bbuf.dcn_cols + s.dcn_cols;
+  }
   net->neck_scratch = net->bbuf.stem;
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     size_t need = s.out[l];

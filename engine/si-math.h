@@ -1,6 +1,6 @@
 /* si-math.h: per-element arithmetic shared by the CPU backend and (later)
  * the CUDA kernels: OpenCV-exact resize coefficients, BT.601 YUV -> RGB,
- * the normalisation recipe, ReLU.  Everything is static inline and marked
+ * the normalisation recipe, ReLU, DCNv1's bilinear taps.  Everything is static inline and marked
  * SI_HOSTDEV so that both the C compiler and nvcc compile it.
  */
 #ifndef SI_MATH_H
@@ -225,6 +225,54 @@ si_grid_coord (float x, int size, int stride)
   float extent = (float) (size * stride);
   float g = x / extent * 2.0f - 1.0f;
   return ((g + 1.0f) * (float) size - 1.0f) / 2.0f;
+}
+
+/* DCNv1 (model-spec 3.2): the sampling coordinate of kernel row (or
+ * column) i of output row (or column) o, pad 1, moved by d pixels. */
+SI_HOSTDEV static inline float
+si_dcn_coord (int o, int stride, int i, float d)
+{
+  return (float) (o * stride - 1 + i) + d;
+}
+
+/* mmcv's deformable_im2col_bilinear at (py, px) of an h x w map: the flat
+ * indices y * w + x of the neighbours (h_low, w_low), (h_low, w_high),
+ * (h_high, w_low), (h_high, w_high) with their weights; -1 for one outside
+ * the map (it contributes 0, no renormalisation), and all four -1 unless
+ * -1 < py < h and -1 < px < w. */
+SI_HOSTDEV static inline void
+si_dcn_taps (float py, float px, int h, int w, int idx[4], float wt[4])
+{
+  for (int q = 0; q < 4; q++) {
+    idx[q] = -1;
+    wt[q] = 0.0f;
+  }
+  if (!(py > -1.0f && px > -1.0f && py < (float) h && px < (float) w))
+    return;
+  int hl = (int) floorf (py), wl = (int) floorf (px);
+  int hh = hl + 1, wh = wl + 1;
+  float lh = py - (float) hl, lw = px - (float) wl;
+  float uh = 1.0f - lh, uw = 1.0f - lw;
+  wt[0] = uh * uw;
+  wt[1] = uh * lw;
+  wt[2] = lh * uw;
+  wt[3] = lh * lw;
+  if (hl >= 0 && wl >= 0)
+    idx[0] = hl * w + wl;
+  if (hl >= 0 && wh <= w - 1)
+    idx[1] = hl * w + wh;
+  if (hh <= h - 1 && wl >= 0)
+    idx[2] = hh * w + wl;
+  if (hh <= h - 1 && wh <= w - 1)
+    idx[3] = hh * w + wh;
+}
+
+/* The sampled value from the neighbours' values (0 where idx is -1), in
+ * mmcv's order of summation. */
+SI_HOSTDEV static inline float
+si_dcn_mix (const float wt[4], const float v[4])
+{
+  return wt[0] * v[0] + wt[1] * v[1] + wt[2] * v[2] + wt[3] * v[3];
 }
 
 #endif /* SI_MATH_H */

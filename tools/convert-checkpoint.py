@@ -33,7 +33,8 @@ FORMAT_VERSION = 1
 # not listed here (or with a deformable conv) is refused unless
 # --allow-unsupported.  Extend this table when the engine learns a new one.
 SUPPORTED_BACKBONES = {
-    "ResNet": {"depths": (18, 34, 50, 101, 152), "dcn": False},
+    "ResNet": {"depths": (18, 34, 50, 101, 152), "dcn": True},
+    "ResNeXt": {"depths": (50, 101, 152), "dcn": True},
 }
 
 # mmdet CocoDataset.CLASSES: index = label.
@@ -100,8 +101,9 @@ def backbone_support_problem(backbone):
         "%s (depth %s)" % (t, "/".join(str(d) for d in s["depths"]))
         for t, s in SUPPORTED_BACKBONES.items())
     spec = SUPPORTED_BACKBONES.get(btype)
+    dcn_type = _get(backbone, "dcn.type", "DCN")
     if spec is None or depth not in spec["depths"] or \
-            (backbone.get("dcn") and not spec["dcn"]):
+            (backbone.get("dcn") and (not spec["dcn"] or dcn_type != "DCN")):
         return ("backbone %s is not supported by the engine yet "
                 "(supported: %s)" % (desc, supported))
     return None
@@ -353,7 +355,8 @@ def expect_resnet(ex, bb):
                 ex.add(p + "conv1.weight", (width, inplanes, 1, 1))
                 ex.bn(p + "bn1", width)
                 ex.add(p + "conv2.weight", (width, width // groups, 3, 3))
-                if with_dcn[i]:
+                if with_dcn[i] and not (dcn.get("fallback_on_stride")
+                                        and stride != 1):
                     ex.add(p + "conv2.conv_offset.weight",
                            (deform_groups * 18, width, 3, 3))
                     ex.add(p + "conv2.conv_offset.bias",

@@ -192,6 +192,7 @@ const SiBackendOps si_cpu_backend_ops = {
   .map_from_nhwc = si_map_from_nhwc_cpu,
   .copy = si_copy_cpu,
   .transpose = si_transpose_cpu,
+  .deform_im2col = si_deform_im2col_cpu,
 
   /* decoder side (decoder_cpu.h) */
   SI_CPU_DECODER_OPS,

@@ -71,6 +71,11 @@ gboolean si_conv2d_cpu (SiBackend *be, SiConvPlan *plan, const float *x, int h,
 void si_conv2d_reference (const SiConv *conv, const float *x, int h, int w,
     float *y, bool accumulate, bool relu);
 
+/* deform_cpu.c */
+void si_deform_im2col_cpu (SiBackend *be, const float *x, int h, int w, int c,
+    const float *offset, int ho, int wo, int stride, int deform_groups, long p0,
+    int np, float *cols);
+
 /* pool_cpu.c */
 void si_maxpool3x3s2_cpu (
     SiBackend *be, const float *x, int h, int w, int c, float *y);

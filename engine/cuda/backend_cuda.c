@@ -783,6 +783,7 @@ const SiBackendOps si_cuda_backend_ops = {
   .map_bytes = cuda_map_bytes,
   .copy = cuda_copy,
   .transpose = si_transpose_cuda,
+  .deform_im2col = si_deform_im2col_cuda,
 
   .layer_norm = si_layer_norm_cuda,
   .bias_act = si_bias_act_cuda,

@@ -246,6 +246,11 @@ void si_conv_release_cuda (SiBackend *be, SiConvPlan *plan);
 gboolean si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h,
     int w, float *y, bool accumulate, bool relu, GError **error);
 
+/* deform_cuda.cu */
+void si_deform_im2col_cuda (SiBackend *be, const float *x, int h, int w, int c,
+    const float *offset, int ho, int wo, int stride, int deform_groups, long p0,
+    int np, float *cols);
+
 /* pool_cuda.cu */
 void si_maxpool3x3s2_cuda (
     SiBackend *be, const float *x, int h, int w, int c, float *y);

@@ -45,9 +45,11 @@ typedef struct
   const char *meta_value; /* NULL removes the key */
   /* edit the parsed `model` config; path like "neck.out_channels" */
   const char *cfg_path;
-  JsonNode *cfg_value; /* taken; NULL removes the member */
-  gboolean f16;        /* store every F32 tensor as F16 */
-  gboolean misalign;   /* shift the data by 2 bytes (a U8 pad tensor) */
+  JsonNode *cfg_value;   /* taken; NULL removes the member */
+  const char *cfg_path2; /* a second edit of the config (or NULL) */
+  JsonNode *cfg_value2;
+  gboolean f16;      /* store every F32 tensor as F16 */
+  gboolean misalign; /* shift the data by 2 bytes (a U8 pad tensor) */
 } Edit;
 
 static guint16
@@ -111,6 +113,8 @@ edited_model_json (const char *text, const Edit *e)
   g_assert_true (json_parser_load_from_data (p, text, -1, NULL));
   JsonNode *root = json_parser_get_root (p);
   edit_config (json_node_get_object (root), e->cfg_path, e->cfg_value);
+  if (e->cfg_path2 != NULL)
+    edit_config (json_node_get_object (root), e->cfg_path2, e->cfg_value2);
   char *out = json_to_string (root, FALSE);
   g_object_unref (p);
   return out;
@@ -267,6 +271,17 @@ str_node (const char *v)
 {
   JsonNode *n = json_node_new (JSON_NODE_VALUE);
   json_node_set_string (n, v);
+  return n;
+}
+
+/* A node parsed from JSON text (objects, arrays). */
+static JsonNode *
+json_node (const char *text)
+{
+  JsonParser *p = json_parser_new ();
+  g_assert_true (json_parser_load_from_data (p, text, -1, NULL));
+  JsonNode *n = json_node_copy (json_parser_get_root (p));
+  g_object_unref (p);
   return n;
 }
 
@@ -566,11 +581,47 @@ test_wrong_dtype (void)
 }
 
 static void
-test_unknown_backbone (void)
+test_backbone_config (void)
 {
+  /* ResNeXt with groups 1 is the ResNet: the golden file loads */
   Edit e = { .cfg_path = "backbone.type", .cfg_value = str_node ("ResNeXt") };
-  expect_load_error (
-      "resnext.safetensors", &e, SI_ERROR_UNSUPPORTED, "ResNeXt", NULL);
+  char *path = write_model ("resnext1.safetensors", &e);
+  GError *error = NULL;
+  SiModel *m = si_model_load (path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (m->backbone.groups, ==, 1);
+  si_model_clear (&m);
+  g_unlink (path);
+  g_free (path);
+  /* groups 4 changes the widths and conv2's shape (model-spec 3.2) */
+  Edit eg = { .cfg_path = "backbone.type",
+    .cfg_value = str_node ("ResNeXt"),
+    .cfg_path2 = "backbone.groups",
+    .cfg_value2 = int_node (4) };
+  expect_load_error ("resnext4.safetensors", &eg, SI_ERROR_TENSOR_SHAPE,
+      "backbone.layer1.0.conv", NULL);
+  /* DCN: v1 only, named stages, the offset convs in the file */
+  Edit ed = { .cfg_path = "backbone.dcn",
+    .cfg_value = json_node ("{\"type\": \"DCNv2\", \"deform_groups\": 1}"),
+    .cfg_path2 = "backbone.stage_with_dcn",
+    .cfg_value2 = json_node ("[false, true, true, true]") };
+  expect_load_error ("dcnv2.safetensors", &ed, SI_ERROR_UNSUPPORTED,
+      "backbone.dcn.type", "DCNv2", NULL);
+  Edit ed2 = { .cfg_path = "backbone.stage_with_dcn",
+    .cfg_value = json_node ("[false, true, true, true]") };
+  expect_load_error ("dcn-absent.safetensors", &ed2, SI_ERROR_CONFIG,
+      "backbone.dcn is absent", NULL);
+  Edit ed3 = { .cfg_path = "backbone.dcn",
+    .cfg_value = json_node ("{\"type\": \"DCN\", \"deform_groups\": 1}"),
+    .cfg_path2 = "backbone.stage_with_dcn",
+    .cfg_value2 = json_node ("[false, true, true, true]") };
+  expect_load_error ("dcn-no-offsets.safetensors", &ed3,
+      SI_ERROR_MISSING_TENSOR, "backbone.layer2.0.conv2.conv_offset.weight",
+      NULL);
+  Edit ed4 = { .cfg_path = "backbone.stage_with_dcn",
+    .cfg_value = json_node ("[false, true]") };
+  expect_load_error ("dcn-stages.safetensors", &ed4, SI_ERROR_CONFIG,
+      "backbone.stage_with_dcn", NULL);
   Edit e2 = { .cfg_path = "backbone.type",
     .cfg_value = str_node ("SwinTransformer") };
   expect_load_error (
@@ -1026,7 +1077,7 @@ main (int argc, char **argv)
       "/loader/unused-tensors-not-required", test_unused_tensors_not_required);
   g_test_add_func ("/loader/wrong-shape", test_wrong_shape);
   g_test_add_func ("/loader/wrong-dtype", test_wrong_dtype);
-  g_test_add_func ("/loader/unknown-backbone", test_unknown_backbone);
+  g_test_add_func ("/loader/backbone-config", test_backbone_config);
   g_test_add_func ("/loader/bad-config-value", test_bad_config_value);
   g_test_add_func ("/loader/absurd-sizes", test_absurd_sizes);
   g_test_add_func ("/loader/classes-mismatch", test_classes_mismatch);

@@ -2,8 +2,9 @@
  * test (CUDA) against its CPU twin (plain-loop reference mode) on random
  * and edge inputs: normalized error (nmse) with a per-op tolerance, exact
  * bytes for the integer outputs (resized frames, LUT normalisation).
- * A ResNet-18-style backbone runs through backbone.c on both (the
- * golden case, a bottleneck R-50, is the detector test's).
+ * A ResNet-18-style backbone and a ResNeXt one with DCNv1 convs run
+ * through backbone.c on both (the golden case, a bottleneck R-50, is the
+ * detector test's).
  * Under the emulation (SI_PARITY_EMU) the convolutions also run with
  * cuBLASLt finding no fused-epilogue kernel: the separate bias pass must
  * give the same results, and the fused path must have been taken before.
@@ -391,9 +392,12 @@ test_basic_block_backbone (void)
   for (int l = 0; l < SI_NUM_LEVELS; l++)
     out[l] = si_twin_new (pt, NULL, s.out[l] * sizeof (float));
   FOR_BOTH (i) {
-    SiBackboneBuffers buf = { TF (stem, i), TF (pool, i), TF (t1, i),
-      TF (t2, i),
-      { TF (out[0], i), TF (out[1], i), TF (out[2], i), TF (out[3], i) } };
+    SiBackboneBuffers buf = { .stem = TF (stem, i),
+      .pool = TF (pool, i),
+      .t1 = TF (t1, i),
+      .t2 = TF (t2, i),
+      .out = {
+          TF (out[0], i), TF (out[1], i), TF (out[2], i), TF (out[3], i) } };
     bn[i] = si_backbone_net_new (BE (i), &bb, &error);
     if (bn[i] == NULL ||
         !si_backbone_run (bn[i], TF (x, i), h, w, &buf, &error)) {
@@ -416,6 +420,151 @@ test_basic_block_backbone (void)
   si_twin_free (pt, &pool);
   si_twin_free (pt, &t1);
   si_twin_free (pt, &t2);
+  for (int l = 0; l < SI_NUM_LEVELS; l++) {
+    si_twin_free (pt, &out[l]);
+    g_free (bb.blocks[l]);
+  }
+  g_ptr_array_free (owned, TRUE);
+}
+
+/* Deformable im2col (DCNv1) of output pixels p0 .. total - 1: offsets of
+ * up to +-range pixels, every fifth one rounded to a whole pixel so that
+ * taps land on the floor boundaries and on the map's -1 / H edges. */
+static void
+test_deform_im2col_case (int h, int w, int c, int dg, int stride, float range)
+{
+  int ho = (h + 2 - 3) / stride + 1, wo = (w + 2 - 3) / stride + 1;
+  int n_off = 18 * dg;
+  long total = (long) ho * wo, p0 = total / 3;
+  int np = (int) (total - p0);
+  float *off = si_parity_random (rng, (size_t) total * n_off, -range, range);
+  SiTwin x = twin_map_random (h * w, c, -1, 1), o, cols;
+  char what[96];
+
+  for (size_t i = 0; i < (size_t) total * n_off; i += 5)
+    off[i] = rintf (off[i]);
+  o = twin_map (off, (int) total, n_off);
+  cols = si_twin_new (pt, NULL, (size_t) np * c * 9 * sizeof (float));
+  snprintf (what, sizeof (what), "deform_im2col %dx%dx%d dg%d /%d +-%.0f", h, w,
+      c, dg, stride, (double) range);
+  FOR_BOTH (i) {
+    OPS (i)->deform_im2col (
+        BE (i), x.p[i], h, w, c, o.p[i], ho, wo, stride, dg, p0, np, cols.p[i]);
+  }
+  si_parity_sync (pt, what);
+  /* fp16: the maps (offsets too where 18 dg % 16 == 0) are half */
+  si_parity_check (pt, what, &cols, (size_t) np * c * 9,
+      tol_gemm > 1e-9 ? tol_gemm : TOL_SUM);
+  si_twin_free (pt, &x);
+  si_twin_free (pt, &o);
+  si_twin_free (pt, &cols);
+  g_free (off);
+}
+
+static void
+test_deform_im2col (void)
+{
+  test_deform_im2col_case (13, 17, 32, 1, 1, 3.0f);
+  test_deform_im2col_case (14, 18, 32, 1, 2, 4.0f);
+  test_deform_im2col_case (9, 11, 48, 2, 1, 12.0f); /* mostly off the map */
+  test_deform_im2col_case (10, 12, 24, 8, 2, 2.0f); /* half offsets only */
+  test_deform_im2col_case (8, 9, 64, 8, 1, 2.0f);   /* both half */
+}
+
+/* A ResNeXt bottleneck backbone with DCNv1 conv2s in layer2-4 (model-spec
+ * 3.2) through backbone.c: offset conv, deformable im2col in chunks, the
+ * GEMM batched over groups, bias + ReLU, the map layout; deform groups 1
+ * and 2, strided and not. */
+static void
+test_dcn_backbone (void)
+{
+  GPtrArray *owned = g_ptr_array_new_with_free_func (g_free);
+  SiBackbone bb = { 0 };
+  int nb[SI_NUM_LEVELS] = { 1, 2, 1, 1 };
+  int h = 64, w = 96, cin = 16;
+  size_t px = (size_t) h * w;
+  SiBackboneSizes s;
+  SiTwin x = twin_random (px * 3, -1, 1), stem, pool, t1, t2, doff, dcols, dout,
+         out[SI_NUM_LEVELS];
+  SiBackboneNet *bn[2] = { NULL, NULL };
+  GError *error = NULL;
+
+  bb.depth = 50;
+  bb.bottleneck = true;
+  bb.stem_channels = 16;
+  bb.groups = 4;
+  bb.stem = random_conv (owned, 3, 16, 7, 2);
+  for (int l = 0; l < SI_NUM_LEVELS; l++) {
+    int planes = 16 << l, width = planes;
+    bb.n_blocks[l] = nb[l];
+    bb.out_channels[l] = planes * 4;
+    bb.blocks[l] = g_new0 (SiBottleneck, nb[l]);
+    for (int b = 0; b < nb[l]; b++) {
+      SiBottleneck *blk = &bb.blocks[l][b];
+      int stride = (b == 0 && l > 0) ? 2 : 1;
+      blk->conv1 = random_conv (owned, b == 0 ? cin : planes * 4, width, 1, 1);
+      blk->conv2 = random_conv (owned, width, width, 3, stride);
+      blk->conv2.groups = 4;
+      blk->conv3 = random_conv (owned, width, planes * 4, 1, 1);
+      if (l > 0) {
+        blk->deform_groups = 1 + (l + b) % 2;
+        blk->conv2_offset =
+            random_conv (owned, width, 18 * blk->deform_groups, 3, stride);
+        /* offsets of a few pixels: a small weight, a wide bias */
+        float *ow = (float *) blk->conv2_offset.w;
+        float *ob = (float *) blk->conv2_offset.b;
+        for (size_t i = 0; i < (size_t) 18 * blk->deform_groups * width * 9;
+             i++)
+          ow[i] *= 0.1f;
+        for (int i = 0; i < 18 * blk->deform_groups; i++)
+          ob[i] *= 6.0f;
+      }
+      blk->has_downsample = b == 0;
+      if (blk->has_downsample)
+        blk->downsample = random_conv (owned, cin, planes * 4, 1, stride);
+    }
+    cin = planes * 4;
+  }
+  si_backbone_sizes (&bb, px, &s);
+  stem = si_twin_new (pt, NULL, s.stem * sizeof (float));
+  pool = si_twin_new (pt, NULL, s.pool * sizeof (float));
+  t1 = si_twin_new (pt, NULL, s.t1 * sizeof (float));
+  t2 = si_twin_new (pt, NULL, s.t2 * sizeof (float));
+  doff = si_twin_new (pt, NULL, s.dcn_offset * sizeof (float));
+  dcols = si_twin_new (pt, NULL, s.dcn_cols * sizeof (float));
+  dout = si_twin_new (pt, NULL, s.dcn_out * sizeof (float));
+  for (int l = 0; l < SI_NUM_LEVELS; l++)
+    out[l] = si_twin_new (pt, NULL, s.out[l] * sizeof (float));
+  FOR_BOTH (i) {
+    SiBackboneBuffers buf = { .stem = TF (stem, i),
+      .pool = TF (pool, i),
+      .t1 = TF (t1, i),
+      .t2 = TF (t2, i),
+      .dcn_offset = TF (doff, i),
+      .dcn_cols = TF (dcols, i),
+      .dcn_out = TF (dout, i),
+      .out = {
+          TF (out[0], i), TF (out[1], i), TF (out[2], i), TF (out[3], i) } };
+    bn[i] = si_backbone_net_new (BE (i), &bb, &error);
+    if (bn[i] == NULL ||
+        !si_backbone_run (bn[i], TF (x, i), h, w, &buf, &error)) {
+      si_parity_fail (pt, "DCN backbone: %s: %s", pt->name[i], error->message);
+      g_clear_error (&error);
+    }
+  }
+  si_parity_sync (pt, "DCN backbone");
+  for (int l = 0; l < SI_NUM_LEVELS; l++) {
+    char what[64];
+    snprintf (what, sizeof (what), "DCN backbone level %d", l);
+    check_map (what, &out[l], h >> (l + 2), w >> (l + 2), bb.out_channels[l],
+        tol_gemm);
+  }
+  FOR_BOTH (i) {
+    si_backbone_net_free (&bn[i]);
+  }
+  SiTwin *all[] = { &x, &stem, &pool, &t1, &t2, &doff, &dcols, &dout };
+  for (size_t i = 0; i < G_N_ELEMENTS (all); i++)
+    si_twin_free (pt, all[i]);
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     si_twin_free (pt, &out[l]);
     g_free (bb.blocks[l]);
@@ -904,6 +1053,8 @@ main (int argc, char **argv)
   test_preprocess ();
   test_image_ops ();
   test_basic_block_backbone ();
+  test_deform_im2col ();
+  test_dcn_backbone ();
   test_decoder_misc ();
   test_topk_case (20 * 80, 20, false);
   test_topk_case (100 * 80, 100, true);

@@ -1,4 +1,5 @@
-# model.py: PyTorch StageInteractor (ResNet + ChannelMapping neck +
+# model.py: PyTorch StageInteractor (ResNet / ResNeXt, optionally with DCNv1
+# (model-spec 3.2), + ChannelMapping neck +
 # SubInitialQueryGenerator + S StageInteractorHead stages) whose state_dict keys
 # are exactly those of docs/model-spec.md section 8, for training and for
 # checking the C engine.  Inference follows the spec op by op (sections 3-7).
@@ -55,7 +56,8 @@ def config_from_meta(model_json):
     bh = m["roi_head"]["bbox_head"]
     b0 = bh[0]
     bb = m["backbone"]
-    assert bb["type"] == "ResNet", bb["type"]
+    assert bb["type"] in ("ResNet", "ResNeXt"), bb["type"]
+    dcn = bb.get("dcn") or {}
     for h in bh:
         assert h.get("lim_outpoints_times", 1) == 1
         assert h.get("reuse_st_id", 2) == 2
@@ -75,6 +77,25 @@ def config_from_meta(model_json):
         "reuse_st_id": 2,
         "lim_outpoints_times": 1,
         "max_per_img": m["test_cfg"]["rcnn"]["max_per_img"],
+        "backbone_type": bb["type"],
+        "groups": bb.get("groups", 1) if bb["type"] == "ResNeXt" else 1,
+        "base_width": bb.get("base_width", 4),
+        "dcn_groups": dcn.get("deform_groups", 1) if dcn else 0,
+        "stage_with_dcn": list(bb.get("stage_with_dcn",
+                                      [False] * 4)) if dcn else [False] * 4,
+        "dcn_fallback": bool(dcn.get("fallback_on_stride", False)),
+    }
+
+
+def backbone_options(cfg):
+    """The ResNeXt / DCN options of a flat config (defaults: ResNet)."""
+    return {
+        "type": cfg.get("backbone_type", "ResNet"),
+        "groups": cfg.get("groups", 1),
+        "base_width": cfg.get("base_width", 4),
+        "dcn_groups": cfg.get("dcn_groups", 0),
+        "stage_with_dcn": list(cfg.get("stage_with_dcn", [False] * 4)),
+        "dcn_fallback": cfg.get("dcn_fallback", False),
     }
 
 
@@ -91,10 +112,21 @@ def to_meta_json(cfg, template=None):
         m = _skeleton_meta()
     m["type"] = "SubQueryDeformableRCNN"
     m["pretrained"] = None
-    m["backbone"].update({"type": "ResNet", "depth": cfg["depth"],
+    bo = backbone_options(cfg)
+    m["backbone"].update({"type": bo["type"], "depth": cfg["depth"],
                           "base_channels": bc, "num_stages": 4,
                           "out_indices": [0, 1, 2, 3], "style": "pytorch",
                           "pretrained": None})
+    for key in ("groups", "base_width", "dcn", "stage_with_dcn"):
+        m["backbone"].pop(key, None)
+    if bo["type"] == "ResNeXt":
+        m["backbone"].update({"groups": bo["groups"],
+                              "base_width": bo["base_width"]})
+    if bo["dcn_groups"]:
+        m["backbone"]["dcn"] = {"type": "DCN",
+                                "deform_groups": bo["dcn_groups"],
+                                "fallback_on_stride": bo["dcn_fallback"]}
+        m["backbone"]["stage_with_dcn"] = bo["stage_with_dcn"]
     m["neck"].update({"type": "ChannelMapping",
                       "in_channels": [bc * 4 * 2 ** i for i in range(4)],
                       "out_channels": C, "num_outs": 4, "start_level": 0})
@@ -161,16 +193,82 @@ def _skeleton_meta():
 # -------------------------------------------------------------- backbone --
 
 
-class Bottleneck(nn.Module):
-    """mmdet ResNet Bottleneck, style='pytorch' (stride on conv2)."""
+class DeformConv2d(nn.Module):
+    """mmcv DeformConv2dPack, DCNv1 (model-spec 3.2): a 3x3, pad 1 conv
+    (no bias) sampling its input at positions moved by the offsets of
+    conv_offset (3x3, same stride, pad 1, bias; 18 * dg channels: tap k of
+    deform group g has dy at 2 (g * 9 + k), dx after it).  Sampling as
+    mmcv's deformable_im2col_bilinear, written with gathers."""
 
-    def __init__(self, inplanes, planes, stride, downsample):
+    def __init__(self, cin, cout, stride, groups=1, deform_groups=1):
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.stride, self.groups, self.dg = stride, groups, deform_groups
+        self.weight = nn.Parameter(torch.empty(cout, cin // groups, 3, 3))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.conv_offset = nn.Conv2d(cin, 18 * deform_groups, 3, stride, 1,
+                                     bias=True)
+        nn.init.zeros_(self.conv_offset.weight)
+        nn.init.zeros_(self.conv_offset.bias)
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        off = self.conv_offset(x)
+        Ho, Wo = off.shape[-2:]
+        dg = self.dg
+        off = off.view(B, dg, 9, 2, Ho, Wo)
+        k = torch.arange(9, device=x.device)
+        oy = torch.arange(Ho, device=x.device) * self.stride - 1
+        ox = torch.arange(Wo, device=x.device) * self.stride - 1
+        py = ((oy.view(1, 1, 1, Ho, 1) + (k // 3).view(1, 1, 9, 1, 1))
+              .to(x.dtype) + off[:, :, :, 0])
+        px = ((ox.view(1, 1, 1, 1, Wo) + (k % 3).view(1, 1, 9, 1, 1))
+              .to(x.dtype) + off[:, :, :, 1])
+        valid = ((py > -1) & (px > -1) & (py < H) & (px < W)).to(x.dtype)
+        hl, wl = torch.floor(py), torch.floor(px)
+        lh, lw = py - hl, px - wl
+        uh, uw = 1 - lh, 1 - lw
+        hl, wl = hl.long(), wl.long()
+        xg = x.reshape(B, dg, C // dg, H * W)
+
+        def corner(yy, xx):
+            inside = ((yy >= 0) & (yy <= H - 1) & (xx >= 0) & (xx <= W - 1))
+            idx = (yy.clamp(0, H - 1) * W + xx.clamp(0, W - 1))
+            idx = idx.reshape(B, dg, 1, -1).expand(B, dg, C // dg, -1)
+            v = torch.gather(xg, 3, idx).view(B, dg, C // dg, 9, Ho, Wo)
+            return v * inside.to(x.dtype).unsqueeze(2)
+
+        def wt(t):
+            return (t * valid).unsqueeze(2)
+
+        val = (wt(uh * uw) * corner(hl, wl) + wt(uh * lw) * corner(hl, wl + 1)
+               + wt(lh * uw) * corner(hl + 1, wl)
+               + wt(lh * lw) * corner(hl + 1, wl + 1))
+        G = self.groups
+        cols = val.reshape(B, G, (C // G) * 9, Ho * Wo)
+        w = self.weight.reshape(G, -1, (C // G) * 9)
+        out = torch.einsum("gok,bgkp->bgop", w, cols)
+        return out.reshape(B, -1, Ho, Wo)
+
+
+class Bottleneck(nn.Module):
+    """mmdet ResNet / ResNeXt Bottleneck, style='pytorch' (stride on conv2);
+    conv2 grouped (ResNeXt) and/or deformable (DCNv1)."""
+
+    def __init__(self, inplanes, planes, stride, downsample, groups=1,
+                 base_width=4, base_channels=64, dcn_groups=0):
+        super().__init__()
+        width = planes if groups == 1 else (
+            planes * base_width // base_channels) * groups
+        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        if dcn_groups:
+            self.conv2 = DeformConv2d(width, width, stride, groups,
+                                      dcn_groups)
+        else:
+            self.conv2 = nn.Conv2d(width, width, 3, stride, 1, groups=groups,
+                                   bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
         self.downsample = None
         if downsample:
@@ -187,11 +285,13 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """Outputs C2..C5 (strides 4, 8, 16, 32), widths 4*base*2^i."""
+    """Outputs C2..C5 (strides 4, 8, 16, 32), widths 4*base*2^i.  options:
+    backbone_options() (ResNeXt groups / base_width, DCN stages)."""
     BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
-    def __init__(self, depth=50, base_channels=64):
+    def __init__(self, depth=50, base_channels=64, options=None):
         super().__init__()
+        o = options or backbone_options({})
         self.conv1 = nn.Conv2d(3, base_channels, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(base_channels)
         inpl = base_channels
@@ -199,9 +299,12 @@ class ResNet(nn.Module):
             planes = base_channels * 2 ** i
             blocks = []
             for b in range(nb):
-                blocks.append(Bottleneck(inpl, planes,
-                                         (1 if i == 0 else 2) if b == 0 else 1,
-                                         b == 0))
+                stride = (1 if i == 0 else 2) if b == 0 else 1
+                dcn = o["dcn_groups"] if o["stage_with_dcn"][i] and not (
+                    o["dcn_fallback"] and stride != 1) else 0
+                blocks.append(Bottleneck(inpl, planes, stride, b == 0,
+                                         o["groups"], o["base_width"],
+                                         base_channels, dcn))
                 inpl = planes * 4
             setattr(self, "layer%d" % (i + 1), nn.Sequential(*blocks))
 
@@ -560,7 +663,7 @@ class StageInteractor(nn.Module):
         super().__init__()
         self.cfg = dict(cfg)
         bc = cfg["base_channels"]
-        self.backbone = ResNet(cfg["depth"], bc)
+        self.backbone = ResNet(cfg["depth"], bc, backbone_options(cfg))
         self.neck = ChannelMapping([bc * 4 * 2 ** i for i in range(4)],
                                    cfg["content_dim"])
         self.rpn_head = SubInitialQueryGenerator(cfg["num_query"],
