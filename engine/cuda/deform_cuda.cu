@@ -34,41 +34,19 @@ deform_im2col_thread (const X *x, int h, int w, int c, const O *offset,
   cols[t] = si_dcn_mix (wt, v);
 }
 
-__global__ void
-deform_im2col_kernel (const float *x, int h, int w, int c,
-    const float *offset, int wo, int stride, int deform_groups, long p0,
-    int np, float *cols)
-{
-  deform_im2col_thread (
-      x, h, w, c, offset, wo, stride, deform_groups, p0, np, cols);
-}
+/* One kernel per (map, offsets) element type pair. */
+#define DEFORM_IM2COL_KERNEL(name, X, O)                                       \
+  __global__ void name (const X *x, int h, int w, int c, const O *offset,     \
+      int wo, int stride, int deform_groups, long p0, int np, float *cols)    \
+  {                                                                            \
+    deform_im2col_thread (                                                     \
+        x, h, w, c, offset, wo, stride, deform_groups, p0, np, cols);          \
+  }
 
-__global__ void
-deform_im2col_half_kernel (const __half *x, int h, int w, int c,
-    const float *offset, int wo, int stride, int deform_groups, long p0,
-    int np, float *cols)
-{
-  deform_im2col_thread (
-      x, h, w, c, offset, wo, stride, deform_groups, p0, np, cols);
-}
-
-__global__ void
-deform_im2col_half_offset_kernel (const __half *x, int h, int w, int c,
-    const __half *offset, int wo, int stride, int deform_groups, long p0,
-    int np, float *cols)
-{
-  deform_im2col_thread (
-      x, h, w, c, offset, wo, stride, deform_groups, p0, np, cols);
-}
-
-__global__ void
-deform_im2col_float_half_offset_kernel (const float *x, int h, int w, int c,
-    const __half *offset, int wo, int stride, int deform_groups, long p0,
-    int np, float *cols)
-{
-  deform_im2col_thread (
-      x, h, w, c, offset, wo, stride, deform_groups, p0, np, cols);
-}
+DEFORM_IM2COL_KERNEL (deform_im2col_kernel, float, float)
+DEFORM_IM2COL_KERNEL (deform_im2col_half_kernel, __half, float)
+DEFORM_IM2COL_KERNEL (deform_im2col_half_offset_kernel, __half, __half)
+DEFORM_IM2COL_KERNEL (deform_im2col_float_half_offset_kernel, float, __half)
 
 void
 si_deform_im2col_cuda (SiBackend *be, const float *x, int h, int w, int c,

@@ -346,6 +346,68 @@ random_conv (GPtrArray *owned, int cin, int cout, int k, int stride)
   return cv;
 }
 
+static SiTwin
+twin_buffer (size_t floats)
+{
+  return si_twin_new (pt, NULL, MAX (floats, 1) * sizeof (float));
+}
+
+/* Runs bb through backbone.c on both backends on a random (h, w) input
+ * and compares every level's output; frees the blocks and owned. */
+static void
+check_backbone (
+    const char *name, SiBackbone *bb, int h, int w, GPtrArray *owned)
+{
+  size_t px = (size_t) h * w;
+  SiBackboneSizes s;
+  SiTwin x = twin_random (px * 3, -1, 1), out[SI_NUM_LEVELS];
+  SiBackboneNet *bn[2] = { NULL, NULL };
+  GError *error = NULL;
+
+  si_backbone_sizes (bb, px, &s);
+  SiTwin stem = twin_buffer (s.stem), pool = twin_buffer (s.pool),
+         t1 = twin_buffer (s.t1), t2 = twin_buffer (s.t2),
+         doff = twin_buffer (s.dcn_offset), dcols = twin_buffer (s.dcn_cols),
+         dout = twin_buffer (s.dcn_out);
+  for (int l = 0; l < SI_NUM_LEVELS; l++)
+    out[l] = twin_buffer (s.out[l]);
+  FOR_BOTH (i) {
+    SiBackboneBuffers buf = { .stem = TF (stem, i),
+      .pool = TF (pool, i),
+      .t1 = TF (t1, i),
+      .t2 = TF (t2, i),
+      .dcn_offset = TF (doff, i),
+      .dcn_cols = TF (dcols, i),
+      .dcn_out = TF (dout, i),
+      .out = {
+          TF (out[0], i), TF (out[1], i), TF (out[2], i), TF (out[3], i) } };
+    bn[i] = si_backbone_net_new (BE (i), bb, &error);
+    if (bn[i] == NULL ||
+        !si_backbone_run (bn[i], TF (x, i), h, w, &buf, &error)) {
+      si_parity_fail (pt, "%s: %s: %s", name, pt->name[i], error->message);
+      g_clear_error (&error);
+    }
+  }
+  si_parity_sync (pt, name);
+  for (int l = 0; l < SI_NUM_LEVELS; l++) {
+    char what[64];
+    snprintf (what, sizeof (what), "%s level %d", name, l);
+    check_map (what, &out[l], h >> (l + 2), w >> (l + 2), bb->out_channels[l],
+        tol_gemm);
+  }
+  FOR_BOTH (i) {
+    si_backbone_net_free (&bn[i]);
+  }
+  SiTwin *all[] = { &x, &stem, &pool, &t1, &t2, &doff, &dcols, &dout };
+  for (size_t i = 0; i < G_N_ELEMENTS (all); i++)
+    si_twin_free (pt, all[i]);
+  for (int l = 0; l < SI_NUM_LEVELS; l++) {
+    si_twin_free (pt, &out[l]);
+    g_free (bb->blocks[l]);
+  }
+  g_ptr_array_free (owned, TRUE);
+}
+
 /* A ResNet-18-style backbone through backbone.c (the golden case is a
  * bottleneck R-50): BasicBlocks, layer1.0 without a downsample (its
  * identity copied: map_bytes), on random weights; every level's output
@@ -358,12 +420,6 @@ test_basic_block_backbone (void)
   int ch[SI_NUM_LEVELS] = { 16, 32, 64, 128 },
       nb[SI_NUM_LEVELS] = { 2, 2, 1, 1 };
   int h = 64, w = 96, cin = 16;
-  size_t px = (size_t) h * w;
-  SiBackboneSizes s;
-  SiTwin x = twin_random (px * 3, -1, 1), stem, pool, t1, t2,
-         out[SI_NUM_LEVELS];
-  SiBackboneNet *bn[2] = { NULL, NULL };
-  GError *error = NULL;
 
   bb.depth = 18;
   bb.bottleneck = false;
@@ -384,47 +440,7 @@ test_basic_block_backbone (void)
     }
     cin = ch[l];
   }
-  si_backbone_sizes (&bb, px, &s);
-  stem = si_twin_new (pt, NULL, s.stem * sizeof (float));
-  pool = si_twin_new (pt, NULL, s.pool * sizeof (float));
-  t1 = si_twin_new (pt, NULL, s.t1 * sizeof (float));
-  t2 = si_twin_new (pt, NULL, MAX (s.t2, 1) * sizeof (float));
-  for (int l = 0; l < SI_NUM_LEVELS; l++)
-    out[l] = si_twin_new (pt, NULL, s.out[l] * sizeof (float));
-  FOR_BOTH (i) {
-    SiBackboneBuffers buf = { .stem = TF (stem, i),
-      .pool = TF (pool, i),
-      .t1 = TF (t1, i),
-      .t2 = TF (t2, i),
-      .out = {
-          TF (out[0], i), TF (out[1], i), TF (out[2], i), TF (out[3], i) } };
-    bn[i] = si_backbone_net_new (BE (i), &bb, &error);
-    if (bn[i] == NULL ||
-        !si_backbone_run (bn[i], TF (x, i), h, w, &buf, &error)) {
-      si_parity_fail (
-          pt, "basic-block backbone: %s: %s", pt->name[i], error->message);
-      g_clear_error (&error);
-    }
-  }
-  si_parity_sync (pt, "basic-block backbone");
-  for (int l = 0; l < SI_NUM_LEVELS; l++) {
-    char what[64];
-    snprintf (what, sizeof (what), "basic-block backbone level %d", l);
-    check_map (what, &out[l], h >> (l + 2), w >> (l + 2), ch[l], tol_gemm);
-  }
-  FOR_BOTH (i) {
-    si_backbone_net_free (&bn[i]);
-  }
-  si_twin_free (pt, &x);
-  si_twin_free (pt, &stem);
-  si_twin_free (pt, &pool);
-  si_twin_free (pt, &t1);
-  si_twin_free (pt, &t2);
-  for (int l = 0; l < SI_NUM_LEVELS; l++) {
-    si_twin_free (pt, &out[l]);
-    g_free (bb.blocks[l]);
-  }
-  g_ptr_array_free (owned, TRUE);
+  check_backbone ("basic-block backbone", &bb, h, w, owned);
 }
 
 /* Deformable im2col (DCNv1) of output pixels p0 .. total - 1: offsets of
@@ -482,12 +498,6 @@ test_dcn_backbone (void)
   SiBackbone bb = { 0 };
   int nb[SI_NUM_LEVELS] = { 1, 2, 1, 1 };
   int h = 64, w = 96, cin = 16;
-  size_t px = (size_t) h * w;
-  SiBackboneSizes s;
-  SiTwin x = twin_random (px * 3, -1, 1), stem, pool, t1, t2, doff, dcols, dout,
-         out[SI_NUM_LEVELS];
-  SiBackboneNet *bn[2] = { NULL, NULL };
-  GError *error = NULL;
 
   bb.depth = 50;
   bb.bottleneck = true;
@@ -525,51 +535,7 @@ test_dcn_backbone (void)
     }
     cin = planes * 4;
   }
-  si_backbone_sizes (&bb, px, &s);
-  stem = si_twin_new (pt, NULL, s.stem * sizeof (float));
-  pool = si_twin_new (pt, NULL, s.pool * sizeof (float));
-  t1 = si_twin_new (pt, NULL, s.t1 * sizeof (float));
-  t2 = si_twin_new (pt, NULL, s.t2 * sizeof (float));
-  doff = si_twin_new (pt, NULL, s.dcn_offset * sizeof (float));
-  dcols = si_twin_new (pt, NULL, s.dcn_cols * sizeof (float));
-  dout = si_twin_new (pt, NULL, s.dcn_out * sizeof (float));
-  for (int l = 0; l < SI_NUM_LEVELS; l++)
-    out[l] = si_twin_new (pt, NULL, s.out[l] * sizeof (float));
-  FOR_BOTH (i) {
-    SiBackboneBuffers buf = { .stem = TF (stem, i),
-      .pool = TF (pool, i),
-      .t1 = TF (t1, i),
-      .t2 = TF (t2, i),
-      .dcn_offset = TF (doff, i),
-      .dcn_cols = TF (dcols, i),
-      .dcn_out = TF (dout, i),
-      .out = {
-          TF (out[0], i), TF (out[1], i), TF (out[2], i), TF (out[3], i) } };
-    bn[i] = si_backbone_net_new (BE (i), &bb, &error);
-    if (bn[i] == NULL ||
-        !si_backbone_run (bn[i], TF (x, i), h, w, &buf, &error)) {
-      si_parity_fail (pt, "DCN backbone: %s: %s", pt->name[i], error->message);
-      g_clear_error (&error);
-    }
-  }
-  si_parity_sync (pt, "DCN backbone");
-  for (int l = 0; l < SI_NUM_LEVELS; l++) {
-    char what[64];
-    snprintf (what, sizeof (what), "DCN backbone level %d", l);
-    check_map (what, &out[l], h >> (l + 2), w >> (l + 2), bb.out_channels[l],
-        tol_gemm);
-  }
-  FOR_BOTH (i) {
-    si_backbone_net_free (&bn[i]);
-  }
-  SiTwin *all[] = { &x, &stem, &pool, &t1, &t2, &doff, &dcols, &dout };
-  for (size_t i = 0; i < G_N_ELEMENTS (all); i++)
-    si_twin_free (pt, all[i]);
-  for (int l = 0; l < SI_NUM_LEVELS; l++) {
-    si_twin_free (pt, &out[l]);
-    g_free (bb.blocks[l]);
-  }
-  g_ptr_array_free (owned, TRUE);
+  check_backbone ("DCN backbone", &bb, h, w, owned);
 }
 
 static void
