@@ -834,21 +834,10 @@ load_neck (Ld *ld, JsonObject *model, GError **error)
         nk->out_channels);
 
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
-    SiConv *c = &nk->lateral[l];
     g_snprintf (name, sizeof name, "neck.lateral_convs.%d.conv", l);
-    c->w = ld_tensor (ld, error, 4, SHAPE (nk->out_channels, in_ch[l], 1, 1),
-        "%s.weight", name);
-    if (c->w == NULL)
+    if (!ld_conv_bias (ld, &nk->lateral[l], name, nk->out_channels, in_ch[l], 1,
+            1, 0, error))
       return FALSE;
-    c->b = ld_tensor (ld, error, 1, SHAPE (nk->out_channels), "%s.bias", name);
-    if (c->b == NULL)
-      return FALSE;
-    c->cout = nk->out_channels;
-    c->cin = in_ch[l];
-    c->kh = c->kw = 1;
-    c->stride = 1;
-    c->pad = 0;
-    c->groups = 1;
   }
   return ld_norm (ld, &nk->gn, "neck.gn_out", nk->out_channels, error);
 }
