@@ -67,6 +67,10 @@ SiConvPlan *si_conv_prepare_cpu (
 void si_conv_release_cpu (SiBackend *be, SiConvPlan *plan);
 gboolean si_conv2d_cpu (SiBackend *be, SiConvPlan *plan, const float *x, int h,
     int w, float *y, bool accumulate, bool relu, GError **error);
+/* oneDNN's name of the kernel of the plan's last run ("jit:avx512_core";
+ * " (NHWC copies)" appended when the conv ran on NHWC copies of blocked
+ * maps); NULL when it ran the plain-loop path or has not run. */
+const char *si_conv_impl_cpu (const SiConvPlan *plan);
 /* The plain-loop reference convolution (always available). */
 void si_conv2d_reference (const SiConv *conv, const float *x, int h, int w,
     float *y, bool accumulate, bool relu);

@@ -28,6 +28,16 @@ aligned_try_alloc (size_t bytes)
   return p;
 }
 
+typedef enum
+{
+  SRC_COPY_NONE,
+  /* a (cin, H, W) copy of an NHWC input with cin % 16 != 0: oneDNN's
+   * fast first-layer kernels want plain NCHW */
+  SRC_COPY_NCHW,
+  /* an NHWC copy of a blocked input (see plan_entry) */
+  SRC_COPY_NHWC,
+} SrcCopy;
+
 typedef struct
 {
   int h, w;
@@ -35,10 +45,13 @@ typedef struct
   dnnl_primitive_t prim;
   dnnl_memory_t src, wei, bias, dst, scratch;
   size_t scratch_bytes;
-  /* bytes of a (cin, H, W) copy of an NHWC input with cin % 16 != 0
-   * (oneDNN's fast first-layer kernels want plain NCHW); 0: none.  It
-   * lives in the backend's shared scratch area after the scratchpad. */
-  size_t nchw_bytes;
+  /* The copies live in the backend's shared scratch area after the
+   * scratchpad.  dst_copy: the primitive writes an NHWC copy of a blocked
+   * output (filled from it first when accumulating), converted after. */
+  SrcCopy src_copy;
+  bool dst_copy;
+  size_t src_copy_bytes, dst_copy_bytes;
+  char impl[64]; /* oneDNN's name of the kernel, for logs and tests */
 } ConvEntry;
 
 typedef struct
@@ -60,6 +73,7 @@ struct _SiConvPlan
   int n_cache, next_evict;
   ConvWeights weights[CONV_CACHE]; /* one per layout asked for */
   int n_weights;
+  const ConvEntry *last; /* the entry of the last run */
 #endif
 };
 
@@ -285,11 +299,104 @@ fail:
   return NULL;
 }
 
-/* Offset of an entry's NCHW input copy in the shared scratch area. */
 static size_t
-scratch_offset (const ConvEntry *e)
+round_up_64 (size_t bytes)
 {
-  return (e->scratch_bytes + 63) / 64 * 64;
+  return (bytes + 63) / 64 * 64;
+}
+
+/* Offsets of an entry's input and output copies in the shared scratch
+ * area: [scratchpad | input copy | output copy]. */
+static size_t
+src_copy_offset (const ConvEntry *e)
+{
+  return round_up_64 (e->scratch_bytes);
+}
+
+static size_t
+dst_copy_offset (const ConvEntry *e)
+{
+  return src_copy_offset (e) + round_up_64 (e->src_copy_bytes);
+}
+
+/* The convolution's primitive descriptor with source and destination in
+ * the layouts src_tag and dst_tag; Winograd when asked and available. */
+static gboolean
+create_pd (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w,
+    dnnl_format_tag_t src_tag, dnnl_format_tag_t dst_tag, bool try_winograd,
+    const_dnnl_primitive_attr_t attr, dnnl_primitive_desc_t *pd, bool *winograd,
+    GError **error)
+{
+  const SiConv *cv = &plan->conv;
+  int ho = (h + 2 * cv->pad - cv->kh) / cv->stride + 1;
+  int wo = (w + 2 * cv->pad - cv->kw) / cv->stride + 1;
+  dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md;
+  dnnl_convolution_desc_t desc, wdesc;
+  dnnl_dims_t sd = { 1, cv->cin, h, w }, dd = { 1, cv->cout, ho, wo };
+  dnnl_dims_t bd = { cv->cout };
+  dnnl_dims_t strides = { cv->stride, cv->stride };
+  dnnl_dims_t pad = { cv->pad, cv->pad };
+  /* right/bottom padding so that the output size matches exactly */
+  dnnl_dims_t pad_r = { (ho - 1) * cv->stride + cv->kh - h - cv->pad,
+    (wo - 1) * cv->stride + cv->kw - w - cv->pad };
+
+  *pd = NULL;
+  *winograd = false;
+  DNNL_TRY (dnnl_memory_desc_init_by_tag (&src_md, 4, sd, dnnl_f32, src_tag),
+      "src md");
+  DNNL_TRY (dnnl_memory_desc_init_by_tag (&dst_md, 4, dd, dnnl_f32, dst_tag),
+      "dst md");
+  DNNL_TRY (dnnl_memory_desc_init_by_tag (&bias_md, 1, bd, dnnl_f32, dnnl_x),
+      "bias md");
+  if (cv->groups == 1) {
+    dnnl_dims_t wd = { cv->cout, cv->cin, cv->kh, cv->kw };
+    DNNL_TRY (dnnl_memory_desc_init_by_tag (
+                  &wei_md, 4, wd, dnnl_f32, dnnl_format_tag_any),
+        "weights md");
+  } else {
+    dnnl_dims_t wd = { cv->groups, cv->cout / cv->groups, cv->cin / cv->groups,
+      cv->kh, cv->kw };
+    DNNL_TRY (dnnl_memory_desc_init_by_tag (
+                  &wei_md, 5, wd, dnnl_f32, dnnl_format_tag_any),
+        "weights md");
+  }
+  /* Winograd F(4x4, 3x3) for 3x3 stride-1 convs on blocked maps:
+   * about twice as fast as the direct conv on AVX-512; direct when the
+   * library has no Winograd kernel for the shape. */
+  if (try_winograd && cv->kh == 3 && cv->kw == 3 && cv->stride == 1 &&
+      cv->groups == 1 && (long) cv->cin * cv->cout <= cpu->winograd_max_cc &&
+      dnnl_convolution_forward_desc_init (&wdesc, dnnl_forward_inference,
+          dnnl_convolution_winograd, &src_md, &wei_md, &bias_md, &dst_md,
+          strides, pad, pad_r) == dnnl_success &&
+      dnnl_primitive_desc_create (pd, &wdesc, attr, cpu->dnnl_engine, NULL) ==
+          dnnl_success) {
+    *winograd = true;
+    return TRUE;
+  }
+  *pd = NULL;
+  DNNL_TRY (dnnl_convolution_forward_desc_init (&desc, dnnl_forward_inference,
+                dnnl_convolution_direct, &src_md, &wei_md, &bias_md, &dst_md,
+                strides, pad, pad_r),
+      "convolution desc");
+  DNNL_TRY (
+      dnnl_primitive_desc_create (pd, &desc, attr, cpu->dnnl_engine, NULL),
+      "convolution pd");
+  return TRUE;
+
+fail:
+  *pd = NULL;
+  return FALSE;
+}
+
+/* TRUE when oneDNN picked its plain-loop reference kernel for pd. */
+static bool
+pd_is_reference (const_dnnl_primitive_desc_t pd)
+{
+  const char *impl = NULL;
+
+  return dnnl_primitive_desc_query (pd, dnnl_query_impl_info_str, 0, &impl) ==
+      dnnl_success &&
+      impl != NULL && strncmp (impl, "ref", 3) == 0;
 }
 
 static ConvEntry *
@@ -300,14 +407,11 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
   dnnl_engine_t eng = cpu->dnnl_engine;
   int ho = (h + 2 * cv->pad - cv->kh) / cv->stride + 1;
   int wo = (w + 2 * cv->pad - cv->kw) / cv->stride + 1;
-  dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md;
-  dnnl_convolution_desc_t desc;
   dnnl_primitive_attr_t attr = NULL;
   dnnl_post_ops_t po = NULL;
   dnnl_primitive_desc_t pd = NULL;
   ConvEntry *e;
   void *wdata;
-  dnnl_convolution_desc_t wdesc;
   bool winograd = false;
   size_t need;
   /* map layout (backend.h): blocked for C % 16 == 0 unless nhwc_maps */
@@ -330,50 +434,6 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
     entry_clear (e);
   }
 
-  {
-    dnnl_dims_t sd = { 1, cv->cin, h, w }, dd = { 1, cv->cout, ho, wo };
-    dnnl_dims_t bd = { cv->cout };
-    dnnl_dims_t strides = { cv->stride, cv->stride };
-    dnnl_dims_t pad = { cv->pad, cv->pad };
-    /* right/bottom padding so that the output size matches exactly */
-    dnnl_dims_t pad_r = { (ho - 1) * cv->stride + cv->kh - h - cv->pad,
-      (wo - 1) * cv->stride + cv->kw - w - cv->pad };
-    /* the map layout of backend.h: blocked when C % 16 == 0 */
-    DNNL_TRY (dnnl_memory_desc_init_by_tag (&src_md, 4, sd, dnnl_f32,
-                  bin ? dnnl_nChw16c : (nchw_in ? dnnl_nchw : dnnl_nhwc)),
-        "src md");
-    DNNL_TRY (dnnl_memory_desc_init_by_tag (
-                  &dst_md, 4, dd, dnnl_f32, bout ? dnnl_nChw16c : dnnl_nhwc),
-        "dst md");
-    DNNL_TRY (dnnl_memory_desc_init_by_tag (&bias_md, 1, bd, dnnl_f32, dnnl_x),
-        "bias md");
-    if (cv->groups == 1) {
-      dnnl_dims_t wd = { cv->cout, cv->cin, cv->kh, cv->kw };
-      DNNL_TRY (dnnl_memory_desc_init_by_tag (
-                    &wei_md, 4, wd, dnnl_f32, dnnl_format_tag_any),
-          "weights md");
-    } else {
-      dnnl_dims_t wd = { cv->groups, cv->cout / cv->groups,
-        cv->cin / cv->groups, cv->kh, cv->kw };
-      DNNL_TRY (dnnl_memory_desc_init_by_tag (
-                    &wei_md, 5, wd, dnnl_f32, dnnl_format_tag_any),
-          "weights md");
-    }
-    /* Winograd F(4x4, 3x3) for 3x3 stride-1 convs on blocked maps:
-     * about twice as fast as the direct conv on AVX-512; direct when the
-     * library has no Winograd kernel for the shape. */
-    if (cpu->winograd && cv->kh == 3 && cv->kw == 3 && cv->stride == 1 &&
-        cv->groups == 1 && bin && bout &&
-        (long) cv->cin * cv->cout <= cpu->winograd_max_cc &&
-        dnnl_convolution_forward_desc_init (&wdesc, dnnl_forward_inference,
-            dnnl_convolution_winograd, &src_md, &wei_md, &bias_md, &dst_md,
-            strides, pad, pad_r) == dnnl_success)
-      winograd = true;
-    DNNL_TRY (dnnl_convolution_forward_desc_init (&desc, dnnl_forward_inference,
-                  dnnl_convolution_direct, &src_md, &wei_md, &bias_md, &dst_md,
-                  strides, pad, pad_r),
-        "convolution desc");
-  }
   DNNL_TRY (dnnl_primitive_attr_create (&attr), "attr");
   DNNL_TRY (
       dnnl_primitive_attr_set_scratchpad_mode (attr, dnnl_scratchpad_mode_user),
@@ -386,13 +446,30 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
         dnnl_post_ops_append_eltwise (po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
         "relu post-op");
   DNNL_TRY (dnnl_primitive_attr_set_post_ops (attr, po), "set post ops");
-  if (!winograd ||
-      dnnl_primitive_desc_create (&pd, &wdesc, attr, eng, NULL) !=
-          dnnl_success) {
-    pd = NULL;
-    winograd = false;
-    DNNL_TRY (dnnl_primitive_desc_create (&pd, &desc, attr, eng, NULL),
-        "convolution pd");
+  /* the map layout of backend.h: blocked when C % 16 == 0 */
+  if (!create_pd (plan, cpu, h, w,
+          bin ? dnnl_nChw16c : (nchw_in ? dnnl_nchw : dnnl_nhwc),
+          bout ? dnnl_nChw16c : dnnl_nhwc, cpu->winograd && bin && bout, attr,
+          &pd, &winograd, error))
+    goto fail;
+  e->src_copy = nchw_in ? SRC_COPY_NCHW : SRC_COPY_NONE;
+  if ((bin || bout) && pd_is_reference (pd)) {
+    /* No JIT kernel for this shape on blocked maps (groups of fewer than
+     * 16 channels; a blocked source with a few output channels, as DCN's
+     * offset convs): oneDNN's reference loops are ~100x slower than its
+     * NHWC kernels, so the conv runs on NHWC copies of its maps. */
+    dnnl_primitive_desc_t npd = NULL;
+    bool unused;
+    if (create_pd (plan, cpu, h, w, dnnl_nhwc, dnnl_nhwc, false, attr, &npd,
+            &unused, NULL) &&
+        !pd_is_reference (npd)) {
+      dnnl_primitive_desc_destroy (pd);
+      pd = npd;
+      e->src_copy = bin ? SRC_COPY_NHWC : SRC_COPY_NONE;
+      e->dst_copy = bout;
+    } else if (npd) {
+      dnnl_primitive_desc_destroy (npd);
+    }
   }
 
   {
@@ -400,21 +477,27 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
         dnnl_primitive_desc_query_md (pd, dnnl_query_weights_md, 0);
     const dnnl_memory_desc_t *smd =
         dnnl_primitive_desc_query_md (pd, dnnl_query_scratchpad_md, 0);
+    const char *impl = "?";
+    dnnl_primitive_desc_query (pd, dnnl_query_impl_info_str, 0, &impl);
+    g_snprintf (e->impl, sizeof (e->impl), "%s%s", impl,
+        e->dst_copy || e->src_copy == SRC_COPY_NHWC ? " (NHWC copies)" : "");
     wdata = plan_weights (plan, cpu, wmd, error);
     if (wdata == NULL)
       goto fail;
     DNNL_TRY (dnnl_memory_create (&e->wei, wmd, eng, wdata), "memory");
     e->scratch_bytes = smd ? dnnl_memory_desc_get_size (smd) : 0;
-    g_debug ("conv %d -> %d %dx%d/%d at %dx%d: %s, weights %zu B, "
-             "scratchpad %zu B",
-        cv->cin, cv->cout, cv->kh, cv->kw, cv->stride, h, w,
-        winograd ? "winograd" : "direct", dnnl_memory_desc_get_size (wmd),
-        e->scratch_bytes);
-    e->nchw_bytes = nchw_in ? sizeof (float) * cv->cin * h * w : 0;
+    e->src_copy_bytes =
+        e->src_copy != SRC_COPY_NONE ? sizeof (float) * cv->cin * h * w : 0;
+    e->dst_copy_bytes = e->dst_copy ? sizeof (float) * cv->cout * ho * wo : 0;
+    g_debug ("conv %d -> %d %dx%d/%d groups %d at %dx%d: %s %s, weights "
+             "%zu B, scratchpad %zu B",
+        cv->cin, cv->cout, cv->kh, cv->kw, cv->stride, cv->groups, h, w,
+        winograd ? "winograd" : "direct", e->impl,
+        dnnl_memory_desc_get_size (wmd), e->scratch_bytes);
     /* one scratch area for every primitive of the backend: [scratchpad,
-     * NCHW input copy], sized to the largest; its content is dead between
-     * two convolutions */
-    need = scratch_offset (e) + e->nchw_bytes;
+     * input copy, output copy], sized to the largest; its content is dead
+     * between two convolutions */
+    need = dst_copy_offset (e) + e->dst_copy_bytes;
     if (need > cpu->scratch_bytes) {
       free (cpu->scratch);
       cpu->scratch = aligned_try_alloc (need);
@@ -430,11 +513,18 @@ plan_entry (SiConvPlan *plan, SiCpuBackend *cpu, int h, int w, bool acc,
       DNNL_TRY (dnnl_memory_create (&e->scratch, smd, eng, DNNL_MEMORY_NONE),
           "memory");
   }
-  DNNL_TRY (
-      dnnl_memory_create (&e->src, &src_md, eng, DNNL_MEMORY_NONE), "memory");
-  DNNL_TRY (
-      dnnl_memory_create (&e->dst, &dst_md, eng, DNNL_MEMORY_NONE), "memory");
-  DNNL_TRY (dnnl_memory_create (&e->bias, &bias_md, eng, plan->b), "memory");
+  DNNL_TRY (dnnl_memory_create (&e->src,
+                dnnl_primitive_desc_query_md (pd, dnnl_query_src_md, 0), eng,
+                DNNL_MEMORY_NONE),
+      "memory");
+  DNNL_TRY (dnnl_memory_create (&e->dst,
+                dnnl_primitive_desc_query_md (pd, dnnl_query_dst_md, 0), eng,
+                DNNL_MEMORY_NONE),
+      "memory");
+  DNNL_TRY (dnnl_memory_create (&e->bias,
+                dnnl_primitive_desc_query_md (pd, dnnl_query_weights_md, 1),
+                eng, plan->b),
+      "memory");
   DNNL_TRY (dnnl_primitive_create (&e->prim, pd), "convolution primitive");
   dnnl_primitive_desc_destroy (pd);
   dnnl_post_ops_destroy (po);
@@ -461,6 +551,7 @@ fail:
   }
   plan->n_cache--;
   plan->next_evict = 0;
+  plan->last = NULL;
   return NULL;
 }
 
@@ -469,20 +560,32 @@ conv2d_dnnl (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
     float *y, bool acc, bool relu, GError **error)
 {
   SiCpuBackend *cpu = si_cpu_priv (be);
+  const SiConv *cv = &plan->conv;
   ConvEntry *e = plan_entry (plan, cpu, h, w, acc, relu, error);
   dnnl_exec_arg_t args[5];
-  int n = 0;
+  float *dst = y;
+  int n = 0, ho, wo;
 
   if (e == NULL)
     return FALSE;
-  if (e->nchw_bytes > 0) {
-    /* (HW, cin) -> (cin, HW) */
-    float *nchw = (float *) ((char *) cpu->scratch + scratch_offset (e));
-    si_transpose_cpu (be, x, h * w, plan->conv.cin, nchw);
-    x = nchw;
+  plan->last = e;
+  ho = (h + 2 * cv->pad - cv->kh) / cv->stride + 1;
+  wo = (w + 2 * cv->pad - cv->kw) / cv->stride + 1;
+  if (e->src_copy != SRC_COPY_NONE) {
+    float *copy = (float *) ((char *) cpu->scratch + src_copy_offset (e));
+    if (e->src_copy == SRC_COPY_NCHW)
+      si_transpose_cpu (be, x, h * w, cv->cin, copy); /* (HW, C) -> (C, HW) */
+    else
+      si_map_to_nhwc_cpu (be, x, h, w, cv->cin, copy);
+    x = copy;
+  }
+  if (e->dst_copy) {
+    dst = (float *) ((char *) cpu->scratch + dst_copy_offset (e));
+    if (acc)
+      si_map_to_nhwc_cpu (be, y, ho, wo, cv->cout, dst);
   }
   DNNL_TRY (dnnl_memory_set_data_handle (e->src, (void *) x), "set handle");
-  DNNL_TRY (dnnl_memory_set_data_handle (e->dst, y), "set handle");
+  DNNL_TRY (dnnl_memory_set_data_handle (e->dst, dst), "set handle");
   args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, e->src };
   args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, e->wei };
   args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, e->bias };
@@ -495,12 +598,24 @@ conv2d_dnnl (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
   DNNL_TRY (dnnl_primitive_execute (e->prim, cpu->dnnl_stream, n, args),
       "convolution");
   DNNL_TRY (dnnl_stream_wait (cpu->dnnl_stream), "stream wait");
+  if (e->dst_copy)
+    si_map_from_nhwc_cpu (be, dst, ho, wo, cv->cout, y);
   return TRUE;
 
 fail:
   return FALSE;
 }
 #endif /* SI_HAVE_DNNL */
+
+const char *
+si_conv_impl_cpu (const SiConvPlan *plan)
+{
+#ifdef SI_HAVE_DNNL
+  return plan->last ? plan->last->impl : NULL;
+#else
+  return NULL;
+#endif
+}
 
 gboolean
 si_conv2d_cpu (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
@@ -510,6 +625,7 @@ si_conv2d_cpu (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
 #ifdef SI_HAVE_DNNL
   if (!si_cpu_priv (be)->reference)
     return conv2d_dnnl (be, plan, x, h, w, y, accumulate, relu, error);
+  plan->last = NULL;
 #endif
   if (plan->folded.w == NULL) {
     float *tmp;
