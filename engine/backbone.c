@@ -12,6 +12,8 @@
 
 #include <string.h>
 
+#include "backbone_swin.h"
+
 #include "graph_cache.h"
 
 /* Floats of one chunk of deformable columns (np pixels x C * 9): bounds
@@ -33,6 +35,7 @@ struct _SiBackboneNet
   const SiBackbone *bb;
   SiConvPlan *stem;
   BlockPlans *blocks[SI_NUM_LEVELS];
+  SiSwinNet *swin; /* SI_BACKBONE_SWIN: everything else unused */
   SiGraphCache graphs;
 };
 
@@ -54,10 +57,16 @@ max_sz (size_t a, size_t b)
 }
 
 void
-si_backbone_sizes (const SiBackbone *bb, size_t px, SiBackboneSizes *s)
+si_backbone_sizes (
+    const SiBackbone *bb, size_t px, int max_side, SiBackboneSizes *s)
 {
   size_t in_px = px / 16; /* after the stem and the pool */
 
+  memset (s, 0, sizeof (*s));
+  if (bb->type == SI_BACKBONE_SWIN) {
+    si_swin_sizes (&bb->swin, px, max_side, s);
+    return;
+  }
   s->stem = (size_t) bb->stem.cout * (px / 4);
   s->pool = (size_t) bb->stem.cout * (px / 16);
   s->t1 = s->t2 = 0;
@@ -132,6 +141,11 @@ si_backbone_net_new (SiBackend *be, const SiBackbone *bb, GError **error)
   bn->bb = bb;
   si_graph_cache_init (
       &bn->graphs, be, "backbone", sizeof (SiBackboneGraphKey));
+  if (bb->type == SI_BACKBONE_SWIN) {
+    if (!(bn->swin = si_swin_net_new (be, &bb->swin, error)))
+      goto fail;
+    return bn;
+  }
   if (!(bn->stem = ops->conv_prepare (be, &bb->stem, error)))
     goto fail;
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
@@ -168,6 +182,7 @@ si_backbone_net_free (SiBackboneNet **pbn)
   if (bn == NULL)
     return;
   si_graph_cache_clear (&bn->graphs);
+  si_swin_net_free (&bn->swin);
   bn->be->ops->conv_release (bn->be, bn->stem);
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     if (bn->blocks[l] == NULL)
@@ -296,8 +311,12 @@ backbone_ops (SiBackboneNet *bn, const float *input, int h, int w,
   SiBackend *be = bn->be;
   const SiBackbone *bb = bn->bb;
   const float *x;
-  int hs = conv_out (&bb->stem, h), ws = conv_out (&bb->stem, w);
+  int hs, ws;
 
+  if (bn->swin)
+    return si_swin_run (bn->swin, input, h, w, buf, error);
+  hs = conv_out (&bb->stem, h);
+  ws = conv_out (&bb->stem, w);
   /* stem: conv 7x7/2 + ReLU (H/2, W/2, Cs), pool (H/4, W/4, Cs) */
   if (!be->ops->conv2d (
           be, bn->stem, input, h, w, buf->stem, false, true, error))

@@ -1,5 +1,6 @@
 /* backbone.h: the ResNet / ResNeXt backbone (model-spec 3.1, 3.2) run
- * through the backend table: stem conv 7x7/2 + ReLU, max pool 3x3/2, four
+ * through the backend table (Swin, model-spec 3.3: backbone_swin.c, behind
+ * the same functions): stem conv 7x7/2 + ReLU, max pool 3x3/2, four
  * stages of Bottleneck (depth >= 50) or BasicBlock (18/34) blocks, BN
  * folded into every conv, ReLU and the residual sum fused into the conv
  * op; grouped 3x3 convs (ResNeXt) and DCNv1 3x3 convs (deformable im2col,
@@ -30,6 +31,11 @@ typedef struct
    * map layout, one chunk of deformable columns, the conv's NHWC fp32
    * output before it goes into t2's map layout */
   float *dcn_offset, *dcn_cols, *dcn_out;
+  /* Swin scratch (NULL for ResNets; backbone_swin.c): tokens x (n, C),
+   * their LN, the windows, QKV, the attention logits and output, the FFN
+   * hidden layer (which may alias qkv, logits and attn) */
+  float *swin_x, *swin_ln, *swin_win, *swin_qkv, *swin_logits, *swin_attn;
+  float *swin_hidden;
   /* C2..C5 (H/2^(l+2), W/2^(l+2), out_channels[l]) in the backend's map
    * layout (backend.h); the neck converts them to NHWC */
   float *out[SI_NUM_LEVELS];
@@ -40,9 +46,14 @@ typedef struct
 {
   size_t stem, pool, t1, t2, out[SI_NUM_LEVELS];
   size_t dcn_offset, dcn_cols, dcn_out; /* 0 without DCN */
+  size_t swin_x, swin_ln, swin_win, swin_qkv, swin_logits, swin_attn;
+  size_t swin_hidden; /* 0 for ResNets */
 } SiBackboneSizes;
 
-void si_backbone_sizes (const SiBackbone *bb, size_t px, SiBackboneSizes *s);
+/* max_side: the padded input's longest side (Swin's windows pad each
+ * side; ResNets ignore it). */
+void si_backbone_sizes (
+    const SiBackbone *bb, size_t px, int max_side, SiBackboneSizes *s);
 
 /* Prepares every conv of bb on be (weights into the backend's layout). */
 SiBackboneNet *si_backbone_net_new (

@@ -140,6 +140,33 @@ struct _SiBackendOps
       const float *offset, int ho, int wo, int stride, int deform_groups,
       long p0, int np, float *cols);
 
+  /* Swin (model-spec 3.3; engine/cpu/swin_cpu.c).  Token maps are NHWC
+   * fp32 (H, W, C) on every backend; windows are ws x ws, the map padded
+   * (bottom / right, zeros) to Hp = ceil (H / ws) ws by Wp, rolled by
+   * -shift in both axes (si_swin_* in si-math.h), windows row-major over
+   * (Hp / ws, Wp / ws) and tokens row-major inside a window.  NULL on a
+   * backend without Swin support. */
+  /* win (nW * ws * ws, C) = the padded, rolled x (H, W, C) by windows. */
+  void (*window_partition) (SiBackend *be, const float *x, int h, int w, int c,
+      int ws, int shift, float *win);
+  /* x (H, W, C) += the windows win (nW * ws * ws, C) rolled back by
+   * +shift, the padding dropped. */
+  void (*window_merge_add) (SiBackend *be, const float *win, int h, int w,
+      int c, int ws, int shift, float *x);
+  /* logits (nW, heads, ws^2, ws^2) of the windows of an (Hp, Wp) =
+   * (nw_h ws, nw_w ws) map: += table ((2 ws - 1)^2, heads) at the tokens'
+   * relative offset, += -100 between tokens of different regions of the
+   * rolled map when shift > 0; then softmax over each row, in place. */
+  void (*window_softmax) (SiBackend *be, float *logits, const float *table,
+      int nw_h, int nw_w, int heads, int ws, int shift);
+  /* y (H/2 * W/2, 4C) [c * 4 + dy * 2 + dx] = x (H, W, C) at (2i + dy,
+   * 2j + dx), channel c (the 2x2 unfold of patch merging). */
+  void (*patch_merge) (
+      SiBackend *be, const float *x, int h, int w, int c, float *y);
+  /* y (rows, n) = GELU (y + bias (n)), exact erf GELU, in place. */
+  void (*bias_gelu) (
+      SiBackend *be, float *y, const float *bias, int rows, int n);
+
   /* ---- decoder side (see decoder.h; CPU twins in engine/cpu/
    * decoder_misc_cpu.c, attention_cpu.c, sampler_cpu.c, mixing_cpu.c,
    * declared in engine/cpu/decoder_cpu.h).  Legend: N queries, C content,

@@ -17,7 +17,7 @@
 /* Recordings kept per part (frame sizes alternating in one stream). */
 #define SI_GRAPH_SLOTS 4
 /* Largest key; each user checks its key struct with G_STATIC_ASSERT. */
-#define SI_GRAPH_KEY_MAX 128
+#define SI_GRAPH_KEY_MAX 256
 
 /* The work of one part, queued on the backend's stream.  Called while
  * the stream records: it must not sync, download or allocate. */

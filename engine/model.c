@@ -597,7 +597,8 @@ parse_resnet_cfg (Ld *ld, JsonObject *bb, ResNetCfg *rc, GError **error)
   resnext = strcmp (type, "ResNeXt") == 0;
   if (!resnext && strcmp (type, "ResNet") != 0)
     return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
-        "backbone type \"%s\" is not supported (only ResNet and ResNeXt)",
+        "backbone type \"%s\" is not supported (only ResNet, ResNeXt and "
+        "SwinTransformer)",
         type);
   if (!cfg_int (ld, bb, p, "depth", TRUE, 0, 0, 1000, &b->depth, error))
     return FALSE;
@@ -773,14 +774,171 @@ load_resnet (Ld *ld, const ResNetCfg *rc, GError **error)
   return TRUE;
 }
 
+/* ---- Swin backbone (model-spec 3.3) ---- */
+
+/* `key` absent, or a true (want_true) / false-or-null value. */
+static gboolean
+cfg_bool_fixed (Ld *ld, JsonObject *o, const char *path, const char *key,
+    gboolean want, GError **error)
+{
+  gboolean v;
+  if (!cfg_bool (ld, o, path, key, want, &v, error))
+    return FALSE;
+  if (v != want)
+    return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
+        "%s.%s = %s is not supported", path, key, v ? "true" : "false");
+  return TRUE;
+}
+
+static gboolean
+parse_swin_cfg (Ld *ld, JsonObject *bb, GError **error)
+{
+  SiSwin *sw = &ld->m->backbone.swin;
+  const char *p = "backbone", *type;
+  static const int def_depths[4] = { 2, 2, 6, 2 };
+  static const int def_heads[4] = { 3, 6, 12, 24 };
+  static const int def_out[4] = { 0, 1, 2, 3 };
+  static const int def_strides[4] = { 4, 2, 2, 2 };
+  JsonObject *sub;
+  JsonNode *n;
+  int arr[4];
+
+  if (!cfg_int (ld, bb, p, "embed_dims", FALSE, 96, 1, MAX_CHANNELS / 8,
+          &sw->embed_dims, error) ||
+      !cfg_int_array (
+          ld, bb, p, "depths", 4, def_depths, 1, 1000, sw->depths, error) ||
+      !cfg_int_array (ld, bb, p, "num_heads", 4, def_heads, 1, MAX_CHANNELS,
+          sw->heads, error) ||
+      !cfg_int (
+          ld, bb, p, "window_size", FALSE, 7, 2, 64, &sw->window_size, error) ||
+      !cfg_int_fixed (ld, bb, p, "in_channels", 3, error) ||
+      !cfg_int_fixed (ld, bb, p, "patch_size", 4, error) ||
+      !cfg_bool_fixed (ld, bb, p, "qkv_bias", TRUE, error) ||
+      !cfg_bool_fixed (ld, bb, p, "patch_norm", TRUE, error) ||
+      !cfg_bool_fixed (ld, bb, p, "use_abs_pos_embed", FALSE, error))
+    return FALSE;
+  if (cfg_member (bb, "qk_scale") != NULL)
+    return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
+        "backbone.qk_scale must be null (head_dim^-0.5)");
+  n = cfg_member (bb, "mlp_ratio");
+  sw->mlp_ratio = 4;
+  if (n != NULL) {
+    double r = node_is_number (n) ? node_number (n) : -1.0;
+    if (!(r >= 1.0 && r <= 64.0) || r != floor (r))
+      return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
+          "backbone.mlp_ratio must be an integer in [1, 64]");
+    sw->mlp_ratio = (int) r;
+  }
+  if (!cfg_int_array (ld, bb, p, "out_indices", 4, def_out, 0, 3, arr, error))
+    return FALSE;
+  if (memcmp (arr, def_out, sizeof arr) != 0)
+    return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
+        "backbone.out_indices must be [0, 1, 2, 3]");
+  if (!cfg_int_array (ld, bb, p, "strides", 4, def_strides, 1, 8, arr, error))
+    return FALSE;
+  if (memcmp (arr, def_strides, sizeof arr) != 0)
+    return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
+        "backbone.strides must be [4, 2, 2, 2]");
+  if (!cfg_obj (ld, bb, p, "act_cfg", FALSE, &sub, error) ||
+      !cfg_str (ld, sub, "backbone.act_cfg", "type", FALSE, &type, error))
+    return FALSE;
+  if (type != NULL && strcmp (type, "GELU") != 0)
+    return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
+        "backbone.act_cfg.type \"%s\" is not supported (only GELU)", type);
+  if (!cfg_obj (ld, bb, p, "norm_cfg", FALSE, &sub, error) ||
+      !cfg_str (ld, sub, "backbone.norm_cfg", "type", FALSE, &type, error))
+    return FALSE;
+  if (type != NULL && strcmp (type, "LN") != 0)
+    return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
+        "backbone.norm_cfg.type \"%s\" is not supported (only LN)", type);
+  for (int i = 0; i < 4; i++) {
+    int c = sw->embed_dims << i;
+    if (c > MAX_CHANNELS || c % sw->heads[i] != 0)
+      return cfg_err (ld, error, SI_ERROR_CONFIG,
+          "backbone: stage %d's %d channels are not a multiple of "
+          "num_heads[%d] = %d",
+          i, c, i, sw->heads[i]);
+  }
+  return TRUE;
+}
+
+static gboolean
+load_swin (Ld *ld, GError **error)
+{
+  SiBackbone *b = &ld->m->backbone;
+  SiSwin *sw = &b->swin;
+  int ws = sw->window_size, e = sw->embed_dims;
+  int n_rel = (2 * ws - 1) * (2 * ws - 1);
+  char pre[128], name[160];
+
+  if (!ld_conv_bias (ld, &sw->patch_embed, "backbone.patch_embed.projection", e,
+          3, 4, 4, 0, error) ||
+      !ld_norm (ld, &sw->patch_norm, "backbone.patch_embed.norm", e, error))
+    return FALSE;
+  for (int i = 0; i < 4; i++) {
+    int c = e << i, hid = c * sw->mlp_ratio;
+    sw->blocks[i] = g_new0 (SiSwinBlock, sw->depths[i]);
+    for (int j = 0; j < sw->depths[i]; j++) {
+      SiSwinBlock *blk = &sw->blocks[i][j];
+      blk->shift = j % 2 ? ws / 2 : 0;
+      g_snprintf (pre, sizeof pre, "backbone.stages.%d.blocks.%d", i, j);
+#define SUB(s) (g_snprintf (name, sizeof name, "%s." s, pre), name)
+      if (!ld_norm (ld, &blk->norm1, SUB ("norm1"), c, error) ||
+          !ld_norm (ld, &blk->norm2, SUB ("norm2"), c, error) ||
+          !ld_linear (
+              ld, &blk->qkv, SUB ("attn.w_msa.qkv"), 3 * c, c, TRUE, error) ||
+          !ld_linear (
+              ld, &blk->proj, SUB ("attn.w_msa.proj"), c, c, TRUE, error) ||
+          !ld_linear (
+              ld, &blk->fc1, SUB ("ffn.layers.0.0"), hid, c, TRUE, error) ||
+          !ld_linear (ld, &blk->fc2, SUB ("ffn.layers.1"), c, hid, TRUE, error))
+        return FALSE;
+#undef SUB
+      blk->rel_bias = ld_tensor (ld, error, 2, SHAPE (n_rel, sw->heads[i]),
+          "%s.attn.w_msa.relative_position_bias_table", pre);
+      if (blk->rel_bias == NULL)
+        return FALSE;
+    }
+    if (!ld_forbid (ld, "more blocks than backbone.depths says", error,
+            "backbone.stages.%d.blocks.%d.norm1.weight", i, sw->depths[i]))
+      return FALSE;
+    g_snprintf (pre, sizeof pre, "backbone.stages.%d.downsample", i);
+    if (i < 3) {
+      g_snprintf (name, sizeof name, "%s.norm", pre);
+      if (!ld_norm (ld, &sw->merge_norm[i], name, 4 * c, error))
+        return FALSE;
+      g_snprintf (name, sizeof name, "%s.reduction", pre);
+      if (!ld_linear (
+              ld, &sw->merge_reduce[i], name, 2 * c, 4 * c, FALSE, error))
+        return FALSE;
+    } else if (!ld_forbid (ld, "the last stage has no patch merging", error,
+                   "%s.reduction.weight", pre)) {
+      return FALSE;
+    }
+    g_snprintf (name, sizeof name, "backbone.norm%d", i);
+    if (!ld_norm (ld, &sw->out_norm[i], name, c, error))
+      return FALSE;
+    b->out_channels[i] = c;
+  }
+  return TRUE;
+}
+
 static gboolean
 load_backbone (Ld *ld, JsonObject *model, GError **error)
 {
   JsonObject *bb;
   ResNetCfg rc;
+  const char *type;
 
   if (!cfg_obj (ld, model, "model", "backbone", TRUE, &bb, error) ||
-      !parse_resnet_cfg (ld, bb, &rc, error))
+      !cfg_str (ld, bb, "backbone", "type", TRUE, &type, error))
+    return FALSE;
+  if (strcmp (type, "SwinTransformer") == 0) {
+    ld->m->backbone.type = SI_BACKBONE_SWIN;
+    return parse_swin_cfg (ld, bb, error) && load_swin (ld, error);
+  }
+  ld->m->backbone.type = SI_BACKBONE_RESNET;
+  if (!parse_resnet_cfg (ld, bb, &rc, error))
     return FALSE;
   return load_resnet (ld, &rc, error);
 }
@@ -1436,8 +1594,10 @@ model_free (SiModel *m)
 {
   if (m == NULL)
     return;
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < 4; i++) {
     g_free (m->backbone.blocks[i]);
+    g_free (m->backbone.swin.blocks[i]);
+  }
   if (m->stages != NULL) {
     for (int s = 0; s < m->num_stages; s++) {
       SiStage *st = &m->stages[s];

@@ -155,8 +155,43 @@ typedef struct
   SiConv conv2_offset;
 } SiBottleneck;
 
+/* One Swin block (model-spec 3.3): x += WMSA (LN1 (x)) in (shifted)
+ * windows, x += FFN (LN2 (x)) with GELU. */
 typedef struct
 {
+  SiNorm norm1, norm2;
+  SiLinear qkv;  /* (3C, C), rows [3][heads][head_dim] */
+  SiLinear proj; /* (C, C) */
+  /* ((2 ws - 1)^2, heads): bias of the relative offset
+   * (dy + ws - 1) * (2 ws - 1) + (dx + ws - 1) */
+  const float *rel_bias;
+  SiLinear fc1, fc2; /* (mlp_ratio C, C), (C, mlp_ratio C) */
+  int shift;         /* 0 or ws / 2 (odd blocks) */
+} SiSwinBlock;
+
+/* mmdet's SwinTransformer at inference (model-spec 3.3). */
+typedef struct
+{
+  int embed_dims, window_size, mlp_ratio;
+  int depths[4], heads[4];
+  SiConv patch_embed; /* 4x4 / 4, bias, no BN */
+  SiNorm patch_norm;
+  SiSwinBlock *blocks[4];
+  SiNorm merge_norm[3];     /* LN (4 C_i) of the 2x2 patch merging */
+  SiLinear merge_reduce[3]; /* (2 C_i, 4 C_i), no bias */
+  SiNorm out_norm[4];       /* norm{i}: the stage's output */
+} SiSwin;
+
+typedef enum
+{
+  SI_BACKBONE_RESNET, /* ResNet and ResNeXt (optionally DCN) */
+  SI_BACKBONE_SWIN,
+} SiBackboneType;
+
+typedef struct
+{
+  SiBackboneType type;
+  SiSwin swin;       /* SI_BACKBONE_SWIN; the ResNet fields are unused then */
   int depth;         /* 18, 34, 50, 101, 152 */
   bool bottleneck;   /* depth >= 50 */
   int base_channels; /* 64 in official configs */

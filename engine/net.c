@@ -82,6 +82,16 @@ max_pixels (const SiModel *model)
   return (lm + div - 1) / div * div * ((sm + div - 1) / div * div);
 }
 
+/* The padded input's longest side for frames of the test_scale box. */
+static int
+max_side (const SiModel *model)
+{
+  int div = model->size_divisor > 0 ? model->size_divisor : 1;
+  int lm = MAX (model->test_scale[0], model->test_scale[1]);
+  lm = (lm + div - 1) / div * div;
+  return (lm + 31) / 32 * 32; /* padded sides are multiples of 32 too */
+}
+
 static gboolean
 net_alloc_arena (SiNet *net, GError **error)
 {
@@ -94,7 +104,7 @@ net_alloc_arena (SiNet *net, GError **error)
   float lut[3 * 256];
   size_t max_out = 0, stem_sz;
 
-  si_backbone_sizes (&m->backbone, px, &s);
+  si_backbone_sizes (&m->backbone, px, max_side (m), &s);
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     lsz[l] = d * (px / ((size_t) 16 << (2 * l)));
     max_out = MAX (max_out, s.out[l]);
@@ -109,6 +119,12 @@ net_alloc_arena (SiNet *net, GError **error)
   s.dcn_cols = ROUND_UP_64 (s.dcn_cols);
   size_t block_sz =
       ROUND_UP_64 (s.t1) + s.t2 + s.dcn_offset + s.dcn_cols + s.dcn_out;
+  /* Swin: x, ln, win, then qkv, logits, attn with hidden over them */
+  size_t swin_att = ROUND_UP_64 (s.swin_qkv) + ROUND_UP_64 (s.swin_logits) +
+      ROUND_UP_64 (s.swin_attn);
+  size_t swin_sz = ROUND_UP_64 (s.swin_x) + ROUND_UP_64 (s.swin_ln) +
+      ROUND_UP_64 (s.swin_win) + MAX (swin_att, ROUND_UP_64 (s.swin_hidden));
+  block_sz = MAX (block_sz, swin_sz);
   stem_sz = MAX (MAX (s.stem, block_sz), max_out);
   if (!(net->rgb = arena_alloc (net, px * 3, error)) ||
       !(net->work = arena_alloc (net,
@@ -124,6 +140,17 @@ net_alloc_arena (SiNet *net, GError **error)
     net->bbuf.dcn_offset = net->bbuf.t2 + s.t2;
     net->bbuf.dcn_cols = net->bbuf.dcn_offset + s.dcn_offset;
     net->bbuf.dcn_out = net->bbuf.dcn_cols + s.dcn_cols;
+  }
+  if (s.swin_x > 0) {
+    SiBackboneBuffers *b = &net->bbuf;
+    b->swin_x = b->stem;
+    b->swin_ln = b->swin_x + ROUND_UP_64 (s.swin_x);
+    b->swin_win = b->swin_ln + ROUND_UP_64 (s.swin_ln);
+    b->swin_qkv = b->swin_win + ROUND_UP_64 (s.swin_win);
+    b->swin_logits = b->swin_qkv + ROUND_UP_64 (s.swin_qkv);
+    b->swin_attn = b->swin_logits + ROUND_UP_64 (s.swin_logits);
+    b->swin_hidden = b->swin_qkv;
+    b->t1 = b->t2 = NULL;
   }
   net->neck_scratch = net->bbuf.stem;
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
@@ -265,11 +292,13 @@ check_geometry (SiNet *net, const SiImageInfo *info, GError **error)
   if (info->pad_w <= 0 || info->pad_h <= 0 || info->pad_w % 32 ||
       info->pad_h % 32 || info->pad_w % div || info->pad_h % div ||
       info->new_w > info->pad_w || info->new_h > info->pad_h ||
-      (size_t) info->pad_w * info->pad_h > net->max_px) {
+      (size_t) info->pad_w * info->pad_h > net->max_px ||
+      MAX (info->pad_w, info->pad_h) > max_side (net->model)) {
     g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
         "input %dx%d (padded %dx%d) does not fit this context (at most %zu "
-        "padded pixels, multiples of 32)",
-        info->new_w, info->new_h, info->pad_w, info->pad_h, net->max_px);
+        "padded pixels, sides of at most %d, multiples of 32)",
+        info->new_w, info->new_h, info->pad_w, info->pad_h, net->max_px,
+        max_side (net->model));
     return FALSE;
   }
   return TRUE;

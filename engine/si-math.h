@@ -1,6 +1,7 @@
 /* si-math.h: per-element arithmetic shared by the CPU backend and (later)
  * the CUDA kernels: OpenCV-exact resize coefficients, BT.601 YUV -> RGB,
- * the normalisation recipe, ReLU, DCNv1's bilinear taps.  Everything is static inline and marked
+ * the normalisation recipe, ReLU, DCNv1's bilinear taps, GELU and Swin's
+ * window indexing.  Everything is static inline and marked
  * SI_HOSTDEV so that both the C compiler and nvcc compile it.
  */
 #ifndef SI_MATH_H
@@ -273,6 +274,37 @@ SI_HOSTDEV static inline float
 si_dcn_mix (const float wt[4], const float v[4])
 {
   return wt[0] * v[0] + wt[1] * v[1] + wt[2] * v[2] + wt[3] * v[3];
+}
+
+/* GELU with the exact erf (torch.nn.GELU's default). */
+SI_HOSTDEV static inline float
+si_gelu (float x)
+{
+  return 0.5f * x * (1.0f + erff (x * 0.70710678118654752f));
+}
+
+/* Swin windows (model-spec 3.3): the padded map's coordinate that the
+ * rolled map's coordinate s (0 <= s < len) shows, rolled by -shift. */
+SI_HOSTDEV static inline int
+si_swin_unroll (int s, int shift, int len)
+{
+  return (s + shift) % len;
+}
+
+/* The attention mask's region of rolled coordinate s along an axis of
+ * padded length len: 0 before len - ws, 1 before len - shift, 2 after. */
+SI_HOSTDEV static inline int
+si_swin_region (int s, int len, int ws, int shift)
+{
+  return s < len - ws ? 0 : (s < len - shift ? 1 : 2);
+}
+
+/* Bias-table row of window tokens a and b (row-major in a ws x ws
+ * window): (ya - yb + ws - 1) (2 ws - 1) + (xa - xb + ws - 1). */
+SI_HOSTDEV static inline int
+si_swin_rel_index (int a, int b, int ws)
+{
+  return (a / ws - b / ws + ws - 1) * (2 * ws - 1) + (a % ws - b % ws + ws - 1);
 }
 
 #endif /* SI_MATH_H */

@@ -35,6 +35,7 @@ FORMAT_VERSION = 1
 SUPPORTED_BACKBONES = {
     "ResNet": {"depths": (18, 34, 50, 101, 152), "dcn": True},
     "ResNeXt": {"depths": (50, 101, 152), "dcn": True},
+    "SwinTransformer": {"depths": None, "dcn": False},  # no depth key
 }
 
 # mmdet CocoDataset.CLASSES: index = label.
@@ -98,11 +99,12 @@ def backbone_support_problem(backbone):
         desc += " with deformable convolutions (%s)" % _get(
             backbone, "dcn.type", "DCN")
     supported = ", ".join(
-        "%s (depth %s)" % (t, "/".join(str(d) for d in s["depths"]))
+        t + (" (depth %s)" % "/".join(str(d) for d in s["depths"])
+             if s["depths"] else "")
         for t, s in SUPPORTED_BACKBONES.items())
     spec = SUPPORTED_BACKBONES.get(btype)
     dcn_type = _get(backbone, "dcn.type", "DCN")
-    if spec is None or depth not in spec["depths"] or \
+    if spec is None or (spec["depths"] and depth not in spec["depths"]) or \
             (backbone.get("dcn") and (not spec["dcn"] or dcn_type != "DCN")):
         return ("backbone %s is not supported by the engine yet "
                 "(supported: %s)" % (desc, supported))

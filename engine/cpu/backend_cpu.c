@@ -193,6 +193,11 @@ const SiBackendOps si_cpu_backend_ops = {
   .copy = si_copy_cpu,
   .transpose = si_transpose_cpu,
   .deform_im2col = si_deform_im2col_cpu,
+  .window_partition = si_window_partition_cpu,
+  .window_merge_add = si_window_merge_add_cpu,
+  .window_softmax = si_window_softmax_cpu,
+  .patch_merge = si_patch_merge_cpu,
+  .bias_gelu = si_bias_gelu_cpu,
 
   /* decoder side (decoder_cpu.h) */
   SI_CPU_DECODER_OPS,

@@ -80,6 +80,18 @@ void si_deform_im2col_cpu (SiBackend *be, const float *x, int h, int w, int c,
     const float *offset, int ho, int wo, int stride, int deform_groups, long p0,
     int np, float *cols);
 
+/* swin_cpu.c */
+void si_window_partition_cpu (SiBackend *be, const float *x, int h, int w,
+    int c, int ws, int shift, float *win);
+void si_window_merge_add_cpu (SiBackend *be, const float *win, int h, int w,
+    int c, int ws, int shift, float *x);
+void si_window_softmax_cpu (SiBackend *be, float *logits, const float *table,
+    int nw_h, int nw_w, int heads, int ws, int shift);
+void si_patch_merge_cpu (
+    SiBackend *be, const float *x, int h, int w, int c, float *y);
+void si_bias_gelu_cpu (
+    SiBackend *be, float *y, const float *bias, int rows, int n);
+
 /* pool_cpu.c */
 void si_maxpool3x3s2_cpu (
     SiBackend *be, const float *x, int h, int w, int c, float *y);

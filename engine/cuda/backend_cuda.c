@@ -784,6 +784,11 @@ const SiBackendOps si_cuda_backend_ops = {
   .copy = cuda_copy,
   .transpose = si_transpose_cuda,
   .deform_im2col = si_deform_im2col_cuda,
+  .window_partition = si_window_partition_cuda,
+  .window_merge_add = si_window_merge_add_cuda,
+  .window_softmax = si_window_softmax_cuda,
+  .patch_merge = si_patch_merge_cuda,
+  .bias_gelu = si_bias_gelu_cuda,
 
   .layer_norm = si_layer_norm_cuda,
   .bias_act = si_bias_act_cuda,

@@ -251,6 +251,18 @@ void si_deform_im2col_cuda (SiBackend *be, const float *x, int h, int w, int c,
     const float *offset, int ho, int wo, int stride, int deform_groups, long p0,
     int np, float *cols);
 
+/* swin_cuda.cu */
+void si_window_partition_cuda (SiBackend *be, const float *x, int h, int w,
+    int c, int ws, int shift, float *win);
+void si_window_merge_add_cuda (SiBackend *be, const float *win, int h, int w,
+    int c, int ws, int shift, float *x);
+void si_window_softmax_cuda (SiBackend *be, float *logits, const float *table,
+    int nw_h, int nw_w, int heads, int ws, int shift);
+void si_patch_merge_cuda (
+    SiBackend *be, const float *x, int h, int w, int c, float *y);
+void si_bias_gelu_cuda (
+    SiBackend *be, float *y, const float *bias, int rows, int n);
+
 /* pool_cuda.cu */
 void si_maxpool3x3s2_cuda (
     SiBackend *be, const float *x, int h, int w, int c, float *y);

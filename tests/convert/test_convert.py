@@ -6,6 +6,7 @@
 #   usage: test_convert.py [GOLDEN_TINY_DIR]
 import json
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -197,37 +198,28 @@ def main():
                        log, "'backbone.conv1.weight'", "[16, 3, 7, 7]",
                        "[64, 3, 7, 7]")
 
-        # an unsupported backbone
-        name = ("stageinteractor_swin_s_300_query_crop_mstrain_480-800_3x"
-                "_coco.py")
-        rc, log = cc.run_converter(os.path.join(cc.OFFICIAL, name), ckpt,
-                                   "-o", os.path.join(tmp, "x.safetensors"))
-        expect_refusal(name, rc, log, "SwinTransformer", "not supported",
-                       "--allow-unsupported")
-        # ResNeXt-101 + DCN is supported: the tiny checkpoint fails its
-        # shape check (no warning about the backbone)
-        rc, log = cc.run_converter(
-            os.path.join(cc.OFFICIAL, "stageinteractor_dx101_300_query_crop_"
-                         "mstrain_480-800_3x_coco.py"), ckpt, "-o",
-            os.path.join(tmp, "x.safetensors"))
-        expect_refusal("dx101 + tiny checkpoint", rc, log,
-                       "'backbone.conv1.weight'")
-        check("not supported" not in log and "warning: backbone" not in log,
-              "dx101's backbone (ResNeXt + DCN) is accepted")
+        # Swin-S and ResNeXt-101 + DCN are supported: the tiny checkpoint
+        # fails their shape checks (no warning about the backbone)
+        for name in ("stageinteractor_swin_s_300_query_crop_mstrain_480-800"
+                     "_3x_coco.py", "stageinteractor_dx101_300_query_crop_"
+                     "mstrain_480-800_3x_coco.py"):
+            rc, log = cc.run_converter(os.path.join(cc.OFFICIAL, name), ckpt,
+                                       "-o", os.path.join(tmp, "x.safetensors"))
+            expect_refusal("%s + tiny checkpoint" % name, rc, log,
+                           "'backbone.")
+            check("not supported" not in log and
+                  "warning: backbone" not in log,
+                  "%s's backbone is accepted" % name)
 
-        # a (small) Swin model converts with --allow-unsupported; its int64
-        # relative_position_index buffers stay I64 next to F32 tensors
+        # a (small) Swin model converts; its int64 relative_position_index
+        # buffers stay I64 next to F32 tensors, and the engine runs it
         swin_cfg = os.path.join(cc.CONFIGS, "tiny",
                                 "stageinteractor_tiny_swin.py")
         swin_ckpt = os.path.join(tmp, "swin.pth")
         random_checkpoint(swin_cfg, swin_ckpt)
         outs = os.path.join(tmp, "swin.safetensors")
         rc, log = cc.run_converter(swin_cfg, swin_ckpt, "-o", outs)
-        expect_refusal("the tiny Swin model", rc, log,
-                       "backbone SwinTransformer is not supported")
-        rc, log = cc.run_converter(swin_cfg, swin_ckpt, "-o", outs,
-                                   "--allow-unsupported")
-        ok = rc == 0
+        ok = rc == 0 and "warning: backbone" not in log
         if ok:
             st = cc.SafeTensors(outs)
             sd = torch.load(swin_ckpt, map_location="cpu")["state_dict"]
@@ -236,8 +228,17 @@ def main():
                   (st.array(idx) == sd[idx].numpy()).all() and
                   all(st.raw(k) == sd[k].numpy().tobytes()
                       for k in st.header))
-        check(ok, "tiny Swin converts with --allow-unsupported, I64 buffers "
-              "kept, every tensor byte-identical (rc %d)" % rc)
+        check(ok, "tiny Swin converts, I64 buffers kept, every tensor "
+              "byte-identical (rc %d)" % rc)
+        si_detect = os.environ.get("SI_DETECT")
+        if ok and si_detect:
+            r = subprocess.run([si_detect, "--backend", "cpu", "-m", outs,
+                                "-i", os.path.join(gdir, "image.ppm"),
+                                "-t", "0"],
+                               capture_output=True, text=True)
+            check(r.returncode == 0 and '"detections":[{' in r.stdout,
+                  "si-detect runs the converted tiny Swin model (rc %d: %s)"
+                  % (r.returncode, (r.stderr or r.stdout)[-300:]))
 
         # a truncated checkpoint
         trunc = os.path.join(tmp, "truncated.pth")

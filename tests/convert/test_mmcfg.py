@@ -197,7 +197,8 @@ def test_official_configs():
                model["rpn_head"]["num_query"], len(bb), len(ex.shapes),
                params, scale))
         prob = conv.backbone_support_problem(model["backbone"])
-        check((prob is None) == (btype in ("ResNet", "ResNeXt")),
+        check((prob is None) == (btype in ("ResNet", "ResNeXt",
+                                           "SwinTransformer")),
               "%s: engine support check: %s" % (name, prob or "supported"))
 
 

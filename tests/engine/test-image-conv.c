@@ -453,7 +453,7 @@ test_basic_block_backbone (void)
     SiBackboneNet *bn;
 
     si_cpu_backend_set_reference (be, pass == 1);
-    si_backbone_sizes (&bb, px, &s);
+    si_backbone_sizes (&bb, px, 0, &s);
     buf.stem = g_new (float, s.stem);
     buf.pool = g_new (float, s.pool);
     buf.t1 = g_new (float, s.t1);

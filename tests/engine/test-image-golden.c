@@ -348,7 +348,7 @@ run_backbone_neck (bool reference)
   for (size_t p = 0; p < px; p++)
     for (int c = 0; c < 3; c++)
       in[p * 3 + c] = in_chw[c * px + p];
-  si_backbone_sizes (bb, px, &s);
+  si_backbone_sizes (bb, px, 0, &s);
   buf.stem = g_new (float, s.stem);
   buf.pool = g_new (float, s.pool);
   buf.t1 = g_new (float, s.t1);

@@ -622,10 +622,21 @@ test_backbone_config (void)
     .cfg_value = json_node ("[false, true]") };
   expect_load_error ("dcn-stages.safetensors", &ed4, SI_ERROR_CONFIG,
       "backbone.stage_with_dcn", NULL);
-  Edit e2 = { .cfg_path = "backbone.type",
+  Edit e2 = { .cfg_path = "backbone.type", .cfg_value = str_node ("VGG") };
+  expect_load_error ("vgg.safetensors", &e2, SI_ERROR_UNSUPPORTED, "\"VGG\"",
+      "SwinTransformer", NULL);
+  /* a Swin config over ResNet weights: its BN is refused, then (LN) the
+   * Swin tensors are missing */
+  Edit es1 = { .cfg_path = "backbone.type",
     .cfg_value = str_node ("SwinTransformer") };
-  expect_load_error (
-      "swin.safetensors", &e2, SI_ERROR_UNSUPPORTED, "SwinTransformer", NULL);
+  expect_load_error ("swin-bn.safetensors", &es1, SI_ERROR_UNSUPPORTED,
+      "backbone.norm_cfg.type \"BN\"", NULL);
+  Edit es2 = { .cfg_path = "backbone.type",
+    .cfg_value = str_node ("SwinTransformer"),
+    .cfg_path2 = "backbone.norm_cfg.type",
+    .cfg_value2 = str_node ("LN") };
+  expect_load_error ("swin.safetensors", &es2, SI_ERROR_MISSING_TENSOR,
+      "backbone.patch_embed.projection.weight", NULL);
   Edit e3 = { .cfg_path = "backbone.depth", .cfg_value = int_node (42) };
   expect_load_error (
       "depth.safetensors", &e3, SI_ERROR_CONFIG, "backbone.depth", NULL);

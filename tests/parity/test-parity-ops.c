@@ -364,7 +364,7 @@ check_backbone (
   SiBackboneNet *bn[2] = { NULL, NULL };
   GError *error = NULL;
 
-  si_backbone_sizes (bb, px, &s);
+  si_backbone_sizes (bb, px, 0, &s);
   SiTwin stem = twin_buffer (s.stem), pool = twin_buffer (s.pool),
          t1 = twin_buffer (s.t1), t2 = twin_buffer (s.t2),
          doff = twin_buffer (s.dcn_offset), dcols = twin_buffer (s.dcn_cols),

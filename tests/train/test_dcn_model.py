@@ -124,23 +124,53 @@ def main():
     net, n_dcn = make_model(a.deform_groups, a.fallback_on_stride, a.seed)
     print("model: ResNeXt-50 4x4d, %d DCN convs, deform_groups %d" %
           (n_dcn, a.deform_groups))
-    rng = np.random.default_rng(a.seed)
-    # smooth structure plus noise: offsets and features vary over the frame
+    offs = []
+
+    def hook_offsets():
+        return [m.conv_offset.register_forward_hook(
+            lambda mod, i, o: offs.append(o.detach()))
+            for m in net.backbone.modules() if isinstance(m, M.DeformConv2d)]
+
+    def report_offsets():
+        o = torch.cat([t.flatten() for t in offs])
+        print("offsets: mean |d| %.2f px, max %.2f px, %.1f%% of them beyond "
+              "1 px" % (float(o.abs().mean()), float(o.abs().max()),
+                        100 * float((o.abs() > 1).double().mean())))
+
+    return check_engine(net, a.si_detect, runs, test_frame(a.seed),
+                        (256, 192), hook_offsets, report_offsets)
+
+
+def test_frame(seed):
+    """150x200 RGB: smooth structure plus noise, so that offsets and
+    features vary over the frame."""
+    rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:150, 0:200]
     img = np.stack([128 + 90 * np.sin(xx / 9.0 + c) * np.cos(yy / 13.0 - c)
                     for c in range(3)], -1)
-    img = np.clip(img + rng.normal(0, 20, img.shape), 0, 255).astype(np.uint8)
+    return np.clip(img + rng.normal(0, 20, img.shape), 0,
+                   255).astype(np.uint8)
+
+
+def check_engine(net, si_detect, runs, img, test_scale, hook=None,
+                 report=None):
+    """Exports net, runs si-detect --dump on img for each run (name,
+    backend, extra environment) and compares every dumped tensor with
+    net's own on the engine's network input.  hook () -> hooks to remove
+    after the PyTorch pass, report () prints what they saw.  Returns the
+    process exit code."""
     fails, worst_all = 0, 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        mpath = os.path.join(tmp, "dcn.safetensors")
+        mpath = os.path.join(tmp, "model.safetensors")
         ipath = os.path.join(tmp, "frame.ppm")
-        E.export(net, mpath, ["c%d" % i for i in range(5)], (256, 192))
+        E.export(net, mpath, ["c%d" % i for i in range(net.cfg["num_classes"])],
+                 test_scale)
         synth.write_ppm(ipath, img)
         ref = None
         for lname, backend, env_extra in runs:
             dpath = os.path.join(tmp, "dump-%s.safetensors" % lname)
             env = dict(os.environ, **env_extra)
-            r = subprocess.run([a.si_detect, "--backend", backend, "--model",
+            r = subprocess.run([si_detect, "--backend", backend, "--model",
                                 mpath, "--image", ipath, "--threshold", "0",
                                 "--dump", dpath], capture_output=True,
                                text=True, env=env)
@@ -154,29 +184,19 @@ def main():
                 ref = {}
                 img_t = torch.from_numpy(dump["input"])
                 wh = dump["init.imgs_whwh"].reshape(-1)[:2]
-                offs = []
-                hooks = [m.conv_offset.register_forward_hook(
-                    lambda mod, i, o: offs.append(o.detach()))
-                    for m in net.backbone.modules()
-                    if isinstance(m, M.DeformConv2d)]
+                wh_t = torch.tensor([[float(wh[0]), float(wh[1])]])
+                hooks = hook() if hook else []
                 with torch.no_grad():
-                    net(img_t, torch.tensor([[float(wh[0]), float(wh[1])]]),
-                        dump=ref)
+                    net(img_t, wh_t, dump=ref)
                     # the dump's boxes are in frame pixels
                     sx = wh[0] / img.shape[1]
                     sy = wh[1] / img.shape[0]
                     sf = torch.tensor([sx, sy, sx, sy], dtype=torch.float32)
-                    b, s, lab, qi = net.detect(
-                        img_t, torch.tensor([[float(wh[0]),
-                                              float(wh[1])]]), sf)
+                    b, s, lab, qi = net.detect(img_t, wh_t, sf)
                 for hk in hooks:
                     hk.remove()
-                o = torch.cat([t.flatten() for t in offs])
-                print("offsets: mean |d| %.2f px, max %.2f px, %.1f%% of "
-                      "them beyond 1 px" % (float(o.abs().mean()),
-                                            float(o.abs().max()),
-                                            100 * float((o.abs() > 1).double()
-                                                        .mean())))
+                if report:
+                    report()
                 ref.update({"det_boxes": b, "det_scores": s,
                             "det_labels": lab, "det_query_index": qi})
             f, worst = compare(lname, dump, ref)
@@ -187,7 +207,6 @@ def main():
     print("worst rel L2 %.2e (limit %.0e), %d failures" %
           (worst_all, TOL, fails))
     return 1 if fails else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -56,16 +56,16 @@ def config_from_meta(model_json):
     bh = m["roi_head"]["bbox_head"]
     b0 = bh[0]
     bb = m["backbone"]
-    assert bb["type"] in ("ResNet", "ResNeXt"), bb["type"]
+    assert bb["type"] in ("ResNet", "ResNeXt", "SwinTransformer"), bb["type"]
     dcn = bb.get("dcn") or {}
     for h in bh:
         assert h.get("lim_outpoints_times", 1) == 1
         assert h.get("reuse_st_id", 2) == 2
-    return {
+    base = {
         "num_classes": b0["num_classes"],
         "num_query": m["rpn_head"]["num_query"],
         "base_channels": bb.get("base_channels", 64),
-        "depth": bb["depth"],
+        "depth": bb.get("depth", 0),
         "content_dim": m["rpn_head"]["content_dim"],
         "feedforward_channels": b0["feedforward_channels"],
         "n_heads": b0["n_heads"],
@@ -77,6 +77,9 @@ def config_from_meta(model_json):
         "reuse_st_id": 2,
         "lim_outpoints_times": 1,
         "max_per_img": m["test_cfg"]["rcnn"]["max_per_img"],
+    }
+    return {
+        **base,
         "backbone_type": bb["type"],
         "groups": bb.get("groups", 1) if bb["type"] == "ResNeXt" else 1,
         "base_width": bb.get("base_width", 4),
@@ -84,7 +87,12 @@ def config_from_meta(model_json):
         "stage_with_dcn": list(bb.get("stage_with_dcn",
                                       [False] * 4)) if dcn else [False] * 4,
         "dcn_fallback": bool(dcn.get("fallback_on_stride", False)),
-    }
+    } if bb["type"] != "SwinTransformer" else {
+        **base, "backbone_type": "SwinTransformer",
+        "embed_dims": bb["embed_dims"], "swin_depths": list(bb["depths"]),
+        "swin_heads": list(bb["num_heads"]),
+        "window_size": bb.get("window_size", 7),
+        "mlp_ratio": bb.get("mlp_ratio", 4)}
 
 
 def backbone_options(cfg):
@@ -97,6 +105,13 @@ def backbone_options(cfg):
         "stage_with_dcn": list(cfg.get("stage_with_dcn", [False] * 4)),
         "dcn_fallback": cfg.get("dcn_fallback", False),
     }
+
+
+def backbone_channels(cfg):
+    """The four backbone outputs' channel counts."""
+    if cfg.get("backbone_type") == "SwinTransformer":
+        return [cfg["embed_dims"] * 2 ** i for i in range(4)]
+    return [cfg["base_channels"] * 4 * 2 ** i for i in range(4)]
 
 
 def to_meta_json(cfg, template=None):
@@ -113,10 +128,21 @@ def to_meta_json(cfg, template=None):
     m["type"] = "SubQueryDeformableRCNN"
     m["pretrained"] = None
     bo = backbone_options(cfg)
-    m["backbone"].update({"type": bo["type"], "depth": cfg["depth"],
-                          "base_channels": bc, "num_stages": 4,
-                          "out_indices": [0, 1, 2, 3], "style": "pytorch",
-                          "pretrained": None})
+    if bo["type"] == "SwinTransformer":
+        m["backbone"] = {
+            "type": "SwinTransformer", "embed_dims": cfg["embed_dims"],
+            "depths": list(cfg["swin_depths"]),
+            "num_heads": list(cfg["swin_heads"]),
+            "window_size": cfg["window_size"], "mlp_ratio": cfg["mlp_ratio"],
+            "qkv_bias": True, "qk_scale": None, "drop_rate": 0.0,
+            "attn_drop_rate": 0.0, "drop_path_rate": 0.2, "patch_norm": True,
+            "out_indices": [0, 1, 2, 3], "with_cp": False,
+            "convert_weights": True}
+    else:
+        m["backbone"].update({"type": bo["type"], "depth": cfg["depth"],
+                              "base_channels": bc, "num_stages": 4,
+                              "out_indices": [0, 1, 2, 3],
+                              "style": "pytorch", "pretrained": None})
     for key in ("groups", "base_width", "dcn", "stage_with_dcn"):
         m["backbone"].pop(key, None)
     if bo["type"] == "ResNeXt":
@@ -128,7 +154,7 @@ def to_meta_json(cfg, template=None):
                                 "fallback_on_stride": bo["dcn_fallback"]}
         m["backbone"]["stage_with_dcn"] = bo["stage_with_dcn"]
     m["neck"].update({"type": "ChannelMapping",
-                      "in_channels": [bc * 4 * 2 ** i for i in range(4)],
+                      "in_channels": backbone_channels(cfg),
                       "out_channels": C, "num_outs": 4, "start_level": 0})
     m["rpn_head"].update({"type": "SubInitialQueryGenerator",
                           "num_query": cfg["num_query"], "content_dim": C})
@@ -315,6 +341,153 @@ class ResNet(nn.Module):
         for i in range(4):
             x = getattr(self, "layer%d" % (i + 1))(x)
             outs.append(x)
+        return outs
+
+
+class WindowMSA(nn.Module):
+    """Multi-head self-attention inside ws x ws windows with the learned
+    relative position bias (model-spec 3.3)."""
+
+    def __init__(self, C, heads, ws):
+        super().__init__()
+        self.heads, self.ws = heads, ws
+        self.scale = (C // heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * ws - 1) ** 2, heads))
+        i = torch.arange(ws)
+        yy, xx = torch.meshgrid(i, i, indexing="ij")
+        yy, xx = yy.flatten(), xx.flatten()
+        idx = ((yy[:, None] - yy[None, :] + ws - 1) * (2 * ws - 1)
+               + (xx[:, None] - xx[None, :] + ws - 1))
+        self.register_buffer("relative_position_index", idx)
+        self.qkv = nn.Linear(C, 3 * C)
+        self.proj = nn.Linear(C, C)
+
+    def forward(self, x, mask=None):
+        """x (B*nW, n, C); mask (nW, n, n) or None."""
+        Bw, n, C = x.shape
+        hd = C // self.heads
+        qkv = self.qkv(x).view(Bw, n, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
+        attn = q @ k.transpose(-2, -1)
+        bias = self.relative_position_bias_table[
+            self.relative_position_index.flatten()].view(n, n, -1)
+        attn = attn + bias.permute(2, 0, 1).unsqueeze(0)
+        if mask is not None:
+            nW = mask.shape[0]
+            attn = (attn.view(Bw // nW, nW, self.heads, n, n)
+                    + mask.unsqueeze(1).unsqueeze(0)).view(-1, self.heads,
+                                                           n, n)
+        o = attn.softmax(-1) @ v
+        return self.proj(o.transpose(1, 2).reshape(Bw, n, C))
+
+
+class ShiftWindowMSA(nn.Module):
+    """Zero-pad to whole windows, roll by -shift (odd blocks), attend within
+    windows (shifted: regions of the rolled map masked by -100), undo."""
+
+    def __init__(self, C, heads, ws, shift):
+        super().__init__()
+        self.ws, self.shift = ws, shift
+        self.w_msa = WindowMSA(C, heads, ws)
+
+    def forward(self, x, H, W):
+        B, L, C = x.shape
+        ws, s = self.ws, self.shift
+        x = x.view(B, H, W, C)
+        Hp, Wp = -(-H // ws) * ws, -(-W // ws) * ws
+        x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
+        mask = None
+        if s:
+            x = torch.roll(x, (-s, -s), (1, 2))
+            lab = torch.zeros(Hp, Wp)
+            cnt = 0
+            for hs in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
+                for wsl in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
+                    lab[hs, wsl] = cnt
+                    cnt += 1
+            lw = lab.view(Hp // ws, ws, Wp // ws, ws).permute(0, 2, 1, 3)
+            lw = lw.reshape(-1, ws * ws)
+            mask = (lw[:, None, :] != lw[:, :, None]).to(x.dtype) * -100.0
+        win = x.view(B, Hp // ws, ws, Wp // ws, ws, C).permute(0, 1, 3, 2, 4, 5)
+        out = self.w_msa(win.reshape(-1, ws * ws, C), mask)
+        out = out.view(B, Hp // ws, Wp // ws, ws, ws, C).permute(0, 1, 3, 2, 4,
+                                                                5)
+        out = out.reshape(B, Hp, Wp, C)
+        if s:
+            out = torch.roll(out, (s, s), (1, 2))
+        return out[:, :H, :W, :].reshape(B, H * W, C)
+
+
+class SwinBlock(nn.Module):
+    def __init__(self, C, heads, ws, shift, mlp_ratio):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(C)
+        self.attn = ShiftWindowMSA(C, heads, ws, shift)
+        self.norm2 = nn.LayerNorm(C)
+        self.ffn = nn.Module()
+        self.ffn.layers = nn.Sequential(
+            nn.Sequential(nn.Linear(C, mlp_ratio * C), nn.GELU()),
+            nn.Linear(mlp_ratio * C, C))
+
+    def forward(self, x, H, W):
+        x = x + self.attn(self.norm1(x), H, W)
+        return x + self.ffn.layers(self.norm2(x))
+
+
+class PatchMerging(nn.Module):
+    """2x2 unfold (channel-major: c * 4 + dy * 2 + dx), LN(4C), Linear to
+    2C without bias."""
+
+    def __init__(self, C):
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * C)
+        self.reduction = nn.Linear(4 * C, 2 * C, bias=False)
+
+    def forward(self, x, H, W):
+        B, L, C = x.shape
+        x = x.view(B, H, W, C).permute(0, 3, 1, 2)
+        x = F.unfold(x, 2, stride=2).transpose(1, 2)
+        return self.reduction(self.norm(x)), H // 2, W // 2
+
+
+class SwinStage(nn.Module):
+    def __init__(self, C, depth, heads, ws, mlp_ratio, downsample):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            [SwinBlock(C, heads, ws, ws // 2 if j % 2 else 0, mlp_ratio)
+             for j in range(depth)])
+        self.downsample = PatchMerging(C) if downsample else None
+
+
+class SwinTransformer(nn.Module):
+    """mmdet SwinTransformer at inference (model-spec 3.3): patch embed
+    4x4/4 + LN, 4 stages of (shifted) window blocks, patch merging between
+    stages; output i = norm{i} of stage i before its merge, NCHW."""
+
+    def __init__(self, embed_dims, depths, heads, ws=7, mlp_ratio=4):
+        super().__init__()
+        self.patch_embed = nn.Module()
+        self.patch_embed.projection = nn.Conv2d(3, embed_dims, 4, 4)
+        self.patch_embed.norm = nn.LayerNorm(embed_dims)
+        self.stages = nn.ModuleList(
+            [SwinStage(embed_dims * 2 ** i, depths[i], heads[i], ws,
+                       mlp_ratio, i < 3) for i in range(4)])
+        for i in range(4):
+            setattr(self, "norm%d" % i, nn.LayerNorm(embed_dims * 2 ** i))
+
+    def forward(self, x):
+        x = self.patch_embed.projection(x)
+        B, C, H, W = x.shape
+        x = self.patch_embed.norm(x.flatten(2).transpose(1, 2))
+        outs = []
+        for i, st in enumerate(self.stages):
+            for blk in st.blocks:
+                x = blk(x, H, W)
+            o = getattr(self, "norm%d" % i)(x)
+            outs.append(o.view(B, H, W, -1).permute(0, 3, 1, 2).contiguous())
+            if st.downsample is not None:
+                x, H, W = st.downsample(x, H, W)
         return outs
 
 
@@ -663,9 +836,13 @@ class StageInteractor(nn.Module):
         super().__init__()
         self.cfg = dict(cfg)
         bc = cfg["base_channels"]
-        self.backbone = ResNet(cfg["depth"], bc, backbone_options(cfg))
-        self.neck = ChannelMapping([bc * 4 * 2 ** i for i in range(4)],
-                                   cfg["content_dim"])
+        if cfg.get("backbone_type") == "SwinTransformer":
+            self.backbone = SwinTransformer(
+                cfg["embed_dims"], cfg["swin_depths"], cfg["swin_heads"],
+                cfg["window_size"], cfg["mlp_ratio"])
+        else:
+            self.backbone = ResNet(cfg["depth"], bc, backbone_options(cfg))
+        self.neck = ChannelMapping(backbone_channels(cfg), cfg["content_dim"])
         self.rpn_head = SubInitialQueryGenerator(cfg["num_query"],
                                                  cfg["content_dim"])
         self.roi_head = RoIHead(cfg)

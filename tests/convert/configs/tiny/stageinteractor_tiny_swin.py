@@ -1,7 +1,6 @@
 # Test fixture: the tiny config with a small Swin backbone swapped in the
 # way the official swin_s config does it (backbone dict with _delete_, new
-# neck in_channels).  The engine cannot run Swin yet: the converter must
-# refuse it, and convert it with --allow-unsupported.
+# neck in_channels).  It converts, and the engine runs the result.
 _base_ = './stageinteractor_tiny_r50.py'
 model = dict(
     backbone=dict(

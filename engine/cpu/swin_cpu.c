@@ -1,0 +1,131 @@
+/* swin_cpu.c: the Swin backbone's own ops on the CPU (model-spec 3.3):
+ * (shifted) window partition and its inverse with the residual add, the
+ * windows' relative-position bias + mask + softmax, the 2x2 unfold of
+ * patch merging, bias + GELU.  Index arithmetic from si-math.h, shared
+ * with the CUDA twin.
+ */
+#include "backend_cpu.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "si-math.h"
+
+static int
+ceil_to (int v, int m)
+{
+  return (v + m - 1) / m * m;
+}
+
+void
+si_window_partition_cpu (SiBackend *be, const float *x, int h, int w, int c,
+    int ws, int shift, float *win)
+{
+  int hp = ceil_to (h, ws), wp = ceil_to (w, ws), nw_w = wp / ws;
+  long rows = (long) hp * wp;
+
+  si_cpu_apply_threads (be);
+#pragma omp parallel for schedule(static)
+  for (long r = 0; r < rows; r++) {
+    int t = (int) (r % (ws * ws)), wi = (int) (r / (ws * ws));
+    int sy = wi / nw_w * ws + t / ws, sx = wi % nw_w * ws + t % ws;
+    int py = si_swin_unroll (sy, shift, hp),
+        px = si_swin_unroll (sx, shift, wp);
+    float *o = win + (size_t) r * c;
+    if (py < h && px < w)
+      memcpy (o, x + ((size_t) py * w + px) * c, sizeof (float) * c);
+    else
+      memset (o, 0, sizeof (float) * c);
+  }
+}
+
+void
+si_window_merge_add_cpu (SiBackend *be, const float *win, int h, int w, int c,
+    int ws, int shift, float *x)
+{
+  int hp = ceil_to (h, ws), wp = ceil_to (w, ws), nw_w = wp / ws;
+
+  si_cpu_apply_threads (be);
+#pragma omp parallel for schedule(static)
+  for (int py = 0; py < h; py++) {
+    /* the rolled coordinate that shows padded coordinate py */
+    int sy = (py - shift % hp + hp) % hp;
+    for (int px = 0; px < w; px++) {
+      int sx = (px - shift % wp + wp) % wp;
+      size_t r =
+          ((size_t) (sy / ws * nw_w + sx / ws) * ws + sy % ws) * ws + sx % ws;
+      const float *s = win + r * c;
+      float *o = x + ((size_t) py * w + px) * c;
+#pragma omp simd
+      for (int k = 0; k < c; k++)
+        o[k] += s[k];
+    }
+  }
+}
+
+void
+si_window_softmax_cpu (SiBackend *be, float *logits, const float *table,
+    int nw_h, int nw_w, int heads, int ws, int shift)
+{
+  int n = ws * ws, hp = nw_h * ws, wp = nw_w * ws;
+  long rows = (long) nw_h * nw_w * heads * n;
+
+  si_cpu_apply_threads (be);
+#pragma omp parallel for schedule(static)
+  for (long r = 0; r < rows; r++) {
+    int a = (int) (r % n), hd = (int) (r / n % heads);
+    int wi = (int) (r / ((long) n * heads));
+    int wy = wi / nw_w * ws, wx = wi % nw_w * ws;
+    int la = si_swin_region (wy + a / ws, hp, ws, shift) * 3 +
+        si_swin_region (wx + a % ws, wp, ws, shift);
+    float *l = logits + (size_t) r * n;
+    float mx = -INFINITY, sum = 0.0f;
+    for (int b = 0; b < n; b++) {
+      l[b] += table[(size_t) si_swin_rel_index (a, b, ws) * heads + hd];
+      if (shift > 0 &&
+          si_swin_region (wy + b / ws, hp, ws, shift) * 3 +
+                  si_swin_region (wx + b % ws, wp, ws, shift) !=
+              la)
+        l[b] += -100.0f;
+      mx = fmaxf (mx, l[b]);
+    }
+    for (int b = 0; b < n; b++) {
+      l[b] = expf (l[b] - mx);
+      sum += l[b];
+    }
+    for (int b = 0; b < n; b++)
+      l[b] /= sum;
+  }
+}
+
+void
+si_patch_merge_cpu (
+    SiBackend *be, const float *x, int h, int w, int c, float *y)
+{
+  int ho = h / 2, wo = w / 2;
+
+  si_cpu_apply_threads (be);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < ho; i++) {
+    for (int j = 0; j < wo; j++) {
+      float *o = y + ((size_t) i * wo + j) * 4 * c;
+      for (int q = 0; q < 4; q++) {
+        const float *s = x + ((size_t) (2 * i + q / 2) * w + 2 * j + q % 2) * c;
+        for (int k = 0; k < c; k++)
+          o[k * 4 + q] = s[k];
+      }
+    }
+  }
+}
+
+void
+si_bias_gelu_cpu (SiBackend *be, float *y, const float *bias, int rows, int n)
+{
+  si_cpu_apply_threads (be);
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++) {
+    float *v = y + (size_t) r * n;
+    for (int k = 0; k < n; k++)
+      v[k] = si_gelu (v[k] + bias[k]);
+  }
+}

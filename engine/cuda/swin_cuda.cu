@@ -1,0 +1,175 @@
+/* swin_cuda.cu: CUDA twin of swin_cpu.c (model-spec 3.3): window
+ * partition and merge-add over NHWC fp32 token maps, the windows' bias +
+ * mask + softmax (one warp per row), the 2x2 patch-merging unfold, bias +
+ * GELU.  Index arithmetic from si-math.h, shared with the CPU.  One
+ * thread per output element elsewhere, consecutive threads on
+ * consecutive channels.
+ */
+#include "backend_cuda.h"
+
+#include <math.h>
+
+#include "si-math.h"
+
+static __host__ __device__ int
+ceil_to (int v, int m)
+{
+  return (v + m - 1) / m * m;
+}
+
+__global__ void
+window_partition_kernel (
+    const float *x, int h, int w, int c, int ws, int shift, float *win)
+{
+  int hp = ceil_to (h, ws), wp = ceil_to (w, ws), nw_w = wp / ws;
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= (long) hp * wp * c)
+    return;
+  int k = (int) (t % c);
+  long r = t / c;
+  int tok = (int) (r % (ws * ws)), wi = (int) (r / (ws * ws));
+  int sy = wi / nw_w * ws + tok / ws, sx = wi % nw_w * ws + tok % ws;
+  int py = si_swin_unroll (sy, shift, hp), px = si_swin_unroll (sx, shift, wp);
+  win[t] = py < h && px < w ? x[((size_t) py * w + px) * c + k] : 0.0f;
+}
+
+__global__ void
+window_merge_add_kernel (
+    const float *win, int h, int w, int c, int ws, int shift, float *x)
+{
+  int hp = ceil_to (h, ws), wp = ceil_to (w, ws), nw_w = wp / ws;
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= (long) h * w * c)
+    return;
+  int k = (int) (t % c);
+  long p = t / c;
+  int py = (int) (p / w), px = (int) (p % w);
+  int sy = (py - shift % hp + hp) % hp, sx = (px - shift % wp + wp) % wp;
+  size_t r =
+      ((size_t) (sy / ws * nw_w + sx / ws) * ws + sy % ws) * ws + sx % ws;
+  x[t] += win[r * c + k];
+}
+
+/* One warp per row of n = ws^2 logits (n <= 32 * SI_SWIN_MAX_PER_LANE). */
+#define SI_SWIN_MAX_PER_LANE 128
+
+__global__ void
+window_softmax_kernel (float *logits, const float *table, int nw_h, int nw_w,
+    int heads, int ws, int shift, long rows)
+{
+  int n = ws * ws, hp = nw_h * ws, wp = nw_w * ws;
+  long r = ((long) blockIdx.x * blockDim.x + threadIdx.x) / 32;
+  int lane = threadIdx.x % 32;
+  if (r >= rows)
+    return;
+  int a = (int) (r % n), hd = (int) (r / n % heads);
+  int wi = (int) (r / ((long) n * heads));
+  int wy = wi / nw_w * ws, wx = wi % nw_w * ws;
+  int la = si_swin_region (wy + a / ws, hp, ws, shift) * 3 +
+      si_swin_region (wx + a % ws, wp, ws, shift);
+  float *l = logits + (size_t) r * n;
+  float mx = -INFINITY, sum = 0.0f;
+  for (int b = lane; b < n; b += 32) {
+    float v = l[b] + table[(size_t) si_swin_rel_index (a, b, ws) * heads + hd];
+    if (shift > 0 &&
+        si_swin_region (wy + b / ws, hp, ws, shift) * 3 +
+                si_swin_region (wx + b % ws, wp, ws, shift) !=
+            la)
+      v += -100.0f;
+    l[b] = v;
+    mx = fmaxf (mx, v);
+  }
+  for (int o = 16; o > 0; o /= 2)
+    mx = fmaxf (mx, __shfl_xor_sync (0xffffffffu, mx, o));
+  for (int b = lane; b < n; b += 32) {
+    float e = expf (l[b] - mx);
+    l[b] = e;
+    sum += e;
+  }
+  for (int o = 16; o > 0; o /= 2)
+    sum += __shfl_xor_sync (0xffffffffu, sum, o);
+  for (int b = lane; b < n; b += 32)
+    l[b] /= sum;
+}
+
+__global__ void
+patch_merge_kernel (const float *x, int h, int w, int c, float *y)
+{
+  int ho = h / 2, wo = w / 2;
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= (long) ho * wo * 4 * c)
+    return;
+  int f = (int) (t % (4 * c)), k = f / 4, q = f % 4;
+  long p = t / (4 * c);
+  int i = (int) (p / wo), j = (int) (p % wo);
+  y[t] = x[((size_t) (2 * i + q / 2) * w + 2 * j + q % 2) * c + k];
+}
+
+__global__ void
+bias_gelu_kernel (float *y, const float *bias, int rows, int n)
+{
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= (long) rows * n)
+    return;
+  y[t] = si_gelu (y[t] + bias[t % n]);
+}
+
+void
+si_window_partition_cuda (SiBackend *be, const float *x, int h, int w, int c,
+    int ws, int shift, float *win)
+{
+  long total = (long) ceil_to (h, ws) * ceil_to (w, ws) * c;
+  if (total <= 0)
+    return;
+  window_partition_kernel<<<si_cuda_blocks (total, 256), 256, 0,
+      si_cuda_priv (be)->stream>>> (x, h, w, c, ws, shift, win);
+  SI_CUDA_LAUNCHED (be, "window_partition_kernel");
+}
+
+void
+si_window_merge_add_cuda (SiBackend *be, const float *win, int h, int w, int c,
+    int ws, int shift, float *x)
+{
+  long total = (long) h * w * c;
+  if (total <= 0)
+    return;
+  window_merge_add_kernel<<<si_cuda_blocks (total, 256), 256, 0,
+      si_cuda_priv (be)->stream>>> (win, h, w, c, ws, shift, x);
+  SI_CUDA_LAUNCHED (be, "window_merge_add_kernel");
+}
+
+void
+si_window_softmax_cuda (SiBackend *be, float *logits, const float *table,
+    int nw_h, int nw_w, int heads, int ws, int shift)
+{
+  long rows = (long) nw_h * nw_w * heads * ws * ws;
+  if (rows <= 0)
+    return;
+  window_softmax_kernel<<<si_cuda_blocks (rows * 32, 256), 256, 0,
+      si_cuda_priv (be)->stream>>> (
+      logits, table, nw_h, nw_w, heads, ws, shift, rows);
+  SI_CUDA_LAUNCHED (be, "window_softmax_kernel");
+}
+
+void
+si_patch_merge_cuda (
+    SiBackend *be, const float *x, int h, int w, int c, float *y)
+{
+  long total = (long) (h / 2) * (w / 2) * 4 * c;
+  if (total <= 0)
+    return;
+  patch_merge_kernel<<<si_cuda_blocks (total, 256), 256, 0,
+      si_cuda_priv (be)->stream>>> (x, h, w, c, y);
+  SI_CUDA_LAUNCHED (be, "patch_merge_kernel");
+}
+
+void
+si_bias_gelu_cuda (SiBackend *be, float *y, const float *bias, int rows, int n)
+{
+  long total = (long) rows * n;
+  if (total <= 0)
+    return;
+  bias_gelu_kernel<<<si_cuda_blocks (total, 256), 256, 0,
+      si_cuda_priv (be)->stream>>> (y, bias, rows, n);
+  SI_CUDA_LAUNCHED (be, "bias_gelu_kernel");
+}
