@@ -19,6 +19,7 @@ typedef struct
   char *model;
   char *image;
   char *backend;
+  char *precision;
   double threshold;
   int max_detections;
   int threads;
@@ -127,6 +128,21 @@ parse_backend (const char *s, SiBackendKind *kind, GError **error)
   return TRUE;
 }
 
+static gboolean
+parse_precision (const char *s, SiPrecision *precision, GError **error)
+{
+  if (s == NULL || strcmp (s, "fp32") == 0)
+    *precision = SI_PRECISION_FP32;
+  else if (strcmp (s, "fp16") == 0)
+    *precision = SI_PRECISION_FP16;
+  else {
+    g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+        "unknown precision \"%s\" (fp32 or fp16)", s);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 static void
 print_timings (const SiContext *ctx)
 {
@@ -152,7 +168,8 @@ run (const Args *a, GError **error)
   gboolean ok = FALSE;
 
   si_context_options_init (&opts);
-  if (!parse_backend (a->backend, &opts.backend, error))
+  if (!parse_backend (a->backend, &opts.backend, error) ||
+      !parse_precision (a->precision, &opts.precision, error))
     return FALSE;
   opts.num_threads = a->threads;
   opts.part_timings = a->timings;
@@ -225,6 +242,10 @@ main (int argc, char **argv)
         "Image file (PPM, PNG or JPEG)", "FILE" },
     { "backend", 'b', 0, G_OPTION_ARG_STRING, &a.backend,
         "auto (default), cpu or cuda", "NAME" },
+    { "precision", 'p', 0, G_OPTION_ARG_STRING, &a.precision,
+        "fp32 (default) or fp16 (CUDA: tensor-core GEMMs, half maps; the "
+        "CPU computes in fp32 either way)",
+        "P" },
     { "threshold", 't', 0, G_OPTION_ARG_DOUBLE, &a.threshold,
         "Minimum score (default 0.3; 0 keeps all top max_per_img)", "T" },
     { "max-detections", 'n', 0, G_OPTION_ARG_INT, &a.max_detections,
@@ -258,7 +279,7 @@ main (int argc, char **argv)
         argc > 1 ? "unexpected arguments" : "--model and --image are required");
     fprintf (stderr,
         "usage: si-detect --model FILE --image FILE "
-        "[--backend auto|cpu|cuda] [--threshold T] "
+        "[--backend auto|cpu|cuda] [--precision fp32|fp16] [--threshold T] "
         "[--max-detections N] [--dump FILE] [--version]\n");
     rc = 2;
     goto out;
@@ -280,6 +301,7 @@ out:
   g_free (a.model);
   g_free (a.image);
   g_free (a.backend);
+  g_free (a.precision);
   g_free (a.dump);
   return rc;
 }

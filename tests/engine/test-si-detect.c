@@ -101,6 +101,9 @@ test_usage_errors (void)
   expect_failure (
       run_tool ("--model", model, "--image", image, "--backend", "tpu", NULL),
       1, "tpu");
+  expect_failure (
+      run_tool ("--model", model, "--image", image, "--precision", "fp8", NULL),
+      1, "unknown precision \"fp8\"");
   g_free (model);
   g_free (image);
 }

@@ -75,12 +75,14 @@ def make_model(deform_groups, fallback, seed):
     return net.eval(), n_dcn
 
 
-def compare(name_run, dump, ref):
+def compare(name_run, dump, ref, tol=TOL, prefixes=None):
+    """prefixes: compare only the tensors whose names start so (None:
+    every tensor)."""
     fails, worst = 0, 0.0
     for name in sorted(dump):
         if name in ("input", "preproc.resized_rgb", "init.imgs_whwh"):
             continue
-        if name not in ref:
+        if name not in ref or (prefixes and not name.startswith(prefixes)):
             continue
         got = dump[name].astype(np.float64)
         want = ref[name].detach().double().numpy()
@@ -96,10 +98,10 @@ def compare(name_run, dump, ref):
             continue
         rel = np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-12)
         worst = max(worst, rel)
-        if rel > TOL or name.startswith("backbone."):
+        if rel > tol or name.startswith("backbone."):
             print("%s: %-24s rel L2 %.2e %s" %
-                  (name_run, name, rel, "FAIL" if rel > TOL else "ok"))
-        fails += rel > TOL
+                  (name_run, name, rel, "FAIL" if rel > tol else "ok"))
+        fails += rel > tol
     return fails, worst
 
 
@@ -153,12 +155,13 @@ def test_frame(seed):
 
 
 def check_engine(net, si_detect, runs, img, test_scale, hook=None,
-                 report=None):
+                 report=None, extra_args=(), tol=TOL, prefixes=None):
     """Exports net, runs si-detect --dump on img for each run (name,
-    backend, extra environment) and compares every dumped tensor with
-    net's own on the engine's network input.  hook () -> hooks to remove
-    after the PyTorch pass, report () prints what they saw.  Returns the
-    process exit code."""
+    backend, extra environment) and compares every dumped tensor (those
+    named by prefixes, see compare) with net's own on the engine's
+    network input, within rel L2 tol.  hook () -> hooks to remove after
+    the PyTorch pass, report () prints what they saw; extra_args go to
+    si-detect.  Returns the process exit code."""
     fails, worst_all = 0, 0.0
     with tempfile.TemporaryDirectory() as tmp:
         mpath = os.path.join(tmp, "model.safetensors")
@@ -172,7 +175,8 @@ def check_engine(net, si_detect, runs, img, test_scale, hook=None,
             env = dict(os.environ, **env_extra)
             r = subprocess.run([si_detect, "--backend", backend, "--model",
                                 mpath, "--image", ipath, "--threshold", "0",
-                                "--dump", dpath], capture_output=True,
+                                "--dump", dpath] + list(extra_args),
+                               capture_output=True,
                                text=True, env=env)
             if r.returncode != 0:
                 print("FAIL %s: si-detect exited %d: %s" %
@@ -199,13 +203,15 @@ def check_engine(net, si_detect, runs, img, test_scale, hook=None,
                     report()
                 ref.update({"det_boxes": b, "det_scores": s,
                             "det_labels": lab, "det_query_index": qi})
-            f, worst = compare(lname, dump, ref)
+            f, worst = compare(lname, dump, ref, tol, prefixes)
             print("%s: %d tensors compared, worst rel L2 %.2e, %d failures" %
-                  (lname, sum(1 for k in dump if k in ref), worst, f))
+                  (lname, sum(1 for k in dump if k in ref and
+                              (not prefixes or k.startswith(prefixes))),
+                   worst, f))
             fails += f
             worst_all = max(worst_all, worst)
     print("worst rel L2 %.2e (limit %.0e), %d failures" %
-          (worst_all, TOL, fails))
+          (worst_all, tol, fails))
     return 1 if fails else 0
 
 if __name__ == "__main__":

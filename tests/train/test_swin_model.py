@@ -9,9 +9,11 @@
 # are exercised) and every intermediate tensor must match PyTorch fed the
 # engine's own network input (rel L2 <= 1e-4; labels and query indices
 # exact), in each CPU map layout, or with --cuda-module M on the CUDA
-# backend loaded from M (the emulation's module on machines without a GPU).
+# backend loaded from M (the emulation's module on machines without a GPU);
+# --precision fp16 there compares the image side (backbone, neck) within
+# 1e-2 (tensor-core GEMMs, half maps).
 # Usage: test_swin_model.py --si-detect EXE [--seed S] [--window-size N]
-#        [--cuda-module M]
+#        [--cuda-module M [--precision fp16]]
 import argparse
 import os
 import sys
@@ -24,6 +26,9 @@ import torch  # noqa: E402
 
 import model as M  # noqa: E402
 import test_dcn_model as D  # noqa: E402
+
+
+FP16_TOL = 1e-2
 
 
 def make_model(seed, window_size):
@@ -110,6 +115,7 @@ def main():
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--window-size", type=int, default=7)
     ap.add_argument("--cuda-module")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
     a = ap.parse_args()
     if not os.path.exists(a.si_detect):
         print("skipped: si-detect not built (%s)" % a.si_detect)
@@ -125,9 +131,13 @@ def main():
             return 1
         runs = [("cuda", "cuda", {"SI_CUDA_MODULE": a.cuda_module})]
     fails = 0 if a.cuda_module else check_refusals(net, a.si_detect)
+    # fp16 (CUDA): the image side only, within half precision's error
+    fp16 = {"extra_args": ["--precision", "fp16"], "tol": FP16_TOL,
+            "prefixes": ("backbone.", "neck.")} if a.precision == "fp16" \
+        else {}
     # 200x150 -> 256x192 (padded 256x192): tokens 64x48 .. 8x6
     return D.check_engine(net, a.si_detect, runs, D.test_frame(a.seed),
-                          (256, 192)) or (1 if fails else 0)
+                          (256, 192), **fp16) or (1 if fails else 0)
 
 
 if __name__ == "__main__":
