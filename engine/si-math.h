@@ -299,12 +299,58 @@ si_swin_region (int s, int len, int ws, int shift)
   return s < len - ws ? 0 : (s < len - shift ? 1 : 2);
 }
 
+/* The rolled coordinate that shows padded coordinate p (the inverse of
+ * si_swin_unroll). */
+SI_HOSTDEV static inline int
+si_swin_roll_back (int p, int shift, int len)
+{
+  return (p - shift % len + len) % len;
+}
+
+/* Row of the window token at rolled (sy, sx) in the (nW * ws * ws, C)
+ * windows of a map nw_w windows wide, and back. */
+SI_HOSTDEV static inline long
+si_swin_row (int sy, int sx, int ws, int nw_w)
+{
+  return ((long) (sy / ws * nw_w + sx / ws) * ws + sy % ws) * ws + sx % ws;
+}
+
+SI_HOSTDEV static inline void
+si_swin_row_coords (long r, int ws, int nw_w, int *sy, int *sx)
+{
+  int t = (int) (r % (ws * ws)), wi = (int) (r / (ws * ws));
+  *sy = wi / nw_w * ws + t / ws;
+  *sx = wi % nw_w * ws + t % ws;
+}
+
 /* Bias-table row of window tokens a and b (row-major in a ws x ws
  * window): (ya - yb + ws - 1) (2 ws - 1) + (xa - xb + ws - 1). */
 SI_HOSTDEV static inline int
 si_swin_rel_index (int a, int b, int ws)
 {
   return (a / ws - b / ws + ws - 1) * (2 * ws - 1) + (a % ws - b % ws + ws - 1);
+}
+
+/* The mask region (0 .. 8) of token t of the window whose top-left
+ * rolled coordinate is (y0, x0), in an (hp, wp) padded map. */
+SI_HOSTDEV static inline int
+si_swin_label (int y0, int x0, int t, int ws, int hp, int wp, int shift)
+{
+  return si_swin_region (y0 + t / ws, hp, ws, shift) * 3 +
+      si_swin_region (x0 + t % ws, wp, ws, shift);
+}
+
+/* What the logit of query a, key b of head hd gets added in the window at
+ * (y0, x0): the relative-position bias, and -100 between tokens of
+ * different regions in shifted windows (la: a's si_swin_label). */
+SI_HOSTDEV static inline float
+si_swin_logit_bias (const float *table, int heads, int hd, int a, int b, int la,
+    int y0, int x0, int ws, int hp, int wp, int shift)
+{
+  float v = table[(long) si_swin_rel_index (a, b, ws) * heads + hd];
+  if (shift > 0 && si_swin_label (y0, x0, b, ws, hp, wp, shift) != la)
+    v += -100.0f;
+  return v;
 }
 
 #endif /* SI_MATH_H */

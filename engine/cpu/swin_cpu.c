@@ -27,8 +27,8 @@ si_window_partition_cpu (SiBackend *be, const float *x, int h, int w, int c,
   si_cpu_apply_threads (be);
 #pragma omp parallel for schedule(static)
   for (long r = 0; r < rows; r++) {
-    int t = (int) (r % (ws * ws)), wi = (int) (r / (ws * ws));
-    int sy = wi / nw_w * ws + t / ws, sx = wi % nw_w * ws + t % ws;
+    int sy, sx;
+    si_swin_row_coords (r, ws, nw_w, &sy, &sx);
     int py = si_swin_unroll (sy, shift, hp),
         px = si_swin_unroll (sx, shift, wp);
     float *o = win + (size_t) r * c;
@@ -48,13 +48,10 @@ si_window_merge_add_cpu (SiBackend *be, const float *win, int h, int w, int c,
   si_cpu_apply_threads (be);
 #pragma omp parallel for schedule(static)
   for (int py = 0; py < h; py++) {
-    /* the rolled coordinate that shows padded coordinate py */
-    int sy = (py - shift % hp + hp) % hp;
+    int sy = si_swin_roll_back (py, shift, hp);
     for (int px = 0; px < w; px++) {
-      int sx = (px - shift % wp + wp) % wp;
-      size_t r =
-          ((size_t) (sy / ws * nw_w + sx / ws) * ws + sy % ws) * ws + sx % ws;
-      const float *s = win + r * c;
+      long r = si_swin_row (sy, si_swin_roll_back (px, shift, wp), ws, nw_w);
+      const float *s = win + (size_t) r * c;
       float *o = x + ((size_t) py * w + px) * c;
 #pragma omp simd
       for (int k = 0; k < c; k++)
@@ -76,17 +73,12 @@ si_window_softmax_cpu (SiBackend *be, float *logits, const float *table,
     int a = (int) (r % n), hd = (int) (r / n % heads);
     int wi = (int) (r / ((long) n * heads));
     int wy = wi / nw_w * ws, wx = wi % nw_w * ws;
-    int la = si_swin_region (wy + a / ws, hp, ws, shift) * 3 +
-        si_swin_region (wx + a % ws, wp, ws, shift);
+    int la = si_swin_label (wy, wx, a, ws, hp, wp, shift);
     float *l = logits + (size_t) r * n;
     float mx = -INFINITY, sum = 0.0f;
     for (int b = 0; b < n; b++) {
-      l[b] += table[(size_t) si_swin_rel_index (a, b, ws) * heads + hd];
-      if (shift > 0 &&
-          si_swin_region (wy + b / ws, hp, ws, shift) * 3 +
-                  si_swin_region (wx + b % ws, wp, ws, shift) !=
-              la)
-        l[b] += -100.0f;
+      l[b] += si_swin_logit_bias (
+          table, heads, hd, a, b, la, wy, wx, ws, hp, wp, shift);
       mx = fmaxf (mx, l[b]);
     }
     for (int b = 0; b < n; b++) {

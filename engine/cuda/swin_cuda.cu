@@ -25,10 +25,8 @@ window_partition_kernel (
   long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= (long) hp * wp * c)
     return;
-  int k = (int) (t % c);
-  long r = t / c;
-  int tok = (int) (r % (ws * ws)), wi = (int) (r / (ws * ws));
-  int sy = wi / nw_w * ws + tok / ws, sx = wi % nw_w * ws + tok % ws;
+  int k = (int) (t % c), sy, sx;
+  si_swin_row_coords (t / c, ws, nw_w, &sy, &sx);
   int py = si_swin_unroll (sy, shift, hp), px = si_swin_unroll (sx, shift, wp);
   win[t] = py < h && px < w ? x[((size_t) py * w + px) * c + k] : 0.0f;
 }
@@ -44,15 +42,12 @@ window_merge_add_kernel (
   int k = (int) (t % c);
   long p = t / c;
   int py = (int) (p / w), px = (int) (p % w);
-  int sy = (py - shift % hp + hp) % hp, sx = (px - shift % wp + wp) % wp;
-  size_t r =
-      ((size_t) (sy / ws * nw_w + sx / ws) * ws + sy % ws) * ws + sx % ws;
-  x[t] += win[r * c + k];
+  long r = si_swin_row (si_swin_roll_back (py, shift, hp),
+      si_swin_roll_back (px, shift, wp), ws, nw_w);
+  x[t] += win[(size_t) r * c + k];
 }
 
-/* One warp per row of n = ws^2 logits (n <= 32 * SI_SWIN_MAX_PER_LANE). */
-#define SI_SWIN_MAX_PER_LANE 128
-
+/* One warp per row of n = ws^2 logits. */
 __global__ void
 window_softmax_kernel (float *logits, const float *table, int nw_h, int nw_w,
     int heads, int ws, int shift, long rows)
@@ -65,17 +60,13 @@ window_softmax_kernel (float *logits, const float *table, int nw_h, int nw_w,
   int a = (int) (r % n), hd = (int) (r / n % heads);
   int wi = (int) (r / ((long) n * heads));
   int wy = wi / nw_w * ws, wx = wi % nw_w * ws;
-  int la = si_swin_region (wy + a / ws, hp, ws, shift) * 3 +
-      si_swin_region (wx + a % ws, wp, ws, shift);
+  int la = si_swin_label (wy, wx, a, ws, hp, wp, shift);
   float *l = logits + (size_t) r * n;
   float mx = -INFINITY, sum = 0.0f;
   for (int b = lane; b < n; b += 32) {
-    float v = l[b] + table[(size_t) si_swin_rel_index (a, b, ws) * heads + hd];
-    if (shift > 0 &&
-        si_swin_region (wy + b / ws, hp, ws, shift) * 3 +
-                si_swin_region (wx + b % ws, wp, ws, shift) !=
-            la)
-      v += -100.0f;
+    float v = l[b] +
+        si_swin_logit_bias (
+            table, heads, hd, a, b, la, wy, wx, ws, hp, wp, shift);
     l[b] = v;
     mx = fmaxf (mx, v);
   }
