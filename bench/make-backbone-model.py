@@ -6,8 +6,8 @@ model of tools/train (for benchmarks only; never commit its output):
   x101-dcn  ResNeXt-101 32x4d, DCNv1 in layer2-4 (the dx101 configs)
   swin-s    Swin-S: embed_dims 96, depths 2/2/18/2, heads 3/6/12/24
 
-Both with the 300-query decoder of those configs (32 sampling points a
-stage, 128 output points, 80 classes, 100 detections).
+Both with the 300-query decoder of those configs (4 groups, first-level
+points 8 then 4 a stage, 128 output points, 80 classes, 300 detections).
 
 usage: make-backbone-model.py {x101-dcn,swin-s} --out FILE [--seed S]
 """
@@ -41,8 +41,8 @@ def main():
     a = ap.parse_args()
     cfg = M.make_config(num_classes=80, num_query=300, base_channels=64,
                         depth=101, content_dim=256, ffn=2048, n_heads=4,
-                        num_heads=8, in_points=(32,) * 6, out_points=128,
-                        max_per_img=100)
+                        num_heads=8, in_points=(8, 4, 4, 4, 4, 4),
+                        out_points=128, max_per_img=300)
     cfg.update(BACKBONES[a.backbone])
     torch.manual_seed(a.seed)
     net = M.StageInteractor(cfg)

@@ -364,11 +364,17 @@ check_backbone (
   SiBackboneNet *bn[2] = { NULL, NULL };
   GError *error = NULL;
 
-  si_backbone_sizes (bb, px, 0, &s);
+  si_backbone_sizes (bb, px, MAX (h, w), &s);
   SiTwin stem = twin_buffer (s.stem), pool = twin_buffer (s.pool),
          t1 = twin_buffer (s.t1), t2 = twin_buffer (s.t2),
          doff = twin_buffer (s.dcn_offset), dcols = twin_buffer (s.dcn_cols),
          dout = twin_buffer (s.dcn_out);
+  /* Swin scratch (one float each for ResNets); hidden over qkv as in
+   * net.c */
+  SiTwin sx = twin_buffer (s.swin_x), sln = twin_buffer (s.swin_ln),
+         swin = twin_buffer (s.swin_win), sattn = twin_buffer (s.swin_attn),
+         slog = twin_buffer (s.swin_logits),
+         sqkv = twin_buffer (MAX (s.swin_qkv, s.swin_hidden));
   for (int l = 0; l < SI_NUM_LEVELS; l++)
     out[l] = twin_buffer (s.out[l]);
   FOR_BOTH (i) {
@@ -379,6 +385,13 @@ check_backbone (
       .dcn_offset = TF (doff, i),
       .dcn_cols = TF (dcols, i),
       .dcn_out = TF (dout, i),
+      .swin_x = TF (sx, i),
+      .swin_ln = TF (sln, i),
+      .swin_win = TF (swin, i),
+      .swin_qkv = TF (sqkv, i),
+      .swin_logits = TF (slog, i),
+      .swin_attn = TF (sattn, i),
+      .swin_hidden = TF (sqkv, i),
       .out = {
           TF (out[0], i), TF (out[1], i), TF (out[2], i), TF (out[3], i) } };
     bn[i] = si_backbone_net_new (BE (i), bb, &error);
@@ -398,12 +411,14 @@ check_backbone (
   FOR_BOTH (i) {
     si_backbone_net_free (&bn[i]);
   }
-  SiTwin *all[] = { &x, &stem, &pool, &t1, &t2, &doff, &dcols, &dout };
+  SiTwin *all[] = { &x, &stem, &pool, &t1, &t2, &doff, &dcols, &dout, &sx, &sln,
+    &swin, &sattn, &slog, &sqkv };
   for (size_t i = 0; i < G_N_ELEMENTS (all); i++)
     si_twin_free (pt, all[i]);
   for (int l = 0; l < SI_NUM_LEVELS; l++) {
     si_twin_free (pt, &out[l]);
     g_free (bb->blocks[l]);
+    g_free (bb->swin.blocks[l]);
   }
   g_ptr_array_free (owned, TRUE);
 }
@@ -536,6 +551,128 @@ test_dcn_backbone (void)
     cin = planes * 4;
   }
   check_backbone ("DCN backbone", &bb, h, w, owned);
+}
+
+static SiLinear
+random_linear (GPtrArray *owned, int out, int in, bool bias)
+{
+  SiLinear l = { .out = out, .in = in };
+  float a = 1.0f / sqrtf ((float) in);
+  float *wt = si_parity_random (rng, (size_t) out * in, -a, a);
+  g_ptr_array_add (owned, wt);
+  l.w = wt;
+  if (bias) {
+    float *b = si_parity_random (rng, out, -0.1f, 0.1f);
+    g_ptr_array_add (owned, b);
+    l.b = b;
+  }
+  return l;
+}
+
+static SiNorm
+random_norm (GPtrArray *owned, int n)
+{
+  SiNorm nrm = { .n = n };
+  float *g = si_parity_random (rng, n, 0.5f, 1.5f);
+  float *b = si_parity_random (rng, n, -0.2f, 0.2f);
+  g_ptr_array_add (owned, g);
+  g_ptr_array_add (owned, b);
+  nrm.gamma = g;
+  nrm.beta = b;
+  return nrm;
+}
+
+/* The Swin ops on their own: (shifted) windows of a map that is not a
+ * multiple of the window, their softmax with bias and mask, the merge
+ * back, the 2x2 unfold, bias + GELU. */
+static void
+test_swin_ops_case (int h, int w, int c, int ws, int shift, int heads)
+{
+  int nw_h = (h + ws - 1) / ws, nw_w = (w + ws - 1) / ws, n = ws * ws;
+  size_t nwt = (size_t) nw_h * nw_w * n;
+  SiTwin x = twin_random ((size_t) h * w * c, -1, 1);
+  SiTwin y = twin_random ((size_t) h * w * c, -1, 1);
+  SiTwin win = twin_buffer (nwt * c);
+  SiTwin lg = twin_random (nwt * heads * n, -4, 4);
+  SiTwin tab =
+      twin_random ((size_t) (2 * ws - 1) * (2 * ws - 1) * heads, -1, 1);
+  SiTwin merged = twin_buffer ((size_t) h * w * c);
+  SiTwin bias = twin_random (c, -1, 1);
+  char what[96];
+
+  snprintf (what, sizeof (what), "swin ops %dx%dx%d ws%d shift%d", h, w, c, ws,
+      shift);
+  FOR_BOTH (i) {
+    OPS (i)->window_partition (BE (i), x.p[i], h, w, c, ws, shift, win.p[i]);
+    OPS (i)->window_softmax (
+        BE (i), lg.p[i], tab.p[i], nw_h, nw_w, heads, ws, shift);
+    OPS (i)->window_merge_add (BE (i), win.p[i], h, w, c, ws, shift, y.p[i]);
+    OPS (i)->patch_merge (BE (i), y.p[i], h & ~1, w & ~1, c, merged.p[i]);
+    OPS (i)->bias_gelu (BE (i), x.p[i], bias.p[i], h * w, c);
+  }
+  si_parity_sync (pt, what);
+  si_parity_check (pt, "window_partition", &win, nwt * c, 0.0);
+  si_parity_check (pt, "window_softmax", &lg, nwt * heads * n, TOL_ELEM);
+  si_parity_check (pt, "window_merge_add", &y, (size_t) h * w * c, 0.0);
+  si_parity_check (
+      pt, "patch_merge", &merged, (size_t) (h / 2) * (w / 2) * 4 * c, 0.0);
+  si_parity_check (pt, "bias_gelu", &x, (size_t) h * w * c, TOL_ELEM);
+  SiTwin *all[] = { &x, &y, &win, &lg, &tab, &merged, &bias };
+  for (size_t i = 0; i < G_N_ELEMENTS (all); i++)
+    si_twin_free (pt, all[i]);
+}
+
+/* A small Swin (model-spec 3.3) through backbone_swin.c on both
+ * backends: every stage with a plain and a shifted-window block, token
+ * maps padded to whole windows. */
+static void
+test_swin_backbone (void)
+{
+  GPtrArray *owned = g_ptr_array_new_with_free_func (g_free);
+  SiBackbone bb = { 0 };
+  SiSwin *sw = &bb.swin;
+  int e = 16, ws = 7;
+  int heads[SI_NUM_LEVELS] = { 1, 2, 2, 4 };
+
+  test_swin_ops_case (13, 17, 16, 7, 3, 2);
+  test_swin_ops_case (14, 21, 8, 7, 0, 1);
+  test_swin_ops_case (9, 10, 4, 5, 2, 3);
+
+  bb.type = SI_BACKBONE_SWIN;
+  sw->embed_dims = e;
+  sw->window_size = ws;
+  sw->mlp_ratio = 4;
+  sw->patch_embed = random_conv (owned, 3, e, 4, 4);
+  sw->patch_embed.pad = 0;
+  sw->patch_norm = random_norm (owned, e);
+  for (int i = 0; i < SI_NUM_LEVELS; i++) {
+    int c = e << i;
+    sw->depths[i] = 2;
+    sw->heads[i] = heads[i];
+    sw->blocks[i] = g_new0 (SiSwinBlock, 2);
+    for (int j = 0; j < 2; j++) {
+      SiSwinBlock *blk = &sw->blocks[i][j];
+      float *tab = si_parity_random (
+          rng, (size_t) (2 * ws - 1) * (2 * ws - 1) * heads[i], -1, 1);
+      g_ptr_array_add (owned, tab);
+      blk->shift = j ? ws / 2 : 0;
+      blk->norm1 = random_norm (owned, c);
+      blk->norm2 = random_norm (owned, c);
+      blk->qkv = random_linear (owned, 3 * c, c, true);
+      blk->proj = random_linear (owned, c, c, true);
+      blk->fc1 = random_linear (owned, 4 * c, c, true);
+      blk->fc2 = random_linear (owned, c, 4 * c, true);
+      blk->rel_bias = tab;
+    }
+    sw->out_norm[i] = random_norm (owned, c);
+    if (i < 3) {
+      sw->merge_norm[i] = random_norm (owned, 4 * c);
+      sw->merge_reduce[i] = random_linear (owned, 2 * c, 4 * c, false);
+    }
+    bb.out_channels[i] = c;
+  }
+  /* tokens 24x40 .. 3x5: padded to 28x42 .. 7x7 */
+  check_backbone ("Swin backbone", &bb, 96, 160, owned);
 }
 
 static void
@@ -1021,6 +1158,7 @@ main (int argc, char **argv)
   test_basic_block_backbone ();
   test_deform_im2col ();
   test_dcn_backbone ();
+  test_swin_backbone ();
   test_decoder_misc ();
   test_topk_case (20 * 80, 20, false);
   test_topk_case (100 * 80, 100, true);
