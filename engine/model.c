@@ -776,12 +776,12 @@ load_resnet (Ld *ld, const ResNetCfg *rc, GError **error)
 
 /* ---- Swin backbone (model-spec 3.3) ---- */
 
-/* `key` absent, or a true (want_true) / false-or-null value. */
+/* `key` must be absent or the boolean want. */
 static gboolean
 cfg_bool_fixed (Ld *ld, JsonObject *o, const char *path, const char *key,
     gboolean want, GError **error)
 {
-  gboolean v;
+  gboolean v = want;
   if (!cfg_bool (ld, o, path, key, want, &v, error))
     return FALSE;
   if (v != want)
