@@ -340,15 +340,37 @@ si_swin_label (int y0, int x0, int t, int ws, int hp, int wp, int shift)
       si_swin_region (x0 + t % ws, wp, ws, shift);
 }
 
+/* Row r of the (nW, heads, ws^2, ws^2) logits: its query token a, head
+ * hd, the window's top-left rolled coordinate (y0, x0) (nw_w windows a
+ * row) and a's mask region la. */
+typedef struct
+{
+  int a, hd, y0, x0, la;
+} SiSwinRow;
+
+SI_HOSTDEV static inline SiSwinRow
+si_swin_logit_row (
+    long r, int heads, int nw_w, int ws, int hp, int wp, int shift)
+{
+  SiSwinRow q;
+  int n = ws * ws, wi = (int) (r / ((long) n * heads));
+  q.a = (int) (r % n);
+  q.hd = (int) (r / n % heads);
+  q.y0 = wi / nw_w * ws;
+  q.x0 = wi % nw_w * ws;
+  q.la = si_swin_label (q.y0, q.x0, q.a, ws, hp, wp, shift);
+  return q;
+}
+
 /* What the logit of query a, key b of head hd gets added in the window at
  * (y0, x0): the relative-position bias, and -100 between tokens of
  * different regions in shifted windows (la: a's si_swin_label). */
 SI_HOSTDEV static inline float
-si_swin_logit_bias (const float *table, int heads, int hd, int a, int b, int la,
-    int y0, int x0, int ws, int hp, int wp, int shift)
+si_swin_logit_bias (const float *table, int heads, const SiSwinRow *q, int b,
+    int ws, int hp, int wp, int shift)
 {
-  float v = table[(long) si_swin_rel_index (a, b, ws) * heads + hd];
-  if (shift > 0 && si_swin_label (y0, x0, b, ws, hp, wp, shift) != la)
+  float v = table[(long) si_swin_rel_index (q->a, b, ws) * heads + q->hd];
+  if (shift > 0 && si_swin_label (q->y0, q->x0, b, ws, hp, wp, shift) != q->la)
     v += -100.0f;
   return v;
 }

@@ -70,15 +70,11 @@ si_window_softmax_cpu (SiBackend *be, float *logits, const float *table,
   si_cpu_apply_threads (be);
 #pragma omp parallel for schedule(static)
   for (long r = 0; r < rows; r++) {
-    int a = (int) (r % n), hd = (int) (r / n % heads);
-    int wi = (int) (r / ((long) n * heads));
-    int wy = wi / nw_w * ws, wx = wi % nw_w * ws;
-    int la = si_swin_label (wy, wx, a, ws, hp, wp, shift);
+    SiSwinRow q = si_swin_logit_row (r, heads, nw_w, ws, hp, wp, shift);
     float *l = logits + (size_t) r * n;
     float mx = -INFINITY, sum = 0.0f;
     for (int b = 0; b < n; b++) {
-      l[b] += si_swin_logit_bias (
-          table, heads, hd, a, b, la, wy, wx, ws, hp, wp, shift);
+      l[b] += si_swin_logit_bias (table, heads, &q, b, ws, hp, wp, shift);
       mx = fmaxf (mx, l[b]);
     }
     for (int b = 0; b < n; b++) {

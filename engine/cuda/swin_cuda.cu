@@ -57,16 +57,12 @@ window_softmax_kernel (float *logits, const float *table, int nw_h, int nw_w,
   int lane = threadIdx.x % 32;
   if (r >= rows)
     return;
-  int a = (int) (r % n), hd = (int) (r / n % heads);
-  int wi = (int) (r / ((long) n * heads));
-  int wy = wi / nw_w * ws, wx = wi % nw_w * ws;
-  int la = si_swin_label (wy, wx, a, ws, hp, wp, shift);
+  SiSwinRow q = si_swin_logit_row (r, heads, nw_w, ws, hp, wp, shift);
   float *l = logits + (size_t) r * n;
   float mx = -INFINITY, sum = 0.0f;
   for (int b = lane; b < n; b += 32) {
-    float v = l[b] +
-        si_swin_logit_bias (
-            table, heads, hd, a, b, la, wy, wx, ws, hp, wp, shift);
+    float v =
+        l[b] + si_swin_logit_bias (table, heads, &q, b, ws, hp, wp, shift);
     l[b] = v;
     mx = fmaxf (mx, v);
   }
