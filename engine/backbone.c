@@ -50,12 +50,6 @@ typedef struct
 
 G_STATIC_ASSERT (sizeof (SiBackboneGraphKey) <= SI_GRAPH_KEY_MAX);
 
-static size_t
-max_sz (size_t a, size_t b)
-{
-  return a > b ? a : b;
-}
-
 void
 si_backbone_sizes (
     const SiBackbone *bb, size_t px, int max_side, SiBackboneSizes *s)
@@ -78,18 +72,18 @@ si_backbone_sizes (
       size_t bpx = b == 0 ? in_px : out_px;
       if (bb->bottleneck) {
         /* pytorch style: the stride sits on conv2 */
-        s->t1 = max_sz (s->t1, (size_t) blk->conv1.cout * bpx);
-        s->t2 = max_sz (s->t2, (size_t) blk->conv2.cout * out_px);
+        s->t1 = MAX (s->t1, (size_t) blk->conv1.cout * bpx);
+        s->t2 = MAX (s->t2, (size_t) blk->conv2.cout * out_px);
         if (blk->deform_groups > 0) {
           size_t kcol = (size_t) blk->conv2.cin * 9;
           s->dcn_offset =
-              max_sz (s->dcn_offset, (size_t) blk->conv2_offset.cout * out_px);
-          s->dcn_cols = max_sz (s->dcn_cols,
+              MAX (s->dcn_offset, (size_t) blk->conv2_offset.cout * out_px);
+          s->dcn_cols = MAX (s->dcn_cols,
               kcol * MIN (out_px, MAX (DCN_COLS_FLOATS / kcol, 1)));
-          s->dcn_out = max_sz (s->dcn_out, (size_t) blk->conv2.cout * out_px);
+          s->dcn_out = MAX (s->dcn_out, (size_t) blk->conv2.cout * out_px);
         }
       } else {
-        s->t1 = max_sz (s->t1, (size_t) blk->conv1.cout * out_px);
+        s->t1 = MAX (s->t1, (size_t) blk->conv1.cout * out_px);
       }
     }
     s->out[l] = (size_t) bb->out_channels[l] * out_px;

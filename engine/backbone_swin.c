@@ -12,19 +12,16 @@
 
 #include <string.h>
 
+#include "si-math.h"
+#include "uploads.h"
+
 struct _SiSwinNet
 {
   SiBackend *be;
-  SiSwin sw;          /* weights as backend pointers (blocks: own arrays) */
-  SiConvPlan *embed;  /* patch_embed.projection */
-  GPtrArray *uploads; /* backend copies (not on the CPU) */
+  SiSwin sw;         /* weights as backend pointers (blocks: own arrays) */
+  SiConvPlan *embed; /* patch_embed.projection */
+  SiUploads uploads; /* backend copies (not on the CPU) */
 };
-
-static size_t
-max_sz (size_t a, size_t b)
-{
-  return a > b ? a : b;
-}
 
 void
 si_swin_sizes (const SiSwin *sw, size_t px, int max_side, SiBackboneSizes *s)
@@ -40,48 +37,16 @@ si_swin_sizes (const SiSwin *sw, size_t px, int max_side, SiBackboneSizes *s)
     size_t side = (size_t) (max_side >> (i + 2)) + 1;
     /* (H + ws - 1)(W + ws - 1) with H W <= n and H, W <= side */
     size_t nwt = n + 2 * (ws - 1) * side + (size_t) (ws - 1) * (ws - 1);
-    s->swin_x = max_sz (s->swin_x, n * c);
-    s->swin_ln = max_sz (s->swin_ln, n * c);
-    s->swin_win = max_sz (s->swin_win, nwt * c);
-    s->swin_qkv = max_sz (s->swin_qkv, nwt * 3 * c);
+    s->swin_x = MAX (s->swin_x, n * c);
+    s->swin_ln = MAX (s->swin_ln, n * c);
+    s->swin_win = MAX (s->swin_win, nwt * c);
+    s->swin_qkv = MAX (s->swin_qkv, nwt * 3 * c);
     s->swin_logits =
-        max_sz (s->swin_logits, nwt * sw->heads[i] * (size_t) (ws * ws));
-    s->swin_attn = max_sz (s->swin_attn, nwt * c);
-    s->swin_hidden = max_sz (s->swin_hidden, n * c * sw->mlp_ratio);
+        MAX (s->swin_logits, nwt * sw->heads[i] * (size_t) (ws * ws));
+    s->swin_attn = MAX (s->swin_attn, nwt * c);
+    s->swin_hidden = MAX (s->swin_hidden, n * c * sw->mlp_ratio);
     s->out[i] = n * c;
   }
-}
-
-/* A weight as a backend pointer: the host memory itself on the CPU, an
- * uploaded copy elsewhere. */
-static gboolean
-weight (SiSwinNet *sn, const float **w, size_t count, GError **error)
-{
-  void *p;
-
-  if (*w == NULL || sn->be->kind == SI_BACKEND_CPU)
-    return TRUE;
-  if (!(p = sn->be->ops->alloc (sn->be, count * sizeof (float), error)))
-    return FALSE;
-  g_ptr_array_add (sn->uploads, p);
-  if (!sn->be->ops->upload (sn->be, p, *w, count * sizeof (float), error))
-    return FALSE;
-  *w = p;
-  return TRUE;
-}
-
-static gboolean
-weight_linear (SiSwinNet *sn, SiLinear *l, GError **error)
-{
-  return weight (sn, &l->w, (size_t) l->out * l->in, error) &&
-      weight (sn, &l->b, l->out, error);
-}
-
-static gboolean
-weight_norm (SiSwinNet *sn, SiNorm *nrm, GError **error)
-{
-  return weight (sn, &nrm->gamma, nrm->n, error) &&
-      weight (sn, &nrm->beta, nrm->n, error);
 }
 
 SiSwinNet *
@@ -89,6 +54,7 @@ si_swin_net_new (SiBackend *be, const SiSwin *sw, GError **error)
 {
   const SiBackendOps *ops = be->ops;
   SiSwinNet *sn;
+  SiUploads *u;
   int ws = sw->window_size;
 
   if (!ops->window_partition || !ops->window_merge_add ||
@@ -99,31 +65,32 @@ si_swin_net_new (SiBackend *be, const SiSwin *sw, GError **error)
   }
   sn = g_new0 (SiSwinNet, 1);
   sn->be = be;
+  u = &sn->uploads;
   sn->sw = *sw;
-  sn->uploads = g_ptr_array_new ();
+  si_uploads_init (u, be);
   for (int i = 0; i < SI_NUM_LEVELS; i++)
     sn->sw.blocks[i] = g_memdup2 (
         sw->blocks[i], sizeof (SiSwinBlock) * (size_t) MAX (sw->depths[i], 1));
   if (!(sn->embed = ops->conv_prepare (be, &sw->patch_embed, error)) ||
-      !weight_norm (sn, &sn->sw.patch_norm, error))
+      !si_uploads_norm (u, &sn->sw.patch_norm, error))
     goto fail;
   for (int i = 0; i < SI_NUM_LEVELS; i++) {
     for (int j = 0; j < sw->depths[i]; j++) {
       SiSwinBlock *blk = &sn->sw.blocks[i][j];
-      if (!weight_norm (sn, &blk->norm1, error) ||
-          !weight_norm (sn, &blk->norm2, error) ||
-          !weight_linear (sn, &blk->qkv, error) ||
-          !weight_linear (sn, &blk->proj, error) ||
-          !weight_linear (sn, &blk->fc1, error) ||
-          !weight_linear (sn, &blk->fc2, error) ||
-          !weight (sn, &blk->rel_bias,
+      if (!si_uploads_norm (u, &blk->norm1, error) ||
+          !si_uploads_norm (u, &blk->norm2, error) ||
+          !si_uploads_linear (u, &blk->qkv, error) ||
+          !si_uploads_linear (u, &blk->proj, error) ||
+          !si_uploads_linear (u, &blk->fc1, error) ||
+          !si_uploads_linear (u, &blk->fc2, error) ||
+          !si_uploads_weight (u, &blk->rel_bias,
               (size_t) (2 * ws - 1) * (2 * ws - 1) * sw->heads[i], error))
         goto fail;
     }
-    if (!weight_norm (sn, &sn->sw.out_norm[i], error) ||
+    if (!si_uploads_norm (u, &sn->sw.out_norm[i], error) ||
         (i < 3 &&
-            (!weight_norm (sn, &sn->sw.merge_norm[i], error) ||
-                !weight_linear (sn, &sn->sw.merge_reduce[i], error))))
+            (!si_uploads_norm (u, &sn->sw.merge_norm[i], error) ||
+                !si_uploads_linear (u, &sn->sw.merge_reduce[i], error))))
       goto fail;
   }
   return sn;
@@ -141,9 +108,7 @@ si_swin_net_free (SiSwinNet **psn)
   if (sn == NULL)
     return;
   sn->be->ops->conv_release (sn->be, sn->embed);
-  for (guint i = 0; i < sn->uploads->len; i++)
-    sn->be->ops->free (sn->be, g_ptr_array_index (sn->uploads, i));
-  g_ptr_array_free (sn->uploads, TRUE);
+  si_uploads_clear (&sn->uploads);
   for (int i = 0; i < SI_NUM_LEVELS; i++)
     g_free (sn->sw.blocks[i]);
   g_free (sn);
@@ -171,12 +136,6 @@ linear (SiBackend *be, const SiLinear *l, const float *x, int rows, float *y,
   be->ops->gemm (be, &g);
 }
 
-static int
-ceil_div (int a, int b)
-{
-  return (a + b - 1) / b;
-}
-
 /* One block on x (H, W, C) in place. */
 static void
 run_block (SiSwinNet *sn, const SiSwinBlock *blk, int heads, int h, int w,
@@ -185,7 +144,8 @@ run_block (SiSwinNet *sn, const SiSwinBlock *blk, int heads, int h, int w,
   SiBackend *be = sn->be;
   const SiBackendOps *ops = be->ops;
   int ws = sn->sw.window_size, nn = ws * ws, hd = c / heads;
-  int nw_h = ceil_div (h, ws), nw_w = ceil_div (w, ws), nw = nw_h * nw_w;
+  int nw_h = si_swin_padded (h, ws) / ws, nw_w = si_swin_padded (w, ws) / ws;
+  int nw = nw_h * nw_w;
   int nwt = nw * nn, n = h * w;
   float *x = buf->swin_x, *ln = buf->swin_ln, *win = buf->swin_win;
   float *qkv = buf->swin_qkv, *logits = buf->swin_logits;

@@ -15,23 +15,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static void
-free_backend_ptr (gpointer data, gpointer user_data)
-{
-  SiBackend *be = user_data;
-  be->ops->free (be, data);
-}
-
-/* Backend memory of count floats, freed with the decoder. */
-static float *
-buffer (SiDecoder *dec, size_t count, GError **error)
-{
-  float *p = dec->be->ops->alloc (dec->be, count * sizeof (float), error);
-  if (p)
-    g_ptr_array_add (dec->owned, p);
-  return p;
-}
-
 typedef struct
 {
   guintptr lo, hi; /* page-aligned */
@@ -40,8 +23,9 @@ typedef struct
 /* Notes the pages of the model mapping that [p, p + bytes) covers (none
  * for weights the loader converted into owned memory). */
 static void
-note_pages (SiDecoder *dec, const void *p, size_t bytes)
+note_pages (gpointer user_data, const void *p, size_t bytes)
 {
+  SiDecoder *dec = user_data;
   const void *base;
   size_t size;
   guintptr page = (guintptr) sysconf (_SC_PAGESIZE), lo, hi, b;
@@ -106,42 +90,6 @@ si_decoder_set_release_weights (SiDecoder *dec, gboolean release)
   dec->release_weights = release;
 }
 
-/* A weight as a backend pointer: the host memory itself on the CPU
- * backend (weights are mapped once, model-spec 10), an uploaded copy
- * elsewhere. */
-static gboolean
-weight (SiDecoder *dec, const float **w, size_t count, GError **error)
-{
-  float *p;
-
-  if (*w == NULL)
-    return TRUE;
-  if (dec->be->kind == SI_BACKEND_CPU) {
-    note_pages (dec, *w, count * sizeof (float));
-    return TRUE;
-  }
-  if (!(p = buffer (dec, count, error)))
-    return FALSE;
-  if (!dec->be->ops->upload (dec->be, p, *w, count * sizeof (float), error))
-    return FALSE;
-  *w = p;
-  return TRUE;
-}
-
-static gboolean
-weight_linear (SiDecoder *dec, SiLinear *lin, GError **error)
-{
-  return weight (dec, &lin->w, (size_t) lin->out * lin->in, error) &&
-      weight (dec, &lin->b, lin->out, error);
-}
-
-static gboolean
-weight_norm (SiDecoder *dec, SiNorm *norm, GError **error)
-{
-  return weight (dec, &norm->gamma, norm->n, error) &&
-      weight (dec, &norm->beta, norm->n, error);
-}
-
 /* Host array copy freed with the decoder (arrays of SiLinear / SiNorm). */
 static gpointer
 host_dup (SiDecoder *dec, gconstpointer src, size_t bytes)
@@ -169,24 +117,24 @@ stage_weights (SiDecoder *dec, SiStage *st, GError **error)
   st->reg_ln = host_dup (dec, st->reg_ln, st->n_reg_fcs * sizeof (SiNorm));
 
   for (guint i = 0; i < G_N_ELEMENTS (lins); i++)
-    if (!weight_linear (dec, lins[i], error))
+    if (!si_uploads_linear (&dec->uploads, lins[i], error))
       return FALSE;
   for (guint i = 0; i < G_N_ELEMENTS (norms); i++)
-    if (!weight_norm (dec, norms[i], error))
+    if (!si_uploads_norm (&dec->uploads, norms[i], error))
       return FALSE;
   for (int m = 0; m < st->L; m++)
-    if (!weight_linear (dec, &st->subbox_local[m], error) ||
-        !weight_linear (dec, &st->axis_atten[m], error))
+    if (!si_uploads_linear (&dec->uploads, &st->subbox_local[m], error) ||
+        !si_uploads_linear (&dec->uploads, &st->axis_atten[m], error))
       return FALSE;
   for (int i = 0; i < st->n_cls_fcs; i++)
-    if (!weight_linear (dec, &st->cls_fc[i], error) ||
-        !weight_norm (dec, &st->cls_ln[i], error))
+    if (!si_uploads_linear (&dec->uploads, &st->cls_fc[i], error) ||
+        !si_uploads_norm (&dec->uploads, &st->cls_ln[i], error))
       return FALSE;
   for (int i = 0; i < st->n_reg_fcs; i++)
-    if (!weight_linear (dec, &st->reg_fc[i], error) ||
-        !weight_norm (dec, &st->reg_ln[i], error))
+    if (!si_uploads_linear (&dec->uploads, &st->reg_fc[i], error) ||
+        !si_uploads_norm (&dec->uploads, &st->reg_ln[i], error))
       return FALSE;
-  return weight (dec, &st->iof_tau, st->Ha, error);
+  return si_uploads_weight (&dec->uploads, &st->iof_tau, st->Ha, error);
 }
 
 #define CHECK(cond, ...)                                                       \
@@ -276,7 +224,8 @@ alloc_buffers (SiDecoder *dec, GError **error)
   dec->top_k = MAX (0, MIN (m->max_per_img, (int) (n * nc)));
 
 #define BUF(field, count)                                                      \
-  if (!(dec->field = buffer (dec, MAX ((size_t) (count), 1), error)))          \
+  if (!(dec->field = si_uploads_alloc (                                        \
+            &dec->uploads, MAX ((size_t) (count), 1), error)))                 \
   return FALSE
   BUF (q, n * c);
   BUF (xyzr, n * 4);
@@ -318,7 +267,7 @@ alloc_buffers (SiDecoder *dec, GError **error)
   BUF (top_scores, 2 * (size_t) dec->top_k + n * 4);
   dec->top_idx = (int32_t *) (dec->top_scores + dec->top_k);
   dec->xyxy = dec->top_scores + 2 * dec->top_k;
-  if (!(dec->top_scratch = buffer (dec, 2 * n * nc, error)))
+  if (!(dec->top_scratch = si_uploads_alloc (&dec->uploads, 2 * n * nc, error)))
     return FALSE;
 #undef BUF
 
@@ -346,7 +295,9 @@ si_decoder_new (SiBackend *be, const SiModel *model, GError **error)
   dec->be = be;
   dec->model = model;
   dec->n_stages = model->num_stages;
-  dec->owned = g_ptr_array_new ();
+  si_uploads_init (&dec->uploads, be);
+  dec->uploads.note_host = note_pages;
+  dec->uploads.user_data = dec;
   si_graph_cache_init (&dec->graphs, be, "decoder", sizeof (SiDecoderGraphKey));
   dec->reuse_st = model->num_stages;
   for (int s = model->num_stages - 1; s >= 0; s--)
@@ -372,9 +323,10 @@ si_decoder_new (SiBackend *be, const SiModel *model, GError **error)
   dec->collecting = NULL;
   dec->init_content = model->init_content;
   dec->init_boxes = model->init_boxes;
-  if (!weight (dec, &dec->init_content,
+  if (!si_uploads_weight (&dec->uploads, &dec->init_content,
           (size_t) model->num_query * model->content_dim, error) ||
-      !weight (dec, &dec->init_boxes, (size_t) model->num_query * 4, error) ||
+      !si_uploads_weight (&dec->uploads, &dec->init_boxes,
+          (size_t) model->num_query * 4, error) ||
       !alloc_buffers (dec, error))
     goto fail;
   return dec;
@@ -392,8 +344,7 @@ si_decoder_free (SiDecoder **pdec)
   if (pdec == NULL || (dec = *pdec) == NULL)
     return;
   si_graph_cache_clear (&dec->graphs);
-  g_ptr_array_foreach (dec->owned, free_backend_ptr, dec->be);
-  g_ptr_array_unref (dec->owned);
+  si_uploads_clear (&dec->uploads);
   g_list_free_full (dec->host_arrays, g_free);
   g_free (dec->stages);
   for (int s = 0; dec->stage_pages != NULL && s < dec->n_stages; s++)

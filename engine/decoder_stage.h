@@ -12,6 +12,7 @@
 
 #include "decoder.h"
 #include "graph_cache.h"
+#include "uploads.h"
 
 /* What a recorded decoder run (the query init and every stage, replayed
  * as one graph) depends on besides the decoder's own buffers and weights:
@@ -31,7 +32,7 @@ struct _SiDecoder
   const SiModel *model;
   int n_stages;
   SiStage *stages;    /* weights as backend pointers (views on the CPU) */
-  GPtrArray *owned;   /* backend allocations (buffers, uploaded weights) */
+  SiUploads uploads;  /* backend allocations (buffers, uploaded weights) */
   GList *host_arrays; /* host copies of the per-stage SiLinear arrays */
   int reuse_st;       /* first stage that reuses filters (num_stages: none) */
   int max_L;          /* bank slots for M */

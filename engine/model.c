@@ -428,6 +428,29 @@ cfg_obj (Ld *ld, JsonObject *o, const char *path, const char *key,
   return TRUE;
 }
 
+/* Optional object `key` whose optional "type" must be one of the
+ * NULL-terminated names in accepted (the refusal names the first);
+ * *sub: the object, NULL when absent. */
+static gboolean
+cfg_sub_type (Ld *ld, JsonObject *o, const char *path, const char *key,
+    const char *const *accepted, JsonObject **sub, GError **error)
+{
+  const char *type = NULL;
+  char *sub_path = g_strdup_printf ("%s.%s", path, key);
+  gboolean ok = cfg_obj (ld, o, path, key, FALSE, sub, error) &&
+      cfg_str (ld, *sub, sub_path, "type", FALSE, &type, error);
+
+  g_free (sub_path);
+  if (!ok || type == NULL)
+    return ok;
+  for (const char *const *a = accepted; *a != NULL; a++)
+    if (strcmp (type, *a) == 0)
+      return TRUE;
+  return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
+      "%s.%s.type \"%s\" is not supported (only %s)", path, key, type,
+      accepted[0]);
+}
+
 /* Integer array `key` of length n, each in [lo, hi]; def when absent (or
  * an error when def is NULL). */
 static gboolean
@@ -657,16 +680,11 @@ parse_resnet_cfg (Ld *ld, JsonObject *bb, ResNetCfg *rc, GError **error)
   if (!parse_dcn_cfg (ld, bb, rc, error))
     return FALSE;
 
+  static const char *const bn[] = { "BN", "SyncBN", NULL };
   JsonObject *norm;
-  const char *ntype = NULL;
   rc->eps = 1e-5;
-  if (!cfg_obj (ld, bb, p, "norm_cfg", FALSE, &norm, error) ||
-      !cfg_str (ld, norm, "backbone.norm_cfg", "type", FALSE, &ntype, error))
+  if (!cfg_sub_type (ld, bb, p, "norm_cfg", bn, &norm, error))
     return FALSE;
-  if (ntype != NULL && strcmp (ntype, "BN") != 0 &&
-      strcmp (ntype, "SyncBN") != 0)
-    return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
-        "backbone.norm_cfg.type \"%s\" is not supported (only BN)", ntype);
   JsonNode *eps = cfg_member (norm, "eps");
   if (eps != NULL) {
     if (!node_is_number (eps) || !(node_number (eps) > 0.0) ||
@@ -794,7 +812,7 @@ static gboolean
 parse_swin_cfg (Ld *ld, JsonObject *bb, GError **error)
 {
   SiSwin *sw = &ld->m->backbone.swin;
-  const char *p = "backbone", *type;
+  const char *p = "backbone";
   static const int def_depths[4] = { 2, 2, 6, 2 };
   static const int def_heads[4] = { 3, 6, 12, 24 };
   static const int def_out[4] = { 0, 1, 2, 3 };
@@ -839,18 +857,11 @@ parse_swin_cfg (Ld *ld, JsonObject *bb, GError **error)
   if (memcmp (arr, def_strides, sizeof arr) != 0)
     return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
         "backbone.strides must be [4, 2, 2, 2]");
-  if (!cfg_obj (ld, bb, p, "act_cfg", FALSE, &sub, error) ||
-      !cfg_str (ld, sub, "backbone.act_cfg", "type", FALSE, &type, error))
+  static const char *const gelu[] = { "GELU", NULL };
+  static const char *const ln[] = { "LN", NULL };
+  if (!cfg_sub_type (ld, bb, p, "act_cfg", gelu, &sub, error) ||
+      !cfg_sub_type (ld, bb, p, "norm_cfg", ln, &sub, error))
     return FALSE;
-  if (type != NULL && strcmp (type, "GELU") != 0)
-    return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
-        "backbone.act_cfg.type \"%s\" is not supported (only GELU)", type);
-  if (!cfg_obj (ld, bb, p, "norm_cfg", FALSE, &sub, error) ||
-      !cfg_str (ld, sub, "backbone.norm_cfg", "type", FALSE, &type, error))
-    return FALSE;
-  if (type != NULL && strcmp (type, "LN") != 0)
-    return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
-        "backbone.norm_cfg.type \"%s\" is not supported (only LN)", type);
   for (int i = 0; i < 4; i++) {
     int c = sw->embed_dims << i;
     if (c > MAX_CHANNELS || c % sw->heads[i] != 0)
@@ -1114,14 +1125,10 @@ parse_stage_cfg (
     if (!cfg_false (ld, o, p, forbidden[i], error))
       return FALSE;
 
+  static const char *const relu[] = { "ReLU", NULL };
   JsonObject *sub;
-  const char *act = NULL;
-  if (!cfg_obj (ld, o, p, "ffn_act_cfg", FALSE, &sub, error) ||
-      !cfg_str (ld, sub, p, "type", FALSE, &act, error))
+  if (!cfg_sub_type (ld, o, p, "ffn_act_cfg", relu, &sub, error))
     return FALSE;
-  if (act != NULL && strcmp (act, "ReLU") != 0)
-    return cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
-        "%s.ffn_act_cfg.type \"%s\" is not supported (only ReLU)", p, act);
   if (!cfg_obj (ld, o, p, "loss_cls", FALSE, &sub, error) ||
       !cfg_bool (ld, sub, p, "use_sigmoid", TRUE, &x->use_sigmoid, error) ||
       !cfg_bool (ld, o, p, "use_bg_idx_classifier", FALSE, &x->bg_logit, error))

@@ -283,6 +283,14 @@ si_gelu (float x)
   return 0.5f * x * (1.0f + erff (x * 0.70710678118654752f));
 }
 
+/* Swin windows (model-spec 3.3): a side of len tokens padded up to whole
+ * windows of ws. */
+SI_HOSTDEV static inline int
+si_swin_padded (int len, int ws)
+{
+  return (len + ws - 1) / ws * ws;
+}
+
 /* Swin windows (model-spec 3.3): the padded map's coordinate that the
  * rolled map's coordinate s (0 <= s < len) shows, rolled by -shift. */
 SI_HOSTDEV static inline int

@@ -11,17 +11,11 @@
 
 #include "si-math.h"
 
-static int
-ceil_to (int v, int m)
-{
-  return (v + m - 1) / m * m;
-}
-
 void
 si_window_partition_cpu (SiBackend *be, const float *x, int h, int w, int c,
     int ws, int shift, float *win)
 {
-  int hp = ceil_to (h, ws), wp = ceil_to (w, ws), nw_w = wp / ws;
+  int hp = si_swin_padded (h, ws), wp = si_swin_padded (w, ws), nw_w = wp / ws;
   long rows = (long) hp * wp;
 
   si_cpu_apply_threads (be);
@@ -43,7 +37,7 @@ void
 si_window_merge_add_cpu (SiBackend *be, const float *win, int h, int w, int c,
     int ws, int shift, float *x)
 {
-  int hp = ceil_to (h, ws), wp = ceil_to (w, ws), nw_w = wp / ws;
+  int hp = si_swin_padded (h, ws), wp = si_swin_padded (w, ws), nw_w = wp / ws;
 
   si_cpu_apply_threads (be);
 #pragma omp parallel for schedule(static)

@@ -11,17 +11,11 @@
 
 #include "si-math.h"
 
-static __host__ __device__ int
-ceil_to (int v, int m)
-{
-  return (v + m - 1) / m * m;
-}
-
 __global__ void
 window_partition_kernel (
     const float *x, int h, int w, int c, int ws, int shift, float *win)
 {
-  int hp = ceil_to (h, ws), wp = ceil_to (w, ws), nw_w = wp / ws;
+  int hp = si_swin_padded (h, ws), wp = si_swin_padded (w, ws), nw_w = wp / ws;
   long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= (long) hp * wp * c)
     return;
@@ -35,7 +29,7 @@ __global__ void
 window_merge_add_kernel (
     const float *win, int h, int w, int c, int ws, int shift, float *x)
 {
-  int hp = ceil_to (h, ws), wp = ceil_to (w, ws), nw_w = wp / ws;
+  int hp = si_swin_padded (h, ws), wp = si_swin_padded (w, ws), nw_w = wp / ws;
   long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= (long) h * w * c)
     return;
@@ -105,7 +99,7 @@ void
 si_window_partition_cuda (SiBackend *be, const float *x, int h, int w, int c,
     int ws, int shift, float *win)
 {
-  long total = (long) ceil_to (h, ws) * ceil_to (w, ws) * c;
+  long total = (long) si_swin_padded (h, ws) * si_swin_padded (w, ws) * c;
   if (total <= 0)
     return;
   window_partition_kernel<<<si_cuda_blocks (total, 256), 256, 0,

@@ -691,6 +691,14 @@ test_bad_config_value (void)
   Edit e12 = { .meta_key = "test_scale", .meta_value = NULL };
   expect_load_error (
       "noscale.safetensors", &e12, SI_ERROR_CONFIG, "test_scale", NULL);
+  Edit e13 = { .cfg_path = "roi_head.bbox_head[1].ffn_act_cfg.type",
+    .cfg_value = str_node ("GELU") };
+  expect_load_error ("ffnact.safetensors", &e13, SI_ERROR_UNSUPPORTED,
+      "roi_head.bbox_head[1].ffn_act_cfg.type \"GELU\"", "only ReLU", NULL);
+  Edit e14 = { .cfg_path = "backbone.norm_cfg.type",
+    .cfg_value = int_node (3) };
+  expect_load_error ("normtype.safetensors", &e14, SI_ERROR_CONFIG,
+      "backbone.norm_cfg.type is not a string", NULL);
 }
 
 static void

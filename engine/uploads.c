@@ -1,0 +1,63 @@
+/* uploads.c: weights as backend pointers (see uploads.h): used in place
+ * on the CPU, uploaded elsewhere into memory freed with the SiUploads.
+ */
+#include "uploads.h"
+
+void
+si_uploads_init (SiUploads *u, SiBackend *be)
+{
+  *u = (SiUploads) { .be = be, .owned = g_ptr_array_new () };
+}
+
+void
+si_uploads_clear (SiUploads *u)
+{
+  if (u->owned == NULL)
+    return;
+  for (guint i = 0; i < u->owned->len; i++)
+    u->be->ops->free (u->be, g_ptr_array_index (u->owned, i));
+  g_ptr_array_unref (u->owned);
+  u->owned = NULL;
+}
+
+float *
+si_uploads_alloc (SiUploads *u, size_t count, GError **error)
+{
+  float *p = u->be->ops->alloc (u->be, count * sizeof (float), error);
+  if (p != NULL)
+    g_ptr_array_add (u->owned, p);
+  return p;
+}
+
+gboolean
+si_uploads_weight (SiUploads *u, const float **w, size_t count, GError **error)
+{
+  float *p;
+
+  if (*w == NULL)
+    return TRUE;
+  if (u->be->kind == SI_BACKEND_CPU) {
+    if (u->note_host != NULL)
+      u->note_host (u->user_data, *w, count * sizeof (float));
+    return TRUE;
+  }
+  if (!(p = si_uploads_alloc (u, count, error)) ||
+      !u->be->ops->upload (u->be, p, *w, count * sizeof (float), error))
+    return FALSE;
+  *w = p;
+  return TRUE;
+}
+
+gboolean
+si_uploads_linear (SiUploads *u, SiLinear *l, GError **error)
+{
+  return si_uploads_weight (u, &l->w, (size_t) l->out * l->in, error) &&
+      si_uploads_weight (u, &l->b, l->out, error);
+}
+
+gboolean
+si_uploads_norm (SiUploads *u, SiNorm *n, GError **error)
+{
+  return si_uploads_weight (u, &n->gamma, n->n, error) &&
+      si_uploads_weight (u, &n->beta, n->n, error);
+}

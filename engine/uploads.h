@@ -1,0 +1,35 @@
+/* uploads.h: weights as backend pointers for the modules that run on the
+ * backend table (the decoder, the Swin backbone): on the CPU the host
+ * memory itself (weights stay in the model's mapping, model-spec 10),
+ * elsewhere a copy uploaded into backend memory that the module owns
+ * and frees with si_uploads_clear.  Internal to engine/.
+ */
+#ifndef SI_UPLOADS_H
+#define SI_UPLOADS_H
+
+#include "backend.h"
+#include "model.h"
+
+typedef struct
+{
+  SiBackend *be;
+  GPtrArray *owned; /* backend allocations, freed by si_uploads_clear */
+  /* optional: told of each host range used in place (CPU backend) */
+  void (*note_host) (gpointer user_data, const void *p, size_t bytes);
+  gpointer user_data;
+} SiUploads;
+
+void si_uploads_init (SiUploads *u, SiBackend *be);
+/* Frees every allocation; u may be zeroed (never initialised). */
+void si_uploads_clear (SiUploads *u);
+
+/* Backend memory of count floats, freed with u. */
+float *si_uploads_alloc (SiUploads *u, size_t count, GError **error);
+
+/* *w (count floats, NULL: nothing) becomes a backend pointer. */
+gboolean si_uploads_weight (
+    SiUploads *u, const float **w, size_t count, GError **error);
+gboolean si_uploads_linear (SiUploads *u, SiLinear *l, GError **error);
+gboolean si_uploads_norm (SiUploads *u, SiNorm *n, GError **error);
+
+#endif /* SI_UPLOADS_H */
