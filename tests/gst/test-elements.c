@@ -584,6 +584,75 @@ GST_START_TEST (test_model_change_while_playing)
 
 GST_END_TEST;
 
+/* The frame size changes mid-stream (new caps, smaller and larger than
+ * the first): each frame's detections are the engine's on that frame, in
+ * its own pixels: the boxes of an interval never cross a caps change. */
+static void
+check_matches_engine (GstBuffer *out, GstBuffer *in, const GstVideoInfo *info)
+{
+  SiDetectionMeta *meta = si_buffer_get_detection_meta (out);
+  size_t n_ref;
+  SiDetection *ref = engine_detections (in, info, 0.0f, &n_ref);
+
+  fail_unless (meta != NULL);
+  fail_if (si_detection_meta_is_repeated (meta));
+  fail_unless_equals_int (meta->width, GST_VIDEO_INFO_WIDTH (info));
+  fail_unless_equals_int (meta->height, GST_VIDEO_INFO_HEIGHT (info));
+  fail_unless (n_ref > 0);
+  fail_unless_equals_int (si_detection_meta_get_count (meta), n_ref);
+  for (size_t i = 0; i < n_ref; i++) {
+    const SiMetaDetection *d = si_detection_meta_get (meta, i);
+
+    fail_unless (d->class_id == ref[i].class_id && d->score == ref[i].score &&
+            d->x1 == ref[i].box[0] && d->y1 == ref[i].box[1] &&
+            d->x2 == ref[i].box[2] && d->y2 == ref[i].box[3],
+        "%dx%d: detection %u differs from the engine's",
+        GST_VIDEO_INFO_WIDTH (info), GST_VIDEO_INFO_HEIGHT (info), (guint) i);
+  }
+  g_free (ref);
+}
+
+GST_START_TEST (test_frame_size_changes_mid_stream)
+{
+  GstHarness *h = detector_harness ("interval=2", &golden_info);
+  static const int sizes[][2] = { { 150, 110 }, { 97, 71 }, { 300, 221 },
+    { 150, 110 } };
+  GstVideoInfo info;
+  GstBuffer *in = NULL, *out;
+
+  /* one frame per size: with interval 2, frames 1 and 3 would repeat the
+   * boxes of the frame before, which was of another size */
+  for (guint k = 0; k < G_N_ELEMENTS (sizes); k++) {
+    gst_video_info_set_format (
+        &info, GST_VIDEO_FORMAT_RGB, sizes[k][0], sizes[k][1]);
+    GST_VIDEO_INFO_FPS_N (&info) = 30;
+    GST_VIDEO_INFO_FPS_D (&info) = 1;
+    if (in != NULL)
+      gst_buffer_unref (in);
+    in = convert_buffer (golden_rgb, &golden_info, &info);
+    if (k > 0)
+      gst_harness_set_src_caps (h, gst_video_info_to_caps (&info));
+    out = gst_harness_push_and_pull (h, gst_buffer_ref (in));
+    fail_unless (out != NULL);
+    check_matches_engine (out, in, &info);
+    gst_buffer_unref (out);
+  }
+  /* the interval counts from frame 3, the last one run: frame 4 (same
+   * size) repeats it, frame 5 runs */
+  out = gst_harness_push_and_pull (h, gst_buffer_ref (in));
+  fail_unless (
+      si_detection_meta_is_repeated (si_buffer_get_detection_meta (out)));
+  fail_unless_equals_int (si_buffer_get_detection_meta (out)->source_frame, 3);
+  gst_buffer_unref (out);
+  out = gst_harness_push_and_pull (h, gst_buffer_ref (in));
+  check_matches_engine (out, in, &info);
+  gst_buffer_unref (out);
+  gst_buffer_unref (in);
+  gst_harness_teardown (h);
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_interval_repeats_detections)
 {
   GstHarness *h = detector_harness ("interval=3", &golden_info);
@@ -1000,6 +1069,7 @@ elements_suite (void)
   tcase_add_test (tc, test_state_cycles);
   tcase_add_test (tc, test_threshold_change_while_playing);
   tcase_add_test (tc, test_model_change_while_playing);
+  tcase_add_test (tc, test_frame_size_changes_mid_stream);
   tcase_add_test (tc, test_interval_repeats_detections);
   tcase_add_test (tc, test_classes_and_labels);
   tcase_add_test (tc, test_stats);
