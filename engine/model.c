@@ -827,8 +827,8 @@ parse_swin_cfg (Ld *ld, JsonObject *bb, GError **error)
           ld, bb, p, "depths", 4, def_depths, 1, 1000, sw->depths, error) ||
       !cfg_int_array (ld, bb, p, "num_heads", 4, def_heads, 1, MAX_CHANNELS,
           sw->heads, error) ||
-      !cfg_int (
-          ld, bb, p, "window_size", FALSE, 7, 2, 64, &sw->window_size, error) ||
+      !cfg_int (ld, bb, p, "window_size", FALSE, 7, 2, SI_SWIN_MAX_WINDOW,
+          &sw->window_size, error) ||
       !cfg_int_fixed (ld, bb, p, "in_channels", 3, error) ||
       !cfg_int_fixed (ld, bb, p, "patch_size", 4, error) ||
       !cfg_bool_fixed (ld, bb, p, "qkv_bias", TRUE, error) ||

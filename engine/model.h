@@ -169,6 +169,9 @@ typedef struct
   int shift;         /* 0 or ws / 2 (odd blocks) */
 } SiSwinBlock;
 
+/* The largest window_size the loader accepts. */
+#define SI_SWIN_MAX_WINDOW 64
+
 /* mmdet's SwinTransformer at inference (model-spec 3.3). */
 typedef struct
 {

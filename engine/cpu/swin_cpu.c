@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "si-math.h"
+#include "vector_math.h"
 
 void
 si_window_partition_cpu (SiBackend *be, const float *x, int h, int w, int c,
@@ -54,29 +55,54 @@ si_window_merge_add_cpu (SiBackend *be, const float *win, int h, int w, int c,
   }
 }
 
+/* Per (window, head): the mask regions of the window's rows and columns
+ * once, then per query row the bias row walked without divisions (the
+ * arithmetic of si_swin_logit_bias, which the CUDA twin calls). */
 void
 si_window_softmax_cpu (SiBackend *be, float *logits, const float *table,
     int nw_h, int nw_w, int heads, int ws, int shift)
 {
-  int n = ws * ws, hp = nw_h * ws, wp = nw_w * ws;
-  long rows = (long) nw_h * nw_w * heads * n;
+  int n = ws * ws, hp = nw_h * ws, wp = nw_w * ws, d = 2 * ws - 1;
+  long pairs = (long) nw_h * nw_w * heads;
 
   si_cpu_apply_threads (be);
 #pragma omp parallel for schedule(static)
-  for (long r = 0; r < rows; r++) {
-    SiSwinRow q = si_swin_logit_row (r, heads, nw_w, ws, hp, wp, shift);
-    float *l = logits + (size_t) r * n;
-    float mx = -INFINITY, sum = 0.0f;
-    for (int b = 0; b < n; b++) {
-      l[b] += si_swin_logit_bias (table, heads, &q, b, ws, hp, wp, shift);
-      mx = fmaxf (mx, l[b]);
+  for (long wh = 0; wh < pairs; wh++) {
+    int wi = (int) (wh / heads), hd = (int) (wh % heads);
+    int y0 = wi / nw_w * ws, x0 = wi % nw_w * ws;
+    int ry[SI_SWIN_MAX_WINDOW], rx[SI_SWIN_MAX_WINDOW];
+    for (int t = 0; t < ws; t++) {
+      ry[t] = si_swin_region (y0 + t, hp, ws, shift);
+      rx[t] = si_swin_region (x0 + t, wp, ws, shift);
     }
-    for (int b = 0; b < n; b++) {
-      l[b] = expf (l[b] - mx);
-      sum += l[b];
+    for (int a = 0; a < n; a++) {
+      int ya = a / ws, xa = a % ws, la = ry[ya] * 3 + rx[xa];
+      float *l = logits + ((size_t) wh * n + a) * n;
+      float mx = -INFINITY, sum = 0.0f;
+      for (int yb = 0; yb < ws; yb++) {
+        const float *trow =
+            table + (long) ((ya - yb + ws - 1) * d + xa + ws - 1) * heads + hd;
+        float *lr = l + yb * ws;
+        /* (max by comparison: fmaxf is a libm call without -ffast-math;
+         * the same for these finite logits) */
+#pragma omp simd reduction(max : mx)
+        for (int xb = 0; xb < ws; xb++) {
+          float v = trow[(long) -xb * heads];
+          if (shift > 0 && ry[yb] * 3 + rx[xb] != la)
+            v += -100.0f;
+          lr[xb] += v;
+          mx = lr[xb] > mx ? lr[xb] : mx;
+        }
+      }
+#pragma omp simd reduction(+ : sum)
+      for (int b = 0; b < n; b++) {
+        l[b] = expf (l[b] - mx);
+        sum += l[b];
+      }
+#pragma omp simd
+      for (int b = 0; b < n; b++)
+        l[b] /= sum;
     }
-    for (int b = 0; b < n; b++)
-      l[b] /= sum;
   }
 }
 
@@ -107,6 +133,7 @@ si_bias_gelu_cpu (SiBackend *be, float *y, const float *bias, int rows, int n)
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; r++) {
     float *v = y + (size_t) r * n;
+#pragma omp simd
     for (int k = 0; k < n; k++)
       v[k] = si_gelu (v[k] + bias[k]);
   }
