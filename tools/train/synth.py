@@ -239,7 +239,11 @@ class Video:
         y = bounce(o["y"], o["vy"], r * 0.5, self.H - r * 0.5)
         return x, y
 
-    def frame(self, t):
+    def frame(self, t, min_visible=0.0):
+        """-> img, boxes, labels of frame t.  Later objects are drawn on
+        top; a box is the full shape's.  Objects of which less than
+        min_visible of the shape stays uncovered are left out (the
+        demo's annotations keep them all: min_visible 0)."""
         rng = np.random.default_rng([self.noise_seed, 12345, t])
         img = self.bg.copy()
         boxes, labels, masks = [], [], []
@@ -248,15 +252,43 @@ class Video:
             p["angle"] = p["angle"] + o["va"] * t
             x, y = self._pos(o, t)
             m = render_mask(p, x, y, self.W, self.H)
-            # later objects are drawn on top; the box is the full shape
             paint(img, m, p, x, y, rng)
             b = _box(m)
             if b is not None:
                 boxes.append(b)
                 labels.append(p["cls"])
-                masks.append(m)
-        return (img, np.array(boxes, np.float32).reshape(-1, 4),
-                np.array(labels, np.int64))
+                masks.append(m > 0)
+        keep = list(range(len(boxes)))
+        if min_visible > 0:
+            covered = np.zeros((self.H, self.W), bool)
+            keep = []
+            for i in reversed(range(len(masks))):
+                area = masks[i].sum()
+                if (masks[i] & ~covered).sum() >= min_visible * area:
+                    keep.insert(0, i)
+                covered |= masks[i]
+        return (img, np.array([boxes[i] for i in keep],
+                              np.float32).reshape(-1, 4),
+                np.array([labels[i] for i in keep], np.int64))
+
+
+def video_scene(split_seed, index, W=DEFAULT_W, H=DEFAULT_H):
+    """A frame like the demo video's (Video: 4 to 8 moving objects that
+    overlap freely, at a random time), JPEG-compressed at quality 40-95 as
+    an MJPG stream is; objects less than a quarter visible are left out.
+    Index `index` of the split with seed `split_seed` (reproducible; the
+    videos' own seeds are far from the demo's and the scenes' splits)."""
+    rng = np.random.default_rng([split_seed, index, 777])
+    v = Video(10**6 + split_seed * 10**5 + index, W, H,
+              int(rng.integers(4, 9)))
+    img, boxes, labels = v.frame(int(rng.integers(0, 500)), min_visible=0.25)
+    ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]),
+                           [cv2.IMWRITE_JPEG_QUALITY,
+                            int(rng.integers(40, 96))])
+    if ok:
+        img = np.ascontiguousarray(
+            cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1])
+    return img, boxes, labels
 
 
 def write_ppm(path, rgb):

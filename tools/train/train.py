@@ -52,10 +52,13 @@ def to_input(rgbs):
     return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
 
 
-def make_batch(seed, start, B, W, H):
+def make_batch(seed, start, B, W, H, n_video=0):
+    """Images start .. start + B - 1 of the split: the last n_video of them
+    video-like frames (synth.video_scene), the others scenes."""
     imgs, targets = [], []
     for j in range(B):
-        img, boxes, labels = synth.scene(seed, start + j, W, H)
+        make = synth.video_scene if j >= B - n_video else synth.scene
+        img, boxes, labels = make(seed, start + j, W, H)
         imgs.append(img)
         targets.append((torch.from_numpy(boxes), torch.from_numpy(labels)))
     return to_input(imgs), targets
@@ -128,6 +131,12 @@ def main():
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", metavar="MODEL.safetensors",
+                    help="start from an exported model's weights (fine-"
+                    "tuning; its sizes must match the size options)")
+    ap.add_argument("--video-per-batch", type=int, default=0,
+                    help="images of each batch drawn as video-like frames "
+                    "(heavier overlap, JPEG artifacts: synth.video_scene)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -140,6 +149,12 @@ def main():
                         out_points=args.out_points)
     net = M.StageInteractor(cfg)
     M.init_weights(net, seed=args.seed)
+    if args.init:
+        init_net, _ = E.load(args.init)
+        if M.to_meta_json(init_net.cfg) != M.to_meta_json(cfg):
+            sys.exit("--init %s: its config differs from the size options "
+                     "(%s)" % (args.init, json.dumps(init_net.cfg)))
+        net.load_state_dict(init_net.state_dict())
     M.freeze_unused(net)
     net.train()
     params = [p for p in net.parameters() if p.requires_grad]
@@ -179,7 +194,8 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         x, targets = make_batch(args.data_seed, it * args.batch, args.batch,
-                                args.width, args.height)
+                                args.width, args.height,
+                                args.video_per_batch)
         cls_all, xyzr_all = net(x, img_wh, detach_boxes=True)
         boxes_all = [M.decode_box(b) for b in xyzr_all]
         loss, terms = crit(cls_all, boxes_all, targets, whwh)
