@@ -6,7 +6,7 @@
 void
 si_uploads_init (SiUploads *u, SiBackend *be)
 {
-  *u = (SiUploads) { .be = be, .owned = g_ptr_array_new () };
+  *u = (SiUploads){ .be = be, .owned = g_ptr_array_new () };
 }
 
 void
