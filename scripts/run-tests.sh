@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the project three times and runs its tests: a plain -Werror build
-# and an AddressSanitizer + UndefinedBehaviorSanitizer build (every suite),
+# (every suite, the element tests also under valgrind: suite "leaks") and an
+# AddressSanitizer + UndefinedBehaviorSanitizer build (every suite),
 # then a release build without oneDNN / BLAS / GStreamer (the golden suite);
 # then checks formatting.  GPU tests skip (exit 77) without a CUDA device.
 set -euo pipefail
