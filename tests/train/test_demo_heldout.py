@@ -25,31 +25,22 @@ SKIP = 77
 
 def check(name, gt_boxes, gt_labels, boxes, scores, labels, classes):
     import evaluate as ev
-    keep = scores >= THRESHOLD
-    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-    ious = ev.iou_matrix(boxes, gt_boxes)
-    used = np.zeros(len(boxes), bool)
-    ok = True
-    for j in range(len(gt_boxes)):
-        cand = [i for i in range(len(boxes))
-                if not used[i] and labels[i] == gt_labels[j] and
-                ious[i, j] >= 0.5]
-        if not cand:
-            best = ious[:, j].max() if len(boxes) else 0.0
+    match, kept, extra, ious = ev.frame_check(gt_boxes, gt_labels, boxes,
+                                              scores, labels, THRESHOLD)
+    for j, i in enumerate(match):
+        if i < 0:
+            best = ious[:, j].max() if len(kept) else 0.0
             print("  %s: MISSED %s at %s (best IoU of any box %.2f)" %
                   (name, classes[gt_labels[j]], gt_boxes[j].tolist(), best))
-            ok = False
-            continue
-        i = max(cand, key=lambda i: ious[i, j])
-        used[i] = True
-        print("  %s: %-8s IoU %.3f score %.3f" %
-              (name, classes[gt_labels[j]], ious[i, j], scores[i]))
-    for i in np.nonzero(~used)[0]:
+        else:
+            print("  %s: %-8s IoU %.3f score %.3f" %
+                  (name, classes[gt_labels[j]], ious[i, j], scores[kept[i]]))
+    for i in extra:
+        k = kept[i]
         print("  %s: EXTRA %s score %.3f box %s" %
-              (name, classes[labels[i]], scores[i],
-               [round(float(v), 1) for v in boxes[i]]))
-        ok = False
-    return ok
+              (name, classes[labels[k]], scores[k],
+               [round(float(v), 1) for v in boxes[k]]))
+    return min(match, default=0) >= 0 and len(extra) == 0
 
 
 def parity(a, ann):

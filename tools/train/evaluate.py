@@ -7,7 +7,10 @@
 #
 # Usage:
 #   evaluate.py --model models/demo.safetensors [--count 200] [--seed 2024]
-#               [--engine build-x/tools/si-detect] [--workdir DIR]
+#               [--engine build-x/tools/si-detect] [--threads N] [--json F]
+#   evaluate.py --model M --frame-check [--videos 2024,7,11,12]: instead,
+#               how many frames pass test_demo_heldout.py's check, over the
+#               held-out scenes and demo-like (JPEG) video frames
 import argparse
 import json
 import os
@@ -119,6 +122,75 @@ def coco_ap(gts, dets, num_classes, max_dets=100):
 
 
 # ---------------------------------------------------------- detectors --
+
+# ----------------------------------------------------- the frame check --
+
+def frame_check(gt_boxes, gt_labels, boxes, scores, labels, threshold=0.3):
+    """The fixed-frame check of tests/train/test_demo_heldout.py: each
+    ground-truth box wants a detection of its class with IoU >= 0.5 (the
+    unused one of highest IoU), and no other detection may score >=
+    threshold.  -> (match: per ground truth the index into the kept
+    detections or -1, kept: indices of the detections >= threshold,
+    extra: indices into kept of those matched to nothing, ious (kept, gt))"""
+    kept = np.nonzero(np.asarray(scores) >= threshold)[0]
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)[kept]
+    labels = np.asarray(labels)[kept]
+    gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+    ious = iou_matrix(boxes, gt_boxes)
+    used = np.zeros(len(boxes), bool)
+    match = []
+    for j in range(len(gt_boxes)):
+        cand = [i for i in range(len(boxes))
+                if not used[i] and labels[i] == gt_labels[j] and
+                ious[i, j] >= 0.5]
+        if not cand:
+            match.append(-1)
+            continue
+        i = max(cand, key=lambda i: ious[i, j])
+        used[i] = True
+        match.append(i)
+    return match, kept, np.nonzero(~used)[0], ious
+
+
+def video_frame(seed, t, quality=95):
+    """Frame t of synth.Video(seed), JPEG-compressed as the demo's MJPG
+    video is (scripts/demo.sh: seed 2024), with all its objects."""
+    import cv2
+    img, boxes, labels = synth.Video(seed).frame(t)
+    ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if ok:
+        img = np.ascontiguousarray(
+            cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1])
+    return img, boxes, labels
+
+
+def frame_check_rates(detector, seed, count, videos, W, H):
+    """The frame check over `count` held-out scenes and over every second
+    of the first 100 frames of each video seed: -> list of (name, frames
+    passing, frames, objects missed, extra boxes, objects)."""
+    rows = []
+
+    def tally(name, frames):
+        ok = missed = extra = objects = n = 0
+        for img, gb, gl in frames:
+            b, s, l = detector(img)
+            match, _, ex, _ = frame_check(gb, gl, b, s, l)
+            m = sum(1 for i in match if i < 0)
+            ok += m == 0 and len(ex) == 0
+            missed += m
+            extra += len(ex)
+            objects += len(gb)
+            n += 1
+        rows.append((name, ok, n, missed, extra, objects))
+
+    tally("held-out seed %d" % seed,
+          (synth.scene(seed, i, W, H) for i in range(count)))
+    for v in videos:
+        tally("video seed %d" % v,
+              (video_frame(v, t) for t in range(0, 100, 2)))
+    return rows
+
 
 def preprocess(rgb, test_scale, img_norm):
     """Engine/mmdet preprocessing: keep-ratio resize into test_scale
@@ -239,12 +311,29 @@ def main():
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--frame-check", action="store_true",
+                    help="instead of AP: how many frames pass the fixed-frame "
+                    "check of test_demo_heldout.py, over the held-out scenes "
+                    "and demo-like videos (PyTorch model)")
+    ap.add_argument("--videos", default="2024,7,11,12",
+                    help="video seeds for --frame-check (2024: the demo's)")
     a = ap.parse_args()
     if a.seed == synth.SPLIT_SEEDS["train"]:
         print("warning: evaluating on the training seed", file=sys.stderr)
     _, meta = E.load(a.model)
     nc = len(meta["classes"])
     W, H = meta["test_scale"][0], meta["test_scale"][1]
+    if a.frame_check:
+        videos = [int(v) for v in a.videos.split(",") if v]
+        rows = frame_check_rates(TorchDetector(a.model, a.threads), a.seed,
+                                 a.count, videos, W, H)
+        print("%-18s %-18s %-18s %s" % ("frames", "pass", "missed / objects",
+                                        "extra boxes"))
+        for name, ok, n, missed, extra, objects in rows:
+            print("%-18s %-18s %-18s %d" % (
+                name, "%d / %d (%.1f %%)" % (ok, n, 100.0 * ok / max(n, 1)),
+                "%d / %d" % (missed, objects), extra))
+        return 0
     results = {}
     if not a.no_torch:
         r, tdets = evaluate(TorchDetector(a.model, a.threads), a.seed, a.count,
