@@ -105,6 +105,10 @@ def check_init(model):
                                                            after[k])]
         if not changed:
             fail("two fine-tuning iterations changed no weight")
+        _, init_meta = st.load(model)
+        want = "%s + train.py --init iter 2" % init_meta["source"]
+        if meta.get("source") != want:
+            fail("source metadata %r, want %r" % (meta.get("source"), want))
         print("--init: refuses other sizes; 2 iterations changed %d of %d "
               "tensors (%s)" % (len(changed), len(before), meta["source"]))
 

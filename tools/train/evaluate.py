@@ -165,27 +165,41 @@ def video_frame(seed, t, quality=95):
     return img, boxes, labels
 
 
+def test_like(gt_boxes):
+    """Scenes like the fixed frames of test_demo_heldout.py: at least two
+    objects, every box at least 20 px on each side."""
+    g = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+    return len(g) >= 2 and (g[:, 2:] - g[:, :2]).min() >= 20
+
+
 def frame_check_rates(detector, seed, count, videos, W, H):
-    """The frame check over `count` held-out scenes and over every second
-    of the first 100 frames of each video seed: -> list of (name, frames
-    passing, frames, objects missed, extra boxes, objects)."""
+    """The frame check over `count` held-out scenes (and over those of them
+    that are test_like) and over every second of the first 100 frames of
+    each video seed: -> list of (name, frames passing, frames, objects
+    missed, extra boxes, objects)."""
     rows = []
 
-    def tally(name, frames):
-        ok = missed = extra = objects = n = 0
+    def tally(name, frames, subset=None):
+        t = {name: [0] * 5}
+        if subset:
+            t[subset[0]] = [0] * 5
         for img, gb, gl in frames:
             b, s, l = detector(img)
             match, _, ex, _ = frame_check(gb, gl, b, s, l)
             m = sum(1 for i in match if i < 0)
-            ok += m == 0 and len(ex) == 0
-            missed += m
-            extra += len(ex)
-            objects += len(gb)
-            n += 1
-        rows.append((name, ok, n, missed, extra, objects))
+            for k in t:
+                if k == name or subset[1](gb):
+                    r = t[k]
+                    r[0] += m == 0 and len(ex) == 0
+                    r[1] += 1
+                    r[2] += m
+                    r[3] += len(ex)
+                    r[4] += len(gb)
+        rows.extend((k,) + tuple(v) for k, v in t.items())
 
     tally("held-out seed %d" % seed,
-          (synth.scene(seed, i, W, H) for i in range(count)))
+          (synth.scene(seed, i, W, H) for i in range(count)),
+          ("  test-like", test_like))
     for v in videos:
         tally("video seed %d" % v,
               (video_frame(v, t) for t in range(0, 100, 2)))

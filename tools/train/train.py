@@ -98,7 +98,16 @@ def save(out, net, ema, opt, it, args, cfg):
     torch.save(ck, tmp)
     os.replace(tmp, os.path.join(out, "ckpt.pt"))
     E.export(ema.net, os.path.join(out, "model.safetensors"), synth.CLASSES,
-             [args.width, args.height], source="train.py iter %d" % it)
+             [args.width, args.height], source=source_of(args, it))
+
+
+def source_of(args, it):
+    """The exported model's "source" metadata: a fine-tuned model names
+    what it started from ("train.py iter 7200 + train.py --init iter
+    2400")."""
+    own = "train.py %siter %d" % ("--init " if args.init else "", it)
+    prefix = getattr(args, "init_source", None)
+    return "%s + %s" % (prefix, own) if prefix else own
 
 
 def main():
@@ -150,7 +159,9 @@ def main():
     net = M.StageInteractor(cfg)
     M.init_weights(net, seed=args.seed)
     if args.init:
-        init_net, _ = E.load(args.init)
+        init_net, init_meta = E.load(args.init)
+        args.init_source = init_meta.get("source",
+                                         os.path.basename(args.init))
         if M.to_meta_json(init_net.cfg) != M.to_meta_json(cfg):
             sys.exit("--init %s: its config differs from the size options "
                      "(%s)" % (args.init, json.dumps(init_net.cfg)))
