@@ -96,7 +96,7 @@ def check_init(model):
                            capture_output=True, text=True)
         if r.returncode != 0:
             fail("fine-tuning failed: %s" % (r.stdout + r.stderr)[-800:])
-        before, _ = st.load(model)
+        before, init_meta = st.load(model)
         after, meta = st.load(os.path.join(out, "model.safetensors"))
         if sorted(before) != sorted(after) or any(
                 before[k].shape != after[k].shape for k in before):
@@ -105,7 +105,6 @@ def check_init(model):
                                                            after[k])]
         if not changed:
             fail("two fine-tuning iterations changed no weight")
-        _, init_meta = st.load(model)
         want = "%s + train.py --init iter 2" % init_meta["source"]
         if meta.get("source") != want:
             fail("source metadata %r, want %r" % (meta.get("source"), want))

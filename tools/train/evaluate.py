@@ -121,8 +121,6 @@ def coco_ap(gts, dets, num_classes, max_dets=100):
             "AP75": mean_valid(prec[5]), "per_class": per_class}
 
 
-# ---------------------------------------------------------- detectors --
-
 # ----------------------------------------------------- the frame check --
 
 def frame_check(gt_boxes, gt_labels, boxes, scores, labels, threshold=0.3):
@@ -155,14 +153,8 @@ def frame_check(gt_boxes, gt_labels, boxes, scores, labels, threshold=0.3):
 def video_frame(seed, t, quality=95):
     """Frame t of synth.Video(seed), JPEG-compressed as the demo's MJPG
     video is (scripts/demo.sh: seed 2024), with all its objects."""
-    import cv2
     img, boxes, labels = synth.Video(seed).frame(t)
-    ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]),
-                           [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if ok:
-        img = np.ascontiguousarray(
-            cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1])
-    return img, boxes, labels
+    return synth.jpeg_round_trip(img, quality), boxes, labels
 
 
 def test_like(gt_boxes):
@@ -179,32 +171,33 @@ def frame_check_rates(detector, seed, count, videos, W, H):
     missed, extra boxes, objects)."""
     rows = []
 
-    def tally(name, frames, subset=None):
-        t = {name: [0] * 5}
-        if subset:
-            t[subset[0]] = [0] * 5
+    def tally(groups, frames):
+        counts = [[0] * 5 for _ in groups]
         for img, gb, gl in frames:
             b, s, l = detector(img)
             match, _, ex, _ = frame_check(gb, gl, b, s, l)
             m = sum(1 for i in match if i < 0)
-            for k in t:
-                if k == name or subset[1](gb):
-                    r = t[k]
-                    r[0] += m == 0 and len(ex) == 0
-                    r[1] += 1
-                    r[2] += m
-                    r[3] += len(ex)
-                    r[4] += len(gb)
-        rows.extend((k,) + tuple(v) for k, v in t.items())
+            for (_, member), c in zip(groups, counts):
+                if member(gb):
+                    c[0] += m == 0 and len(ex) == 0
+                    c[1] += 1
+                    c[2] += m
+                    c[3] += len(ex)
+                    c[4] += len(gb)
+        rows.extend((name,) + tuple(c) for (name, _), c in zip(groups, counts))
 
-    tally("held-out seed %d" % seed,
-          (synth.scene(seed, i, W, H) for i in range(count)),
-          ("  test-like", test_like))
+    def every(_):
+        return True
+
+    tally([("held-out seed %d" % seed, every), ("  test-like", test_like)],
+          (synth.scene(seed, i, W, H) for i in range(count)))
     for v in videos:
-        tally("video seed %d" % v,
+        tally([("video seed %d" % v, every)],
               (video_frame(v, t) for t in range(0, 100, 2)))
     return rows
 
+
+# ---------------------------------------------------------- detectors --
 
 def preprocess(rgb, test_scale, img_norm):
     """Engine/mmdet preprocessing: keep-ratio resize into test_scale

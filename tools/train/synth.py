@@ -282,13 +282,16 @@ def video_scene(split_seed, index, W=DEFAULT_W, H=DEFAULT_H):
     v = Video(10**6 + split_seed * 10**5 + index, W, H,
               int(rng.integers(4, 9)))
     img, boxes, labels = v.frame(int(rng.integers(0, 500)), min_visible=0.25)
-    ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]),
-                           [cv2.IMWRITE_JPEG_QUALITY,
-                            int(rng.integers(40, 96))])
-    if ok:
-        img = np.ascontiguousarray(
-            cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1])
-    return img, boxes, labels
+    return jpeg_round_trip(img, int(rng.integers(40, 96))), boxes, labels
+
+
+def jpeg_round_trip(rgb, quality):
+    """rgb as it comes out of a JPEG (MJPG frame) of that quality."""
+    ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        return rgb
+    return np.ascontiguousarray(cv2.imdecode(enc, cv2.IMREAD_COLOR)[..., ::-1])
 
 
 def write_ppm(path, rgb):
