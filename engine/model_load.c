@@ -316,17 +316,28 @@ si_cfg_err (SiLd *ld, GError **error, SiErrorCode code, const char *fmt, ...)
   return FALSE;
 }
 
+/* The member `key` of o in *n, NULL when absent or null; that is an
+ * error only when required. */
+static gboolean
+cfg_lookup (SiLd *ld, JsonObject *o, const char *path, const char *key,
+    gboolean required, JsonNode **n, GError **error)
+{
+  *n = si_cfg_member (o, key);
+  if (*n == NULL && required)
+    return si_cfg_err (ld, error, SI_ERROR_CONFIG, "missing %s.%s", path, key);
+  return TRUE;
+}
+
 /* Integer `key` of o (path names o in messages).  Absent or null: def when
  * !required.  Must lie in [lo, hi]. */
 gboolean
 si_cfg_int (SiLd *ld, JsonObject *o, const char *path, const char *key,
     gboolean required, int def, int lo, int hi, int *out, GError **error)
 {
-  JsonNode *n = si_cfg_member (o, key);
+  JsonNode *n;
+  if (!cfg_lookup (ld, o, path, key, required, &n, error))
+    return FALSE;
   if (n == NULL) {
-    if (required)
-      return si_cfg_err (
-          ld, error, SI_ERROR_CONFIG, "missing %s.%s", path, key);
     *out = def;
     return TRUE;
   }
@@ -369,14 +380,12 @@ gboolean
 si_cfg_str (SiLd *ld, JsonObject *o, const char *path, const char *key,
     gboolean required, const char **out, GError **error)
 {
-  JsonNode *n = si_cfg_member (o, key);
+  JsonNode *n;
   *out = NULL;
-  if (n == NULL) {
-    if (required)
-      return si_cfg_err (
-          ld, error, SI_ERROR_CONFIG, "missing %s.%s", path, key);
+  if (!cfg_lookup (ld, o, path, key, required, &n, error))
+    return FALSE;
+  if (n == NULL)
     return TRUE;
-  }
   if (!JSON_NODE_HOLDS_VALUE (n) ||
       json_node_get_value_type (n) != G_TYPE_STRING)
     return si_cfg_err (
@@ -390,14 +399,12 @@ gboolean
 si_cfg_obj (SiLd *ld, JsonObject *o, const char *path, const char *key,
     gboolean required, JsonObject **out, GError **error)
 {
-  JsonNode *n = si_cfg_member (o, key);
+  JsonNode *n;
   *out = NULL;
-  if (n == NULL) {
-    if (required)
-      return si_cfg_err (
-          ld, error, SI_ERROR_CONFIG, "missing %s.%s", path, key);
+  if (!cfg_lookup (ld, o, path, key, required, &n, error))
+    return FALSE;
+  if (n == NULL)
     return TRUE;
-  }
   if (!JSON_NODE_HOLDS_OBJECT (n))
     return si_cfg_err (
         ld, error, SI_ERROR_CONFIG, "%s.%s is not an object", path, key);
@@ -434,11 +441,10 @@ gboolean
 si_cfg_int_array (SiLd *ld, JsonObject *o, const char *path, const char *key,
     int n, const int *def, int lo, int hi, int *out, GError **error)
 {
-  JsonNode *node = si_cfg_member (o, key);
+  JsonNode *node;
+  if (!cfg_lookup (ld, o, path, key, def == NULL, &node, error))
+    return FALSE;
   if (node == NULL) {
-    if (def == NULL)
-      return si_cfg_err (
-          ld, error, SI_ERROR_CONFIG, "missing %s.%s", path, key);
     memcpy (out, def, n * sizeof (int));
     return TRUE;
   }
