@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # gpu-bundle.sh: builds what the GPU checks of the CUDA backend need and packs
-# it into .gpu/ (git-ignored) with the libraries it links and the golden cases,
-# so that a session lent a GPU through the device tool runs every check in
-# one call of scripts/gpu-suite.sh, carrying .gpu:
+# it, with the libraries it links, the golden cases and the spec, into one
+# gzipped tarball, .gpu/bundle.tar.gz (.gpu/ is git-ignored; the binaries
+# shrink to a third, which the 64 MiB limit needs now that the tree carries
+# the demo model), so that a session lent a GPU through the device tool runs
+# every check in one call of scripts/gpu-suite.sh, carrying .gpu:
 #     run(command="bash scripts/gpu-suite.sh", carry=[".gpu"], timeout_s=560)
 # The device machine has the CUDA toolkit (cuBLAS, compute-sanitizer) and a
 # Python with numpy, but no GLib and no package registry: everything else the
@@ -32,29 +34,33 @@ targets=(tests/parity/test-parity-ops tests/parity/test-parity-detector
 ninja -C "$build" "${targets[@]}"
 
 rm -rf "$bundle"
-mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/golden" "$bundle/docs"
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$bundle" "$stage/bin" "$stage/lib" "$stage/golden" "$stage/docs"
 for t in "${targets[@]}"; do
   case "$t" in
-    *.so) cp "$build/$t" "$bundle/lib/" ;;
-    *) cp "$build/$t" "$bundle/bin/" ;;
+    *.so) cp "$build/$t" "$stage/lib/" ;;
+    *) cp "$build/$t" "$stage/bin/" ;;
   esac
 done
 # Every shared library the binaries load, except the C runtime and cuBLAS
 # (the device's toolkit has them; cuBLAS alone is ~600 MB).  cudart is small
 # and travels, so the runtime matches the one we compiled against.
-for f in "$bundle"/bin/* "$bundle"/lib/libsi-engine-cuda.so; do
+for f in "$stage"/bin/* "$stage"/lib/libsi-engine-cuda.so; do
   ldd "$f" | awk '/=> \//{print $3}'
 done | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
     libc.so* | libm.so* | libdl.so* | libpthread.so* | librt.so* | \
       ld-linux* | libstdc++.so* | libgcc_s.so* | libcublas*) ;;
-    *) cp -L "$lib" "$bundle/lib/" ;;
+    *) cp -L "$lib" "$stage/lib/" ;;
   esac
 done
-cp -r "$golden"/. "$bundle/golden/"
+cp -r "$golden"/. "$stage/golden/"
 # bench/make-random-model.py reads the state-dict table of the spec
-cp "$spec" "$bundle/docs/model-spec.md"
-git rev-parse HEAD > "$bundle/COMMIT"
+cp "$spec" "$stage/docs/model-spec.md"
+git rev-parse HEAD > "$stage/COMMIT"
+tar czf "$bundle/bundle.tar.gz" -C "$stage" .
+cp "$stage/COMMIT" "$bundle/COMMIT"
 
 tree_kib=$(git ls-files -z | du -c --files0-from=- -k | tail -1 | cut -f1)
 bundle_kib=$(du -sk "$bundle" | cut -f1)

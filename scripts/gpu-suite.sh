@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # gpu-suite.sh: the CUDA backend's checks on a machine with a GPU, from the
-# bundle that scripts/gpu-bundle.sh packs into .gpu/ (no build needed there).
+# bundle that scripts/gpu-bundle.sh packs into .gpu/bundle.tar.gz (no build
+# needed there; it is unpacked under $TMPDIR first, a second or two).
 #
 #   bash scripts/gpu-suite.sh [--budget SECONDS] [STAGE...]
 #
@@ -35,7 +36,8 @@
 # limit still returns what it did.  Exit status: 0 when no step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-B=$PWD/.gpu
+PACKED=$PWD/.gpu/bundle.tar.gz
+B=${TMPDIR:-/tmp}/si-gpu-bundle
 OUTDIR=${OUT:-$PWD/gpu-out}
 budget=480
 min_step_s=20
@@ -76,9 +78,12 @@ preflight_fail() {
   exit 3
 }
 
-say "== $(date -u +%FT%TZ) gpu-suite, bundle $(cat "$B/COMMIT" 2> /dev/null || echo '?')," \
+say "== $(date -u +%FT%TZ) gpu-suite, bundle $(cat .gpu/COMMIT 2> /dev/null || echo '?')," \
   "stages: $*, budget ${budget} s"
-[ -x "$B/bin/test-parity-ops" ] || preflight_fail "no bundle in $B: run scripts/gpu-bundle.sh first"
+[ -f "$PACKED" ] || preflight_fail "no $PACKED: run scripts/gpu-bundle.sh first"
+rm -rf "$B" && mkdir -p "$B" && tar xzf "$PACKED" -C "$B" ||
+  preflight_fail "cannot unpack $PACKED into $B"
+[ -x "$B/bin/test-parity-ops" ] || preflight_fail "$PACKED holds no bin/test-parity-ops"
 command -v nvidia-smi > /dev/null || preflight_fail "nvidia-smi not found (no driver?)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 |
   tee -a "$SUMMARY"
