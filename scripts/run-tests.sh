@@ -2,8 +2,8 @@
 # Builds the project three times and runs its tests: a plain -Werror build
 # (every suite, the element tests also under valgrind: suite "leaks") and an
 # AddressSanitizer + UndefinedBehaviorSanitizer build (every suite),
-# then a release build without oneDNN / BLAS / GStreamer (the golden suite);
-# then checks formatting.  GPU tests skip (exit 77) without a CUDA device.
+# then a release build without oneDNN / BLAS / GStreamer (the golden suite),
+# packed as the GPU bundle to check its size; then checks formatting.  GPU tests skip (exit 77) without a CUDA device.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
@@ -34,6 +34,11 @@ echo "== release build without oneDNN, BLAS and GStreamer (the golden suite)"
 ninja -C build-minimal -j"$JOBS"
 meson test -C build-minimal --print-errorlogs --num-processes "$JOBS" \
     --suite golden
+
+echo "== the GPU bundle (scripts/gpu-bundle.sh) still fits one device call"
+# the release build above has the CUDA backend (nvcc is on every machine);
+# a session lent a GPU must not find the bundle over the device tool's limit
+scripts/gpu-bundle.sh build-minimal
 
 echo "== formatting"
 scripts/check-format.sh
