@@ -122,6 +122,15 @@ si_sigmoidf (float x)
   return 1.0f / (1.0f + expf (-x));
 }
 
+/* The score top-k ranks: the sigmoid, with a NaN logit (broken weights)
+ * scored 0 so that both twins rank it last, as a total order wants. */
+SI_HOSTDEV static inline float
+si_topk_score (float logit)
+{
+  float s = si_sigmoidf (logit);
+  return s == s ? s : 0.0f;
+}
+
 /* decode_box: xyzr (x, y, z = log2 sqrt(wh), r = log2 h/w) -> x1y1x2y2,
  * in the official evaluation order (model-spec 5). */
 SI_HOSTDEV static inline void

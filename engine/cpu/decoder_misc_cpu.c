@@ -149,7 +149,7 @@ si_topk_sigmoid_cpu (SiBackend *be, const float *logits, int n, int k,
   ScoreIdx *s = scratch;
 
   for (int i = 0; i < n; i++) {
-    s[i].score = si_sigmoidf (logits[i]);
+    s[i].score = si_topk_score (logits[i]);
     s[i].idx = i;
   }
   qsort (s, n, sizeof (ScoreIdx), score_idx_cmp);

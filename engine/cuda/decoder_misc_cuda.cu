@@ -256,7 +256,7 @@ topk_kernel (const float *logits, int n, int k, float *scores, int32_t *idx,
   __shared__ int remaining, count;
 
   for (int i = threadIdx.x; i < n; i += blockDim.x)
-    keys[i] = topk_key (si_sigmoidf (logits[i]), i);
+    keys[i] = topk_key (si_topk_score (logits[i]), i);
   if (threadIdx.x == 0) {
     prefix = 0;
     prefix_mask = 0;

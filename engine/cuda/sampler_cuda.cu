@@ -64,6 +64,10 @@ sample_features_kernel (
     int h = lv.h[l], w = lv.w[l];
     float u = si_grid_coord (pt[0], w, lv.stride[l]);
     float v = si_grid_coord (pt[1], h, lv.stride[l]);
+    /* no corner inside, also NaN: as the CPU twin; a device converts NaN
+     * to 0 (x86, and so the emulation, to INT_MIN), which would sample */
+    if (!(u > -1.0f && u < (float) w && v > -1.0f && v < (float) h))
+      continue;
     int x0 = (int) floorf (u), y0 = (int) floorf (v);
     float fx = u - (float) x0, fy = v - (float) y0;
     float cw[4] = { (1.0f - fx) * (1.0f - fy), fx * (1.0f - fy),

@@ -922,9 +922,10 @@ test_decoder_misc (void)
 }
 
 /* Top-k: scores must agree; indices may differ only between candidates
- * whose reference scores are within 1e-6 (device and host expf). */
+ * whose reference scores are within 1e-6 (device and host expf).  NaN
+ * logits score 0 on both (ranked last, by index). */
 static void
-test_topk_case (int n, int k, bool ties)
+test_topk_case (int n, int k, bool ties, bool nans)
 {
   float *h = si_parity_random (rng, n, -8, 4);
   SiTwin lg, sc, ix, scratch;
@@ -939,6 +940,9 @@ test_topk_case (int n, int k, bool ties)
     for (int i = 0; i < n; i += 97)
       h[i] = 40.0f; /* sigmoid == 1.0f: ties across the k boundary */
   }
+  if (nans)
+    for (int i = 3; i < n; i += 5)
+      h[i] = NAN;
   lg = si_twin_new (pt, h, (size_t) n * sizeof (float));
   sc = si_twin_new (pt, NULL, (size_t) k * sizeof (float));
   ix = si_twin_new (pt, NULL, (size_t) k * sizeof (int32_t));
@@ -947,8 +951,8 @@ test_topk_case (int n, int k, bool ties)
     OPS (i)->topk_sigmoid (
         BE (i), TF (lg, i), n, k, TF (sc, i), TI (ix, i), scratch.p[i]);
   }
-  snprintf (
-      what, sizeof (what), "topk_sigmoid n%d k%d%s", n, k, ties ? " ties" : "");
+  snprintf (what, sizeof (what), "topk_sigmoid n%d k%d%s%s", n, k,
+      ties ? " ties" : "", nans ? " nan" : "");
   si_parity_sync (pt, what);
   si_parity_check (pt, what, &sc, k, TOL_ELEM);
   FOR_BOTH (i) {
@@ -967,7 +971,7 @@ test_topk_case (int n, int k, bool ties)
     if (id[0][j] == id[1][j])
       continue;
     if (id[1][j] < 0 || id[1][j] >= n ||
-        fabsf (si_sigmoidf (h[id[1][j]]) - s[0][j]) > 1e-6f)
+        !(fabsf (si_topk_score (h[id[1][j]]) - s[0][j]) <= 1e-6f))
       bad++;
   }
   pt->checks++;
@@ -1160,9 +1164,10 @@ main (int argc, char **argv)
   test_dcn_backbone ();
   test_swin_backbone ();
   test_decoder_misc ();
-  test_topk_case (20 * 80, 20, false);
-  test_topk_case (100 * 80, 100, true);
-  test_topk_case (300 * 80, 300, true);
+  test_topk_case (20 * 80, 20, false, false);
+  test_topk_case (100 * 80, 100, true, false);
+  test_topk_case (300 * 80, 300, true, false);
+  test_topk_case (160, 160, false, true);
   test_attention ();
   test_sampler ();
   test_mixing ();
