@@ -11,7 +11,8 @@
 #   parity      the parity suite (every op vs its CPU twin, fp32 and fp16; the
 #               detector on the golden cases; CUDA graphs) and si-detect
 #   bench       bench-cuda: R-50 100 and 300 queries, fp32 and fp16, batch 1
-#               and 4 streams
+#               and 4 streams; then PyTorch eager on the 100-query model
+#               (bench/bench-torch-cuda.py) for comparison
 #   sanitize-ops       compute-sanitizer memcheck / racecheck / synccheck on
 #                      the op parity test
 #   sanitize-detector  memcheck (with leak check) / initcheck on the detector,
@@ -189,6 +190,9 @@ run_bench() {
     --runs 50 --streams 4
   step bench-r50-300q 150 "$B/bin/bench-cuda" --model "$models/r50-300q.safetensors" \
     --runs 50 --streams 4
+  # the yardstick: PyTorch eager on the same model file and GPU
+  step bench-torch-r50-100q 120 "$(command -v python3)" bench/bench-torch-cuda.py \
+    --model "$models/r50-100q.safetensors" --runs 50
   cat "$OUTDIR/bench.txt"
 }
 

@@ -400,7 +400,7 @@ class ShiftWindowMSA(nn.Module):
         mask = None
         if s:
             x = torch.roll(x, (-s, -s), (1, 2))
-            lab = torch.zeros(Hp, Wp)
+            lab = torch.zeros(Hp, Wp, device=x.device)
             cnt = 0
             for hs in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
                 for wsl in (slice(0, -ws), slice(-ws, -s), slice(-s, None)):
@@ -895,7 +895,7 @@ class StageInteractor(nn.Module):
         vals, idx = scores.topk(k)
         # stable order: score desc, then flat index asc
         order = sorted(range(k), key=lambda i: (-float(vals[i]), int(idx[i])))
-        order = torch.tensor(order, dtype=torch.long)
+        order = torch.tensor(order, dtype=torch.long, device=vals.device)
         vals, idx = vals[order], idx[order]
         labels = idx % NC
         qi = torch.div(idx, NC, rounding_mode="floor")
