@@ -54,6 +54,11 @@ cuda_error_is_sticky (cudaError_t status)
     case cudaErrorAssert:
     case cudaErrorLaunchTimeout:
     case cudaErrorECCUncorrectable:
+    case cudaErrorNvlinkUncorrectable:
+    case cudaErrorContained:
+    case cudaErrorTensorMemoryLeak:
+    case cudaErrorMpsClientTerminated:
+    case cudaErrorExternalDevice:
       return true;
     default:
       return false;
@@ -121,6 +126,9 @@ si_cublas_defer (SiBackend *be, cublasStatus_t status, const char *what,
 
   if (cu->deferred == NULL)
     si_cublas_set_error (&cu->deferred, status, what, file, line);
+  /* a launch of cuBLAS's that failed leaves the runtime's error set: the
+   * next kernel's launch check would report it under its own name */
+  cudaGetLastError ();
 }
 
 /* Calls that cannot be recorded fail cleanly during a capture. */
@@ -218,14 +226,26 @@ cuda_init_resources (
   SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
   SI_CUDA_TRY (cudaGetDeviceProperties (&prop, cu->device), error, FALSE);
   g_strlcpy (cu->device_name, prop.name, sizeof (cu->device_name));
+  /* the module has sm_80 and sm_90 code and compute_90 PTX: an older
+   * device would fail every kernel; refused here, backend=auto falls back */
+  if (prop.major < 8) {
+    g_set_error (error, SI_ERROR, SI_ERROR_NO_DEVICE,
+        "no usable CUDA device: device %d (%s) has compute capability "
+        "%d.%d; the CUDA backend needs 8.0 or newer",
+        cu->device, prop.name, prop.major, prop.minor);
+    return FALSE;
+  }
   SI_CUDA_TRY (cudaStreamCreateWithFlags (&cu->stream, cudaStreamNonBlocking),
       error, FALSE);
   SI_CUBLAS_TRY (cublasCreate (&cu->cublas), error, FALSE);
   SI_CUBLAS_TRY (cublasSetStream (cu->cublas, cu->stream), error, FALSE);
   /* fp32 is the parity mode: no TF32.  fp16 picks its compute type per
-   * call (gemm_cuda.c), the math mode stays the default. */
-  SI_CUBLAS_TRY (
-      cublasSetMathMode (cu->cublas, CUBLAS_DEFAULT_MATH), error, FALSE);
+   * call (gemm_cuda.c); a half C must not make cuBLAS add split-K partial
+   * sums in half (allowed by default): the accumulation stays fp32. */
+  SI_CUBLAS_TRY (cublasSetMathMode (cu->cublas,
+                     (cublasMath_t) (CUBLAS_DEFAULT_MATH |
+                         CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)),
+      error, FALSE);
   SI_CUBLAS_TRY (cublasLtCreate (&cu->lt), error, FALSE);
   cu->lt_plans = si_lt_plans_new ();
   cu->fused_epilogue =
@@ -584,6 +604,7 @@ si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
   SiCudaBackend *cu = si_cuda_priv (be);
   const uint8_t *lo = src[0], *hi = src[0] + bytes[0];
   size_t total = 0;
+  cudaError_t st;
 
   if (!cuda_not_capturing (cu, "a frame upload", error))
     return NULL;
@@ -625,8 +646,15 @@ si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
       cudaMemcpyAsync (cu->frame_dev, cu->staging_in, total,
           cudaMemcpyHostToDevice, cu->stream),
       error, NULL);
-  SI_CUDA_TRY_FRAME (
-      cu, cudaEventRecord (cu->staging_in_free, cu->stream), error, NULL);
+  st = cudaEventRecord (cu->staging_in_free, cu->stream);
+  if (st != cudaSuccess) {
+    si_cuda_fail (cu, st, "cudaEventRecord (cu->staging_in_free, cu->stream)",
+        __FILE__, __LINE__, error);
+    /* the copy may still read the staging, and the next frame's wait
+     * would be on an older record */
+    cudaStreamSynchronize (cu->stream);
+    return NULL;
+  }
   return cu->frame_dev;
 }
 

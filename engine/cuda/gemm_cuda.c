@@ -182,6 +182,8 @@ lt_plan_setup (SiBackend *be, SiLtPlan *plan, const void *bias)
   cublasLtMatmulPreference_t pref = NULL;
   cublasLtMatmulHeuristicResult_t found;
   uint64_t ws = cu->cublas_ws_size;
+  uint32_t fp32_reduction =
+      CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
   cublasStatus_t st;
   int n_found = 0;
 
@@ -209,6 +211,13 @@ lt_plan_setup (SiBackend *be, SiLtPlan *plan, const void *bias)
       (st = cublasLtMatmulPreferenceCreate (&pref)) ||
       (st = cublasLtMatmulPreferenceSetAttribute (
            pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof (ws))))
+    goto out;
+  /* a half D: split-K partial sums in fp32 (the compute type), never in
+   * D's half (the in-place and output-type schemes, allowed by default) */
+  if (k->c_type == CUDA_R_16F &&
+      (st = cublasLtMatmulPreferenceSetAttribute (pref,
+           CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &fp32_reduction,
+           sizeof (fp32_reduction))))
     goto out;
   for (int i = 0; i < 3; i++)
     if ((st = cublasLtMatmulPreferenceSetAttribute (pref,

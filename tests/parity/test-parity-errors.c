@@ -1,7 +1,8 @@
 /* test-parity-errors.c: the CUDA backend's failures come back as engine
  * errors with the CUDA message, never as an abort (issue 4), checked on the
  * emulated CUDA runtime (cuda-emu/), whose hooks inject them: no device
- * (and backend=auto falling back to the CPU), out of device memory at
+ * or one older than compute capability 8.0 (and backend=auto falling back
+ * to the CPU), out of device memory at
  * every allocation of a context's creation, a kernel refused at several
  * points of a frame, one of them inside a replayed graph (backbone, neck
  * or decoder; the context stays usable afterwards), a frame larger than
@@ -63,6 +64,31 @@ test_no_device (SiModel *model)
   g_clear_error (&error);
   si_context_free (&ctx);
   si_emu_set_device_count (1);
+
+  /* a device the module has no code for */
+  si_emu_set_compute_capability (7, 5);
+  ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
+  CHECK (ctx == NULL && g_error_matches (error, SI_ERROR, SI_ERROR_NO_DEVICE) &&
+          strstr (error->message, "compute capability 7.5"),
+      "a 7.5 device must be refused with NO_DEVICE, naming its capability: %s",
+      error ? error->message : "(no error)");
+  if (error)
+    printf ("old device: %s\n", error->message);
+  g_clear_error (&error);
+  si_context_free (&ctx);
+  ctx = cuda_context (model, SI_BACKEND_AUTO, 256, 256, &error);
+  CHECK (ctx != NULL && si_context_get_backend (ctx) == SI_BACKEND_CPU,
+      "backend=auto with a 7.5 device must fall back to the CPU: %s",
+      error ? error->message : "wrong backend");
+  g_clear_error (&error);
+  si_context_free (&ctx);
+  si_emu_set_compute_capability (8, 0);
+  ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
+  CHECK (ctx != NULL, "an 8.0 device must be taken: %s",
+      error ? error->message : "");
+  g_clear_error (&error);
+  si_context_free (&ctx);
+  si_emu_set_compute_capability (9, 0);
 }
 
 /* Every cudaMalloc of a context's creation fails once, in turn. */

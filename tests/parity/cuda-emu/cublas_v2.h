@@ -32,6 +32,7 @@ typedef enum
 {
   CUBLAS_DEFAULT_MATH = 0,
   CUBLAS_TF32_TENSOR_OP_MATH = 3,
+  CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION = 16,
 } cublasMath_t;
 
 typedef enum

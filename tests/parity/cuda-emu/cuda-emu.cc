@@ -599,14 +599,23 @@ cudaSetDevice (int device)
                                               : cudaErrorInvalidDevice;
 }
 
+static int cc_major = 9, cc_minor = 0;
+
+void
+si_emu_set_compute_capability (int major, int minor)
+{
+  cc_major = major;
+  cc_minor = minor;
+}
+
 cudaError_t
 cudaGetDeviceProperties (struct cudaDeviceProp *prop, int device)
 {
   memset (prop, 0, sizeof (*prop));
   RETURN_IF_LOST ();
   snprintf (prop->name, sizeof (prop->name), "cuda-emu (host) #%d", device);
-  prop->major = 9;
-  prop->minor = 0;
+  prop->major = cc_major;
+  prop->minor = cc_minor;
   prop->totalGlobalMem = (size_t) 8 << 30;
   prop->multiProcessorCount = 1;
   return cudaSuccess;
@@ -983,6 +992,11 @@ cublasSetStream (cublasHandle_t handle, cudaStream_t stream)
 cublasStatus_t
 cublasSetMathMode (cublasHandle_t handle, cublasMath_t mode)
 {
+  /* a base mode (default, tensor op, pedantic, TF32) and flag 16 */
+  unsigned int m = (unsigned int) mode;
+  if ((m & 0xf) > CUBLAS_TF32_TENSOR_OP_MATH ||
+      (m & ~0xfu & ~(unsigned int) CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION))
+    return CUBLAS_STATUS_INVALID_VALUE;
   handle->math = mode;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -1442,6 +1456,16 @@ cublasLtMatmulPreferenceSetAttribute (cublasLtMatmulPreference_t pref,
       return CUBLAS_STATUS_INVALID_VALUE;
     memcpy (&pref->workspace, buf, size);
     return CUBLAS_STATUS_SUCCESS;
+  }
+  if (attr == CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK) {
+    /* the emulation always sums in fp32, the compute type */
+    uint32_t mask;
+    if (size != sizeof (uint32_t))
+      return CUBLAS_STATUS_INVALID_VALUE;
+    memcpy (&mask, buf, size);
+    return (mask & ~(uint32_t) CUBLASLT_REDUCTION_SCHEME_MASK) == 0
+        ? CUBLAS_STATUS_SUCCESS
+        : CUBLAS_STATUS_INVALID_VALUE;
   }
   if (attr >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES &&
       attr <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES)

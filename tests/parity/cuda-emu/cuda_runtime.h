@@ -28,6 +28,11 @@ typedef enum
   cudaErrorInsufficientDriver = 35,
   cudaErrorNoDevice = 100,
   cudaErrorECCUncorrectable = 214,
+  cudaErrorNvlinkUncorrectable = 220,
+  cudaErrorContained = 226,
+  cudaErrorTensorMemoryLeak = 721,
+  cudaErrorMpsClientTerminated = 810,
+  cudaErrorExternalDevice = 911,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchOutOfResources = 701,
   cudaErrorLaunchTimeout = 702,
@@ -120,6 +125,8 @@ cudaError_t cudaGraphDestroy (cudaGraph_t graph);
 /* Test hooks: the device count reported (default 1) and the number of
  * cudaMalloc calls after which cudaMalloc fails (-1: never). */
 void si_emu_set_device_count (int count);
+/* What cudaGetDeviceProperties reports (default 9.0). */
+void si_emu_set_compute_capability (int major, int minor);
 void si_emu_fail_malloc_after (int calls);
 /* Makes the kernel launch numbered @launches (counted from this call,
  * from 0) fail (-1: none), with the error of si_emu_set_launch_error
