@@ -34,6 +34,31 @@ cuda_context (
   return si_context_new (model, &o, error);
 }
 
+/* backend=cuda must fail with @code and a message holding @text;
+ * backend=auto must then run on the CPU. */
+static void
+check_cuda_refused (
+    SiModel *model, SiErrorCode code, const char *text, const char *what)
+{
+  GError *error = NULL;
+  SiContext *ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
+
+  CHECK (ctx == NULL && g_error_matches (error, SI_ERROR, code) &&
+          strstr (error->message, text) != NULL,
+      "%s: backend=cuda: %s", what,
+      error ? error->message : "a context was created");
+  if (error)
+    printf ("%s: %s\n", what, error->message);
+  g_clear_error (&error);
+  si_context_free (&ctx);
+  ctx = cuda_context (model, SI_BACKEND_AUTO, 256, 256, &error);
+  CHECK (ctx != NULL && si_context_get_backend (ctx) == SI_BACKEND_CPU,
+      "%s: backend=auto must fall back to the CPU: %s", what,
+      error ? error->message : "wrong backend");
+  g_clear_error (&error);
+  si_context_free (&ctx);
+}
+
 static void
 test_no_device (SiModel *model)
 {
@@ -46,42 +71,17 @@ test_no_device (SiModel *model)
   CHECK (g_error_matches (error, SI_ERROR, SI_ERROR_NO_DEVICE),
       "no device: wrong error %s", error ? error->message : "(none)");
   if (error)
-    printf ("no device: %s\n", error->message);
+    printf ("no device, available: %s\n", error->message);
   CHECK (error && strstr (error->message, "no CUDA device"),
       "no device: message without the CUDA text");
   g_clear_error (&error);
-
-  ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
-  CHECK (ctx == NULL && g_error_matches (error, SI_ERROR, SI_ERROR_NO_DEVICE),
-      "backend=cuda without a device must fail with NO_DEVICE");
-  g_clear_error (&error);
-  si_context_free (&ctx);
-
-  ctx = cuda_context (model, SI_BACKEND_AUTO, 256, 256, &error);
-  CHECK (ctx != NULL && si_context_get_backend (ctx) == SI_BACKEND_CPU,
-      "backend=auto without a device must fall back to the CPU: %s",
-      error ? error->message : "wrong backend");
-  g_clear_error (&error);
-  si_context_free (&ctx);
+  check_cuda_refused (model, SI_ERROR_NO_DEVICE, "no CUDA device", "no device");
   si_emu_set_device_count (1);
 
   /* a device the module has no code for */
   si_emu_set_compute_capability (7, 5);
-  ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
-  CHECK (ctx == NULL && g_error_matches (error, SI_ERROR, SI_ERROR_NO_DEVICE) &&
-          strstr (error->message, "compute capability 7.5"),
-      "a 7.5 device must be refused with NO_DEVICE, naming its capability: %s",
-      error ? error->message : "(no error)");
-  if (error)
-    printf ("old device: %s\n", error->message);
-  g_clear_error (&error);
-  si_context_free (&ctx);
-  ctx = cuda_context (model, SI_BACKEND_AUTO, 256, 256, &error);
-  CHECK (ctx != NULL && si_context_get_backend (ctx) == SI_BACKEND_CPU,
-      "backend=auto with a 7.5 device must fall back to the CPU: %s",
-      error ? error->message : "wrong backend");
-  g_clear_error (&error);
-  si_context_free (&ctx);
+  check_cuda_refused (
+      model, SI_ERROR_NO_DEVICE, "compute capability 7.5", "a 7.5 device");
   si_emu_set_compute_capability (8, 0);
   ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
   CHECK (ctx != NULL, "an 8.0 device must be taken: %s",
@@ -266,20 +266,8 @@ test_failing_kernel (SiModel *model)
   }
   free_after_fault (&ctx);
   /* no new context either: backend=cuda fails, auto picks the CPU */
-  ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
-  CHECK (ctx == NULL && error && strstr (error->message, "lost earlier"),
-      "a CUDA context after the fault: %s",
-      error ? error->message : "it was created");
-  if (error)
-    printf ("new context after the fault: %s\n", error->message);
-  g_clear_error (&error);
-  si_context_free (&ctx);
-  ctx = cuda_context (model, SI_BACKEND_AUTO, 256, 256, &error);
-  CHECK (ctx != NULL && si_context_get_backend (ctx) == SI_BACKEND_CPU,
-      "backend=auto after the fault must pick the CPU: %s",
-      error ? error->message : "wrong backend");
-  g_clear_error (&error);
-  si_context_free (&ctx);
+  check_cuda_refused (
+      model, SI_ERROR_BACKEND, "lost earlier", "new context after the fault");
   si_emu_recover ();
   g_free (clean);
   g_free (rgb);
