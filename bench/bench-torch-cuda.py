@@ -5,8 +5,9 @@
 # the same frame size, batch 1, fp32 (TF32 off) and fp16 (autocast).
 # Timed: the network's forward pass and the top-k of the detections, from
 # a normalised, padded input tensor already on the device, to the scores
-# and boxes on the device.  bench-cuda's figures also include the frame's
-# upload and the preprocessing, so this comparison favours PyTorch.
+# and boxes (xyzr, not decoded) on the device.  bench-cuda's figures also
+# include the frame's upload and the preprocessing, so this comparison
+# favours PyTorch.
 #
 # usage: bench-torch-cuda.py --model M.safetensors [--width 1333]
 #        [--height 800] [--runs 50] [--warmup 10] [--device cuda]
@@ -65,7 +66,9 @@ def time_precision(net, meta, device, precision, a):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description="PyTorch eager StageInteractor on a GPU: forward + "
+        "top-k, batch 1 (the yardstick for bench-cuda)")
     ap.add_argument("--model", required=True)
     ap.add_argument("--width", type=int, default=1333)
     ap.add_argument("--height", type=int, default=800)
@@ -80,6 +83,9 @@ def main():
     device = torch.device(a.device)
     if a.precision is None:
         a.precision = "fp32,fp16" if device.type == "cuda" else "fp32"
+    for p in a.precision.split(","):
+        if p not in ("fp32", "fp16"):
+            ap.error("--precision: %r is not fp32 or fp16" % p)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("skipped: no CUDA device (torch %s)" % torch.__version__)
         return 77

@@ -11,12 +11,15 @@
 # binaries need travels here.  oneDNN and OpenBLAS (76 MB) are left out (the
 # CPU twin runs its reference loops) to stay under the 64 MiB the tool moves.
 #
-# usage: scripts/gpu-bundle.sh [BUILD_DIR]   (default build-gpu)
+# usage: scripts/gpu-bundle.sh [BUILD_DIR [OUT_DIR]]
+#   (defaults build-gpu and .gpu; run-tests.sh packs into its build folder
+#   only to check the size, leaving a .gpu/ that a device call may carry
+#   alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-gpu}
 golden=${SI_GOLDEN_DIR:-$(cd .. && pwd)/shared/golden}
-bundle=.gpu
+bundle=${2:-.gpu}
 limit_mib=64
 
 spec=${SI_MODEL_SPEC:-$golden/../docs/model-spec.md}
@@ -26,6 +29,10 @@ if [ ! -d "$build" ]; then
   meson setup "$build" -Dcuda=enabled -Dgst=disabled -Ddnnl=disabled \
     -Dblas=disabled -Dbuildtype=release -Dgolden_dir="$golden"
 fi
+if ! ninja -C "$build" -t targets all | grep '^engine/cuda/libsi-engine-cuda.so:' > /dev/null; then
+  echo "gpu-bundle: $build has no CUDA backend (no nvcc at setup?)" >&2
+  exit 1
+fi
 targets=(tests/parity/test-parity-ops tests/parity/test-parity-detector
   tests/parity/test-parity-graph tests/parity/test-parity-decoder-graph
   tests/parity/test-parity-context-graph tests/parity/test-parity-frame-memory
@@ -33,10 +40,9 @@ targets=(tests/parity/test-parity-ops tests/parity/test-parity-detector
   engine/cuda/libsi-engine-cuda.so)
 ninja -C "$build" "${targets[@]}"
 
-rm -rf "$bundle"
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
-mkdir -p "$bundle" "$stage/bin" "$stage/lib" "$stage/golden" "$stage/docs"
+mkdir -p "$stage/bin" "$stage/lib" "$stage/golden" "$stage/docs"
 for t in "${targets[@]}"; do
   case "$t" in
     *.so) cp "$build/$t" "$stage/lib/" ;;
@@ -59,8 +65,12 @@ cp -r "$golden"/. "$stage/golden/"
 # bench/make-random-model.py reads the state-dict table of the spec
 cp "$spec" "$stage/docs/model-spec.md"
 git rev-parse HEAD > "$stage/COMMIT"
-tar czf "$bundle/bundle.tar.gz" -C "$stage" .
-cp "$stage/COMMIT" "$bundle/COMMIT"
+# whole or not at all: the folder is replaced in one rename
+tar czf "$stage.tar.gz" -C "$stage" .
+rm -rf "$bundle.new" && mkdir -p "$bundle.new"
+mv "$stage.tar.gz" "$bundle.new/bundle.tar.gz"
+cp "$stage/COMMIT" "$bundle.new/COMMIT"
+rm -rf "$bundle" && mv "$bundle.new" "$bundle"
 
 tree_kib=$(git ls-files -z | du -c --files0-from=- -k | tail -1 | cut -f1)
 bundle_kib=$(du -sk "$bundle" | cut -f1)

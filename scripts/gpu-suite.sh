@@ -11,13 +11,14 @@
 #   parity      the parity suite (every op vs its CPU twin, fp32 and fp16; the
 #               detector on the golden cases; CUDA graphs) and si-detect
 #   bench       bench-cuda: R-50 100 and 300 queries, fp32 and fp16, batch 1
-#               and 4 streams; then PyTorch eager on the 100-query model
-#               (bench/bench-torch-cuda.py) for comparison
+#               and 4 streams
 #   sanitize-ops       compute-sanitizer memcheck / racecheck / synccheck on
 #                      the op parity test
 #   sanitize-detector  memcheck (with leak check) / initcheck on the detector,
 #                      memcheck on the graph-replayed context
-#   compare     bench-cuda fp16 100 queries with graphs off, the fused conv
+#   compare     PyTorch eager on the 100-query model (bench/bench-torch-cuda.py,
+#               the yardstick), then
+#               bench-cuda fp16 100 queries with graphs off, the fused conv
 #               epilogue off, fp32 maps, spinning waits and frames in frame
 #               memory, one at a time (last: it only explains the bench
 #               numbers)
@@ -179,7 +180,7 @@ make_models() { # make_models QUERIES...
   mkdir -p "$models"
   for q in "$@"; do
     [ -f "$models/r50-${q}q.safetensors" ] ||
-      step "make-model-${q}q" 120 "$py" bench/make-random-model.py \
+      step "make-model-${q}q" 120 env -u LD_LIBRARY_PATH "$py" bench/make-random-model.py \
         --out "$models/r50-${q}q.safetensors" --queries "$q" --golden "$G" --spec "$B/docs/model-spec.md"
   done
 }
@@ -190,14 +191,16 @@ run_bench() {
     --runs 50 --streams 4
   step bench-r50-300q 150 "$B/bin/bench-cuda" --model "$models/r50-300q.safetensors" \
     --runs 50 --streams 4
-  # the yardstick: PyTorch eager on the same model file and GPU
-  step bench-torch-r50-100q 120 "$(command -v python3)" bench/bench-torch-cuda.py \
-    --model "$models/r50-100q.safetensors" --runs 50
   cat "$OUTDIR/bench.txt"
 }
 
 run_compare() {
   make_models 100
+  # the yardstick: PyTorch eager on the same model file and GPU, with the
+  # machine's own libraries (the bundle's cudart must not shadow torch's)
+  step bench-torch-r50-100q 120 env -u LD_LIBRARY_PATH -u SI_CUDA_MODULE \
+    "$(command -v python3)" bench/bench-torch-cuda.py \
+    --model "$models/r50-100q.safetensors" --runs 50
   SI_CUDA_GRAPHS=0 step bench-r50-100q-nographs 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
   SI_CUDA_FUSED_EPILOGUE=0 step bench-r50-100q-unfused 90 "$B/bin/bench-cuda" \

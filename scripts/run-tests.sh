@@ -3,7 +3,8 @@
 # (every suite, the element tests also under valgrind: suite "leaks") and an
 # AddressSanitizer + UndefinedBehaviorSanitizer build (every suite),
 # then a release build without oneDNN / BLAS / GStreamer (the golden suite),
-# packed as the GPU bundle to check its size; then checks formatting.  GPU tests skip (exit 77) without a CUDA device.
+# packed as the GPU bundle to check its size; then checks formatting.
+# GPU tests skip (exit 77) without a CUDA device.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
@@ -38,7 +39,7 @@ meson test -C build-minimal --print-errorlogs --num-processes "$JOBS" \
 echo "== the GPU bundle (scripts/gpu-bundle.sh) still fits one device call"
 # the release build above has the CUDA backend (nvcc is on every machine);
 # a session lent a GPU must not find the bundle over the device tool's limit
-scripts/gpu-bundle.sh build-minimal
+scripts/gpu-bundle.sh build-minimal build-minimal/gpu-bundle
 
 echo "== formatting"
 scripts/check-format.sh

@@ -124,11 +124,21 @@ si_cublas_defer (SiBackend *be, cublasStatus_t status, const char *what,
 {
   SiCudaBackend *cu = si_cuda_priv (be);
 
-  if (cu->deferred == NULL)
-    si_cublas_set_error (&cu->deferred, status, what, file, line);
-  /* a launch of cuBLAS's that failed leaves the runtime's error set: the
-   * next kernel's launch check would report it under its own name */
-  cudaGetLastError ();
+  /* a launch of cuBLAS's that failed leaves the runtime's error set: it
+   * is this call's (the next kernel's launch check would report it under
+   * its own name) */
+  cudaError_t runtime = cudaGetLastError ();
+
+  if (cu->deferred != NULL)
+    return;
+  si_cublas_set_error (&cu->deferred, status, what, file, line);
+  if (runtime != cudaSuccess) {
+    char *msg =
+        g_strdup_printf ("%s (CUDA runtime: %s: %s)", cu->deferred->message,
+            cudaGetErrorName (runtime), cudaGetErrorString (runtime));
+    g_free (cu->deferred->message);
+    cu->deferred->message = msg;
+  }
 }
 
 /* Calls that cannot be recorded fail cleanly during a capture. */
@@ -653,6 +663,7 @@ si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
     /* the copy may still read the staging, and the next frame's wait
      * would be on an older record */
     cudaStreamSynchronize (cu->stream);
+    cudaGetLastError ();
     return NULL;
   }
   return cu->frame_dev;

@@ -974,9 +974,21 @@ test_topk_case (int n, int k, bool ties, bool nans)
         !(fabsf (si_topk_score (h[id[1][j]]) - s[0][j]) <= 1e-6f))
       bad++;
   }
+  /* NaN logits: finite scores on the reference, the NaNs last (score 0)
+   * when k takes every candidate (the comparison skips NaN on both sides) */
+  if (nans) {
+    int n_nan = 0, zeros = 0;
+    for (int i = 3; i < n; i += 5)
+      n_nan++;
+    for (int j = 0; j < k; j++) {
+      bad += !isfinite (s[0][j]);
+      zeros += j >= k - n_nan && s[0][j] == 0.0f;
+    }
+    bad += k == n && zeros != n_nan;
+  }
   pt->checks++;
-  printf ("%s %-40s %d indices out of near-ties\n", bad ? "FAIL" : "ok  ", what,
-      bad);
+  printf ("%s %-40s %d indices out of near-ties%s\n", bad ? "FAIL" : "ok  ",
+      what, bad, nans ? " or NaN scores" : "");
   if (bad)
     pt->failures++;
   FOR_BOTH (i) {
@@ -1072,6 +1084,55 @@ test_sampler (void)
   si_parity_sync (pt, "sample_features");
   si_parity_check (pt, "sample_features (points off the map too)", &out,
       (size_t) n * g * r * dg, TOL_SUM);
+
+  /* points no model should make, which must sample nothing on both twins
+   * (a device converts a NaN coordinate to 0, x86 to INT_MIN): NaN and
+   * infinite x or y, and far off the map */
+  {
+    size_t np = (size_t) n * g * r;
+    float *h = g_new (float, np * 3),
+          bad[] = { NAN, INFINITY, -INFINITY, 3e9f, -3e9f };
+    GError *error = NULL;
+    SiTwin edge;
+
+    if (!OPS (0)->download (BE (0), h, TF (pts, 0), np * 12, &error)) {
+      si_parity_fail (pt, "sample_features: download: %s", error->message);
+      g_clear_error (&error);
+    }
+    for (size_t q = 0; q < np; q += 3)
+      h[q * 3 + (q / 3) % 2] = bad[(q / 6) % G_N_ELEMENTS (bad)];
+    edge = si_twin_new (pt, h, np * 12);
+    FOR_BOTH (i) {
+      const float *levels[SI_NUM_LEVELS];
+      for (int l = 0; l < SI_NUM_LEVELS; l++)
+        levels[l] = TF (lv[l], i);
+      OPS (i)->sample_features (BE (i), TF (edge, i), levels, lh, lw, strides,
+          n, g, r, dg, TF (out, i));
+    }
+    si_parity_sync (pt, "sample_features edge points");
+    si_parity_check (
+        pt, "sample_features (NaN, inf, far points)", &out, np * dg, TOL_SUM);
+    /* and the reference itself stays finite (NaN on both would pass) */
+    {
+      float *o = g_new (float, np *dg);
+      size_t nonfinite = 0;
+      if (OPS (0)->download (BE (0), o, TF (out, 0), np * dg * 4, &error)) {
+        for (size_t q = 0; q < np * dg; q++)
+          nonfinite += !isfinite (o[q]);
+      } else {
+        si_parity_fail (pt, "sample_features: download: %s", error->message);
+        g_clear_error (&error);
+      }
+      pt->checks++;
+      printf ("%s %-40s %zu non-finite values\n", nonfinite ? "FAIL" : "ok  ",
+          "sample_features edge points, cpu", nonfinite);
+      if (nonfinite)
+        pt->failures++;
+      g_free (o);
+    }
+    si_twin_free (pt, &edge);
+    g_free (h);
+  }
   si_twin_free (pt, &xyzr);
   si_twin_free (pt, &off1);
   si_twin_free (pt, &off2);
@@ -1168,6 +1229,7 @@ main (int argc, char **argv)
   test_topk_case (100 * 80, 100, true, false);
   test_topk_case (300 * 80, 300, true, false);
   test_topk_case (160, 160, false, true);
+  test_topk_case (160, 100, false, true);
   test_attention ();
   test_sampler ();
   test_mixing ();
