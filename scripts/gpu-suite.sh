@@ -17,7 +17,8 @@
 #   sanitize-detector  memcheck (with leak check) / initcheck on the detector,
 #                      memcheck on the graph-replayed context
 #   compare     PyTorch eager on the 100-query model (bench/bench-torch-cuda.py,
-#               the yardstick), then
+#               the yardstick), the op profile of an fp16 frame
+#               (SI_CUDA_PROFILE=1, graphs off), then
 #               bench-cuda fp16 100 queries with graphs off, the fused conv
 #               epilogue off, fp32 maps, spinning waits and frames in frame
 #               memory, one at a time (last: it only explains the bench
@@ -70,7 +71,9 @@ say() { echo "$*" | tee -a "$SUMMARY"; }
 # what comes back, rewritten after every step and at exit
 save_results() {
   tar czf "$OUTDIR/logs.tar.gz" -C "$LOGS" . 2> /dev/null
-  grep -h -E "device|frame |batch 1|streams" "$LOGS"/bench-*.log > "$OUTDIR/bench.txt" 2> /dev/null
+  { grep -h -E "device|frame |batch 1|streams" "$LOGS"/bench-*.log
+    grep -h "^cuda profile" "$LOGS"/profile-*.log | head -250
+  } > "$OUTDIR/bench.txt" 2> /dev/null
 }
 trap 'save_results; rm -rf "$LOGS"' EXIT
 deadline=$((SECONDS + budget))
@@ -201,6 +204,10 @@ run_compare() {
   step bench-torch-r50-100q 120 env -u LD_LIBRARY_PATH -u SI_CUDA_MODULE \
     "$(command -v python3)" bench/bench-torch-cuda.py \
     --model "$models/r50-100q.safetensors" --runs 50
+  # where a frame's time goes, op by op (engine/cuda/profile_cuda.c)
+  SI_CUDA_PROFILE=1 SI_CUDA_GRAPHS=0 step profile-r50-100q-fp16 90 \
+    "$B/bin/bench-cuda" --model "$models/r50-100q.safetensors" --runs 10 \
+    --streams 1 --precision fp16
   SI_CUDA_GRAPHS=0 step bench-r50-100q-nographs 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
   SI_CUDA_FUSED_EPILOGUE=0 step bench-r50-100q-unfused 90 "$B/bin/bench-cuda" \

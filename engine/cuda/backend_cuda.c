@@ -197,6 +197,7 @@ cuda_destroy (SiBackend *be)
   }
   if (cu->stream)
     cudaStreamSynchronize (cu->stream);
+  si_cuda_profile_free (cu);
   if (cu->cublas)
     cublasDestroy (cu->cublas);
   if (cu->lt_plans)
@@ -258,6 +259,7 @@ cuda_init_resources (
       error, FALSE);
   SI_CUBLAS_TRY (cublasLtCreate (&cu->lt), error, FALSE);
   cu->lt_plans = si_lt_plans_new ();
+  cu->profile = si_cuda_profile_new ();
   cu->fused_epilogue =
       g_strcmp0 (g_getenv ("SI_CUDA_FUSED_EPILOGUE"), "0") != 0;
 
@@ -429,6 +431,7 @@ cuda_upload (
   SI_CUDA_TRY_FRAME (cu,
       cudaMemcpyAsync (dst, src, bytes, cudaMemcpyHostToDevice, cu->stream),
       error, FALSE);
+  si_cuda_profile_mark (be, "upload");
   /* from pageable memory an async copy may still read src after it
    * returns on some systems (CUDA promises nothing more); only weights at
    * creation and si_net_run_input's tensor come this way */
@@ -466,6 +469,7 @@ cuda_wait (SiCudaBackend *cu, GError **error)
         __LINE__, error);
     return FALSE;
   }
+  si_cuda_profile_collect (cu);
   return si_cuda_take_deferred (cu, error);
 }
 
@@ -485,6 +489,7 @@ cuda_download (
         cudaMemcpyAsync (staged ? (void *) cu->staging_out : dst, src, bytes,
             cudaMemcpyDeviceToHost, cu->stream),
         error, FALSE);
+  si_cuda_profile_mark (be, "download");
   if (!cuda_wait (cu, error))
     return FALSE;
   if (bytes && staged)
@@ -512,6 +517,7 @@ cuda_copy (SiBackend *be, void *dst, const void *src, size_t bytes)
   SI_CUDA_DEFER (be,
       cudaMemcpyAsync (dst, src, bytes, cudaMemcpyDeviceToDevice,
           si_cuda_priv (be)->stream));
+  si_cuda_profile_mark (be, "copy");
 }
 
 /* ---- frame memory: pinned blocks that frames are uploaded from ---- */
@@ -632,10 +638,12 @@ si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
       in_frame_memory (lo, (size_t) (hi - lo))) {
     for (int i = 0; i < n_planes; i++)
       offset[i] = (size_t) (src[i] - lo);
+    si_cuda_profile_begin_frame (cu);
     SI_CUDA_TRY_FRAME (cu,
         cudaMemcpyAsync (cu->frame_dev, lo, (size_t) (hi - lo),
             cudaMemcpyHostToDevice, cu->stream),
         error, NULL);
+    si_cuda_profile_mark (be, "frame upload (frame memory)");
     return cu->frame_dev;
   }
   if (total > cu->staging_in_size) {
@@ -652,10 +660,12 @@ si_cuda_upload_frame (SiBackend *be, const uint8_t *const *src,
     offset[i] = i ? offset[i - 1] + bytes[i - 1] : 0;
     memcpy (cu->staging_in + offset[i], src[i], bytes[i]);
   }
+  si_cuda_profile_begin_frame (cu);
   SI_CUDA_TRY_FRAME (cu,
       cudaMemcpyAsync (cu->frame_dev, cu->staging_in, total,
           cudaMemcpyHostToDevice, cu->stream),
       error, NULL);
+  si_cuda_profile_mark (be, "frame upload (staged)");
   st = cudaEventRecord (cu->staging_in_free, cu->stream);
   if (st != cudaSuccess) {
     si_cuda_fail (cu, st, "cudaEventRecord (cu->staging_in_free, cu->stream)",
@@ -675,6 +685,7 @@ struct _SiCudaGraph
 {
   cudaGraph_t graph;
   cudaGraphExec_t exec;
+  int number; /* in the order of recording, for the op profile */
 };
 
 gboolean
@@ -728,6 +739,7 @@ si_cuda_capture_end (SiBackend *be, GError **error)
   }
   g = g_new0 (SiCudaGraph, 1);
   g->graph = graph;
+  g->number = ++cu->graphs_recorded;
   st = cudaGraphInstantiate (&g->exec, graph, 0);
   if (st != cudaSuccess) {
     si_cuda_set_error (error, st, "cudaGraphInstantiate", __FILE__, __LINE__);
@@ -752,6 +764,7 @@ si_cuda_graph_launch (SiBackend *be, SiCudaGraph *graph, GError **error)
   SI_CUDA_TRY_FRAME (cu, cudaSetDevice (cu->device), error, FALSE);
   SI_CUDA_TRY_FRAME (
       cu, cudaGraphLaunch (graph->exec, cu->stream), error, FALSE);
+  si_cuda_profile_mark (be, "graph #%d", graph->number);
   return TRUE;
 }
 

@@ -36,6 +36,9 @@ typedef struct
   int live; /* allocations handed out and not yet freed */
 } SiCudaChunk;
 
+/* SI_CUDA_PROFILE=1: per-op stream times (profile_cuda.c) */
+typedef struct _SiCudaProfile SiCudaProfile;
+
 typedef struct
 {
   int device;
@@ -96,6 +99,9 @@ typedef struct
    * reported and cleared by sync(); deferred_lost: it lost the context. */
   GError *deferred;
   bool deferred_lost;
+
+  SiCudaProfile *profile; /* NULL unless SI_CUDA_PROFILE=1 */
+  int graphs_recorded;
 } SiCudaBackend;
 
 static inline SiCudaBackend *
@@ -115,6 +121,18 @@ void si_cuda_defer (SiBackend *be, cudaError_t status, const char *what,
     const char *file, int line);
 void si_cublas_defer (SiBackend *be, cublasStatus_t status, const char *what,
     const char *file, int line);
+
+/* The op profile (profile_cuda.c; each a no-op without SI_CUDA_PROFILE=1
+ * at init and during a capture): new (NULL without the variable); the
+ * start of a frame; an op just launched, named by a printf format;
+ * collect the times of the ops since the last wait (after a wait); free
+ * (prints the table). */
+SiCudaProfile *si_cuda_profile_new (void);
+void si_cuda_profile_begin_frame (SiCudaBackend *cu);
+void si_cuda_profile_mark (SiBackend *be, const char *fmt, ...)
+    G_GNUC_PRINTF (2, 3);
+void si_cuda_profile_collect (SiCudaBackend *cu);
+void si_cuda_profile_free (SiCudaBackend *cu);
 
 /* Moves the deferred error into @error (FALSE), or TRUE without one. */
 gboolean si_cuda_take_deferred (SiCudaBackend *cu, GError **error);
@@ -171,6 +189,7 @@ void si_cuda_fail (SiCudaBackend *cu, cudaError_t st, const char *what,
     cudaError_t si_cuda_status_ = cudaGetLastError ();                         \
     if (si_cuda_status_ != cudaSuccess)                                        \
       si_cuda_defer ((be), si_cuda_status_, name, __FILE__, __LINE__);         \
+    si_cuda_profile_mark ((be), "%s", name);                                   \
   } while (0)
 
 /* Number of blocks of @threads covering @n items (at least 1). */

@@ -333,6 +333,8 @@ si_conv2d_cuda (SiBackend *be, SiConvPlan *plan, const float *x, int h, int w,
             x, h, w, cv->cin, cv->kh, cv->kw, cv->stride, cv->pad, cv->groups,
             wo, m0, rows * kt, ld, cu->conv_ws);
       SI_CUDA_TRY_FRAME (cu, cudaGetLastError (), error, FALSE);
+      si_cuda_profile_mark (be, "im2col %dx%d/%d cin %d", cv->kh, cv->kw,
+          cv->stride, cv->cin);
       for (int gi = 0; gi < cv->groups; gi++) {
         g.m = (int) rows;
         g.n = cout_g;

@@ -148,6 +148,7 @@ si_copy_batched_cuda (SiBackend *be, float *dst, long dst_stride,
       SI_CUDA_DEFER (be,
           cudaMemcpyAsync (dst + b * dst_stride, src + b * src_stride,
               (size_t) n * sizeof (float), cudaMemcpyDeviceToDevice, s));
+  si_cuda_profile_mark (be, "copy_batched");
 }
 
 __global__ void

@@ -54,6 +54,7 @@ gemm_ex (SiBackend *be, const SiGemmColMajor *cm, cudaDataType operands,
       CUBLAS_GEMM_DEFAULT);
   if (st != CUBLAS_STATUS_SUCCESS)
     si_cublas_defer (be, st, what, __FILE__, __LINE__);
+  si_cuda_profile_mark (be, "%s %dx%dx%d", what, cm->m, cm->n, cm->k);
 }
 
 void
@@ -75,6 +76,7 @@ si_gemm_cuda (SiBackend *be, const SiGemm *g)
       cm.ldc);
   if (st != CUBLAS_STATUS_SUCCESS)
     si_cublas_defer (be, st, "gemm", __FILE__, __LINE__);
+  si_cuda_profile_mark (be, "gemm %dx%dx%d", cm.m, cm.n, cm.k);
 }
 
 void
@@ -307,6 +309,7 @@ si_gemm_bias_act_cuda (SiBackend *be, const SiGemm *g, bool half, bool half_c,
   }
   if (st != CUBLAS_STATUS_SUCCESS)
     si_cublas_defer (be, st, "gemm_bias_act", __FILE__, __LINE__);
+  si_cuda_profile_mark (be, "gemm_bias_act %dx%dx%d", cm.m, cm.n, cm.k);
   return true;
 }
 
@@ -335,4 +338,6 @@ si_gemm_batched_cuda (SiBackend *be, const SiGemm *g, int batch, long stride_a,
         batch);
   if (st != CUBLAS_STATUS_SUCCESS)
     si_cublas_defer (be, st, "gemm_batched", __FILE__, __LINE__);
+  si_cuda_profile_mark (
+      be, "gemm_batched %dx%dx%d x%d", cm.m, cm.n, cm.k, batch);
 }

@@ -22,6 +22,7 @@
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <ucontext.h>
 #include <vector>
 
@@ -35,6 +36,8 @@ struct SiEmuStream
 struct SiEmuEvent
 {
   unsigned int flags;
+  bool recorded;
+  double ms; /* host clock at the record: the work before it has run */
 };
 struct SiEmuGraph
 {
@@ -658,6 +661,8 @@ cudaGetErrorName (cudaError_t error)
       return "cudaErrorLaunchOutOfResources";
     case cudaErrorIllegalAddress:
       return "cudaErrorIllegalAddress";
+    case cudaErrorInvalidResourceHandle:
+      return "cudaErrorInvalidResourceHandle";
     case cudaErrorStreamCaptureUnsupported:
       return "cudaErrorStreamCaptureUnsupported";
     case cudaErrorStreamCaptureInvalidated:
@@ -935,9 +940,26 @@ cudaEventDestroy (cudaEvent_t event)
 cudaError_t
 cudaEventRecord (cudaEvent_t event, cudaStream_t stream)
 {
-  (void) event;
+  struct timespec ts;
   (void) stream;
+  if (event && !any_capture) {
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    event->recorded = true;
+    event->ms = ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+  }
   return LOST_OR_SUCCESS ();
+}
+
+/* As a device: both recorded, both timing events. */
+cudaError_t
+cudaEventElapsedTime (float *ms, cudaEvent_t start, cudaEvent_t end)
+{
+  RETURN_IF_LOST ();
+  if (start == NULL || end == NULL || !start->recorded || !end->recorded ||
+      ((start->flags | end->flags) & cudaEventDisableTiming))
+    return fail (cudaErrorInvalidResourceHandle);
+  *ms = (float) (end->ms - start->ms);
+  return cudaSuccess;
 }
 
 cudaError_t

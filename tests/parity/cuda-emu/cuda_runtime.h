@@ -43,6 +43,7 @@ typedef enum
   cudaErrorInvalidAddressSpace = 717,
   cudaErrorInvalidPc = 718,
   cudaErrorLaunchFailure = 719,
+  cudaErrorInvalidResourceHandle = 400,
   cudaErrorStreamCaptureUnsupported = 900,
   cudaErrorStreamCaptureInvalidated = 901,
 } cudaError_t;
@@ -57,6 +58,7 @@ typedef enum
 } cudaMemcpyKind;
 
 #define cudaStreamNonBlocking 0x01
+#define cudaEventDefault 0x00
 #define cudaEventBlockingSync 0x01
 #define cudaEventDisableTiming 0x02
 #define cudaHostAllocDefault 0x00
@@ -110,6 +112,8 @@ cudaError_t cudaEventCreateWithFlags (cudaEvent_t *event, unsigned int flags);
 cudaError_t cudaEventDestroy (cudaEvent_t event);
 cudaError_t cudaEventRecord (cudaEvent_t event, cudaStream_t stream);
 cudaError_t cudaEventSynchronize (cudaEvent_t event);
+cudaError_t cudaEventElapsedTime (
+    float *ms, cudaEvent_t start, cudaEvent_t end);
 
 /* Graphs: work submitted to a capturing stream is recorded as closures,
  * a launch replays them. */
