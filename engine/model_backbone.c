@@ -96,7 +96,6 @@ parse_resnet_cfg (SiLd *ld, JsonObject *bb, ResNetCfg *rc, GError **error)
   static const int def_out[4] = { 0, 1, 2, 3 };
   static const int def_strides[4] = { 1, 2, 2, 2 };
   static const int def_dil[4] = { 1, 1, 1, 1 };
-  int arr[4];
   const ResNetArch *arch = NULL;
   bool resnext;
 
@@ -138,23 +137,12 @@ parse_resnet_cfg (SiLd *ld, JsonObject *bb, ResNetCfg *rc, GError **error)
           !si_cfg_int (ld, bb, p, "base_width", FALSE, 4, 1, MAX_CHANNELS,
               &b->base_width, error)))
     return FALSE;
-  if (!si_cfg_int_array (
-          ld, bb, p, "out_indices", 4, def_out, 0, 3, arr, error))
+  if (!si_cfg_int4_fixed (
+          ld, bb, p, "out_indices", def_out, 0, 3, NULL, error) ||
+      !si_cfg_int4_fixed (
+          ld, bb, p, "strides", def_strides, 1, 2, rc->strides, error) ||
+      !si_cfg_int4_fixed (ld, bb, p, "dilations", def_dil, 1, 64, NULL, error))
     return FALSE;
-  if (memcmp (arr, def_out, sizeof arr) != 0)
-    return si_cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
-        "backbone.out_indices must be [0, 1, 2, 3]");
-  if (!si_cfg_int_array (
-          ld, bb, p, "strides", 4, def_strides, 1, 2, rc->strides, error))
-    return FALSE;
-  if (memcmp (rc->strides, def_strides, sizeof arr) != 0)
-    return si_cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
-        "backbone.strides must be [1, 2, 2, 2]");
-  if (!si_cfg_int_array (ld, bb, p, "dilations", 4, def_dil, 1, 64, arr, error))
-    return FALSE;
-  if (memcmp (arr, def_dil, sizeof arr) != 0)
-    return si_cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
-        "backbone.dilations must be [1, 1, 1, 1]");
   if (!si_cfg_str (ld, bb, p, "style", FALSE, &style, error))
     return FALSE;
   if (style != NULL && strcmp (style, "pytorch") != 0)
@@ -305,7 +293,6 @@ parse_swin_cfg (SiLd *ld, JsonObject *bb, GError **error)
   static const int def_strides[4] = { 4, 2, 2, 2 };
   JsonObject *sub;
   JsonNode *n;
-  int arr[4];
 
   if (!si_cfg_int (ld, bb, p, "embed_dims", FALSE, 96, 1, MAX_CHANNELS / 8,
           &sw->embed_dims, error) ||
@@ -333,18 +320,10 @@ parse_swin_cfg (SiLd *ld, JsonObject *bb, GError **error)
           "backbone.mlp_ratio must be an integer in [1, 64]");
     sw->mlp_ratio = (int) r;
   }
-  if (!si_cfg_int_array (
-          ld, bb, p, "out_indices", 4, def_out, 0, 3, arr, error))
+  if (!si_cfg_int4_fixed (
+          ld, bb, p, "out_indices", def_out, 0, 3, NULL, error) ||
+      !si_cfg_int4_fixed (ld, bb, p, "strides", def_strides, 1, 8, NULL, error))
     return FALSE;
-  if (memcmp (arr, def_out, sizeof arr) != 0)
-    return si_cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
-        "backbone.out_indices must be [0, 1, 2, 3]");
-  if (!si_cfg_int_array (
-          ld, bb, p, "strides", 4, def_strides, 1, 8, arr, error))
-    return FALSE;
-  if (memcmp (arr, def_strides, sizeof arr) != 0)
-    return si_cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
-        "backbone.strides must be [4, 2, 2, 2]");
   static const char *const gelu[] = { "GELU", NULL };
   static const char *const ln[] = { "LN", NULL };
   if (!si_cfg_sub_type (ld, bb, p, "act_cfg", gelu, &sub, error) ||

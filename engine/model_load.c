@@ -494,6 +494,22 @@ si_cfg_int_fixed (SiLd *ld, JsonObject *o, const char *path, const char *key,
 }
 
 gboolean
+si_cfg_int4_fixed (SiLd *ld, JsonObject *o, const char *path, const char *key,
+    const int want[4], int lo, int hi, int *out, GError **error)
+{
+  int v[4];
+  if (!si_cfg_int_array (ld, o, path, key, 4, want, lo, hi, v, error))
+    return FALSE;
+  if (memcmp (v, want, sizeof v) != 0)
+    return si_cfg_err (ld, error, SI_ERROR_UNSUPPORTED,
+        "%s.%s must be [%d, %d, %d, %d]", path, key, want[0], want[1], want[2],
+        want[3]);
+  if (out != NULL)
+    memcpy (out, v, sizeof v);
+  return TRUE;
+}
+
+gboolean
 si_cfg_false (
     SiLd *ld, JsonObject *o, const char *path, const char *key, GError **error)
 {

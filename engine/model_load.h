@@ -86,6 +86,11 @@ gboolean si_cfg_type (SiLd *ld, JsonObject *o, const char *path,
     const char *want, GError **error);
 gboolean si_cfg_int_fixed (SiLd *ld, JsonObject *o, const char *path,
     const char *key, int want, GError **error);
+/* Integer array `key` of 4 in [lo, hi] that must be @want (also its
+ * default); the values into @out (may be NULL). */
+gboolean si_cfg_int4_fixed (SiLd *ld, JsonObject *o, const char *path,
+    const char *key, const int want[4], int lo, int hi, int *out,
+    GError **error);
 gboolean si_cfg_false (
     SiLd *ld, JsonObject *o, const char *path, const char *key, GError **error);
 

@@ -622,6 +622,24 @@ test_backbone_config (void)
     .cfg_value = json_node ("[false, true]") };
   expect_load_error ("dcn-stages.safetensors", &ed4, SI_ERROR_CONFIG,
       "backbone.stage_with_dcn", NULL);
+  /* the fixed arrays: other values are refused by name, values out of
+   * their range as a config error */
+  Edit ea1 = { .cfg_path = "backbone.strides",
+    .cfg_value = json_node ("[1, 2, 2, 1]") };
+  expect_load_error ("strides.safetensors", &ea1, SI_ERROR_UNSUPPORTED,
+      "backbone.strides must be [1, 2, 2, 2]", NULL);
+  Edit ea2 = { .cfg_path = "backbone.dilations",
+    .cfg_value = json_node ("[1, 1, 1, 2]") };
+  expect_load_error ("dilations.safetensors", &ea2, SI_ERROR_UNSUPPORTED,
+      "backbone.dilations must be [1, 1, 1, 1]", NULL);
+  Edit ea3 = { .cfg_path = "backbone.out_indices",
+    .cfg_value = json_node ("[1, 2, 3, 3]") };
+  expect_load_error ("out-indices.safetensors", &ea3, SI_ERROR_UNSUPPORTED,
+      "backbone.out_indices must be [0, 1, 2, 3]", NULL);
+  Edit ea4 = { .cfg_path = "backbone.strides",
+    .cfg_value = json_node ("[1, 2, 2, 3]") };
+  expect_load_error ("strides-range.safetensors", &ea4, SI_ERROR_CONFIG,
+      "backbone.strides[3] is not an integer in [1, 2]", NULL);
   Edit e2 = { .cfg_path = "backbone.type", .cfg_value = str_node ("VGG") };
   expect_load_error ("vgg.safetensors", &e2, SI_ERROR_UNSUPPORTED, "\"VGG\"",
       "SwinTransformer", NULL);
