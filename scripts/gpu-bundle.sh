@@ -64,12 +64,10 @@ done
 cp -r "$golden"/. "$stage/golden/"
 # bench/make-random-model.py reads the state-dict table of the spec
 cp "$spec" "$stage/docs/model-spec.md"
-git rev-parse HEAD > "$stage/COMMIT"
 # whole or not at all: the folder is replaced in one rename
-tar czf "$stage.tar.gz" -C "$stage" .
 rm -rf "$bundle.new" && mkdir -p "$bundle.new"
-mv "$stage.tar.gz" "$bundle.new/bundle.tar.gz"
-cp "$stage/COMMIT" "$bundle.new/COMMIT"
+tar czf "$bundle.new/bundle.tar.gz" -C "$stage" .
+git rev-parse HEAD > "$bundle.new/COMMIT"
 rm -rf "$bundle" && mv "$bundle.new" "$bundle"
 
 tree_kib=$(git ls-files -z | du -c --files0-from=- -k | tail -1 | cut -f1)
