@@ -20,9 +20,9 @@
 #               the yardstick), the op profile of an fp16 frame
 #               (SI_CUDA_PROFILE=1, graphs off), then
 #               bench-cuda fp16 100 queries with graphs off, the fused conv
-#               epilogue off, fp32 maps, spinning waits and frames in frame
-#               memory, one at a time (last: it only explains the bench
-#               numbers)
+#               epilogue off, fp32 maps, spinning waits, frames in frame
+#               memory and 16 / 8 MiB im2col slices (SI_CUDA_IM2COL_MIB),
+#               one at a time (last: it only explains the bench numbers)
 # --budget (default 480 s) bounds the whole run: each step gets at most what
 # is left of it, and a step that would start with less than 20 s left is
 # reported as NOT RUN.  One device call then fits the tool's 10-minute limit
@@ -219,6 +219,12 @@ run_compare() {
   step bench-r50-100q-frame-memory 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16 \
     --frame-memory
+  # smaller im2col slices, which may stay in the L2 cache (default 64 MiB)
+  for mib in 16 8; do
+    SI_CUDA_IM2COL_MIB=$mib step "bench-r50-100q-im2col-${mib}mib" 90 \
+      "$B/bin/bench-cuda" --model "$models/r50-100q.safetensors" --runs 50 \
+      --streams 1 --precision fp16
+  done
   cat "$OUTDIR/bench.txt"
 }
 

@@ -15,10 +15,36 @@
 #define SI_CUDA_ALIGN 256
 #define SI_CUDA_CHUNK (64u << 20)      /* 64 MiB, or one bigger allocation */
 #define SI_CUDA_STAGING_OUT (1u << 20) /* results: detections, dumps */
-#define SI_CUDA_CONV_WS (16u << 20)    /* im2col workspace, in floats */
+#define SI_CUDA_CONV_WS_MIB 64 /* im2col workspace (SI_CUDA_IM2COL_MIB) */
+#define SI_CUDA_CONV_WS_MIB_MAX 1024
 #define SI_CUDA_GN_MAX_C 4096
 #define SI_CUDA_CUBLAS_WS (32u << 20) /* cuBLAS's recommendation (Hopper) */
 #define SI_CUDA_DEFAULT_MAX_PIXELS (1920 * 1088)
+
+/* The im2col workspace's size in MiB: SI_CUDA_IM2COL_MIB, else the
+ * default.  Smaller slices of columns may stay in the L2 cache between
+ * im2col's write and the GEMM's read (to be measured on a device: the
+ * gpu-suite compare stage); a bad value fails the context. */
+static gboolean
+conv_workspace_mib (unsigned *mib, GError **error)
+{
+  const char *env = g_getenv ("SI_CUDA_IM2COL_MIB");
+  guint64 value;
+
+  *mib = SI_CUDA_CONV_WS_MIB;
+  if (env == NULL)
+    return TRUE;
+  if (!g_ascii_string_to_unsigned (
+          env, 10, 1, SI_CUDA_CONV_WS_MIB_MAX, &value, NULL)) {
+    g_set_error (error, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+        "SI_CUDA_IM2COL_MIB must be a whole number of MiB from 1 to %d, "
+        "not '%s'",
+        SI_CUDA_CONV_WS_MIB_MAX, env);
+    return FALSE;
+  }
+  *mib = (unsigned) value;
+  return TRUE;
+}
 
 /* ---- errors ---- */
 
@@ -233,7 +259,10 @@ cuda_init_resources (
   SiCudaBackend *cu = si_cuda_priv (be);
   struct cudaDeviceProp prop;
   long max_pixels = SI_CUDA_DEFAULT_MAX_PIXELS;
+  unsigned conv_ws_mib;
 
+  if (!conv_workspace_mib (&conv_ws_mib, error))
+    return FALSE;
   SI_CUDA_TRY (cudaSetDevice (cu->device), error, FALSE);
   SI_CUDA_TRY (cudaGetDeviceProperties (&prop, cu->device), error, FALSE);
   g_strlcpy (cu->device_name, prop.name, sizeof (cu->device_name));
@@ -286,7 +315,7 @@ cuda_init_resources (
   if (cu->frame_dev == NULL)
     return FALSE;
   cu->frame_dev_size = cu->staging_in_size;
-  cu->conv_ws_floats = SI_CUDA_CONV_WS;
+  cu->conv_ws_floats = ((size_t) conv_ws_mib << 20) / sizeof (float);
   cu->conv_ws = si_cuda_alloc (be, cu->conv_ws_floats * sizeof (float), error);
   if (cu->conv_ws == NULL)
     return FALSE;

@@ -8,7 +8,8 @@
  * or decoder; the context stays usable afterwards), a frame larger than
  * the context's maximum, a kernel fault that loses the device context
  * (the message says so, the first time and after; every later call fails,
- * a new context too, and backend=auto then picks the CPU); with "direct",
+ * a new context too, and backend=auto then picks the CPU), a bad
+ * SI_CUDA_IM2COL_MIB; with "direct",
  * a fault in a frame that runs op by op instead.
  * Usage: test-parity-errors CASE_DIR [direct].
  */
@@ -89,6 +90,33 @@ test_no_device (SiModel *model)
   g_clear_error (&error);
   si_context_free (&ctx);
   si_emu_set_compute_capability (9, 0);
+}
+
+/* A bad SI_CUDA_IM2COL_MIB fails the context with a message naming it;
+ * small sizes are taken (the emulation fills device memory: not 1024). */
+static void
+test_workspace_env (SiModel *model)
+{
+  const char *bad[] = { "0", "1025", "-4", "16x", "", " 8" };
+  const char *good[] = { "1", "3" };
+  GError *error = NULL;
+  SiContext *ctx;
+
+  for (size_t i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_setenv ("SI_CUDA_IM2COL_MIB", bad[i], TRUE);
+    check_cuda_refused (model, SI_ERROR_INVALID_ARGUMENT,
+        "SI_CUDA_IM2COL_MIB must be a whole number of MiB from 1 to 1024",
+        "a bad im2col workspace size");
+  }
+  for (size_t i = 0; i < G_N_ELEMENTS (good); i++) {
+    g_setenv ("SI_CUDA_IM2COL_MIB", good[i], TRUE);
+    ctx = cuda_context (model, SI_BACKEND_CUDA, 256, 256, &error);
+    CHECK (ctx != NULL, "SI_CUDA_IM2COL_MIB=%s must be taken: %s", good[i],
+        error ? error->message : "");
+    g_clear_error (&error);
+    si_context_free (&ctx);
+  }
+  g_unsetenv ("SI_CUDA_IM2COL_MIB");
 }
 
 /* Every cudaMalloc of a context's creation fails once, in turn. */
@@ -333,6 +361,7 @@ main (int argc, char **argv)
     test_fault_direct (model);
   } else {
     test_no_device (model);
+    test_workspace_env (model);
     test_out_of_memory (model);
     test_failing_kernel (model);
   }
