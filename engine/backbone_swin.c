@@ -115,10 +115,10 @@ si_swin_net_free (SiSwinNet **psn)
   *psn = NULL;
 }
 
-/* y (rows, out) = x (rows, in) W^T (+ beta y); no bias. */
+/* y (rows, out) = x (rows, in) W^T (+ beta y), + l->b when bias. */
 static void
 linear (SiBackend *be, const SiLinear *l, const float *x, int rows, float *y,
-    float beta)
+    float beta, bool bias)
 {
   SiGemm g = { .trans_a = false,
     .trans_b = true,
@@ -133,7 +133,10 @@ linear (SiBackend *be, const SiLinear *l, const float *x, int rows, float *y,
     .ldb = l->in,
     .c = y,
     .ldc = l->out };
-  be->ops->gemm (be, &g);
+  if (bias)
+    be->ops->gemm_bias_act (be, &g, l->b, false);
+  else
+    be->ops->gemm (be, &g);
 }
 
 /* One block on x (H, W, C) in place. */
@@ -154,8 +157,7 @@ run_block (SiSwinNet *sn, const SiSwinBlock *blk, int heads, int h, int w,
   ops->layer_norm (
       be, x, NULL, blk->norm1.gamma, blk->norm1.beta, ln, n, c, false);
   ops->window_partition (be, ln, h, w, c, ws, blk->shift, win);
-  linear (be, &blk->qkv, win, nwt, qkv, 0.0f);
-  ops->bias_act (be, qkv, blk->qkv.b, nwt, 3 * c, 3 * c, false);
+  linear (be, &blk->qkv, win, nwt, qkv, 0.0f, true);
   for (int hh = 0; hh < heads; hh++) {
     /* per window: logits (nn, nn) = hd^-0.5 q k^T */
     SiGemm qk = { .trans_a = false,
@@ -194,16 +196,14 @@ run_block (SiSwinNet *sn, const SiSwinBlock *blk, int heads, int h, int w,
     ops->gemm_batched (
         be, &pv, nw, (long) heads * nn * nn, (long) nn * 3 * c, (long) nn * c);
   }
-  linear (be, &blk->proj, attn, nwt, win, 0.0f);
-  ops->bias_act (be, win, blk->proj.b, nwt, c, c, false);
+  linear (be, &blk->proj, attn, nwt, win, 0.0f, true);
   ops->window_merge_add (be, win, h, w, c, ws, blk->shift, x);
 
   ops->layer_norm (
       be, x, NULL, blk->norm2.gamma, blk->norm2.beta, ln, n, c, false);
-  linear (be, &blk->fc1, ln, n, buf->swin_hidden, 0.0f);
+  linear (be, &blk->fc1, ln, n, buf->swin_hidden, 0.0f, false);
   ops->bias_gelu (be, buf->swin_hidden, blk->fc1.b, n, blk->fc1.out);
-  linear (be, &blk->fc2, buf->swin_hidden, n, x, 1.0f);
-  ops->bias_act (be, x, blk->fc2.b, n, c, c, false);
+  linear (be, &blk->fc2, buf->swin_hidden, n, x, 1.0f, true);
 }
 
 gboolean
@@ -253,8 +253,8 @@ si_swin_run (SiSwinNet *sn, const float *input, int h, int w,
       w /= 2;
       ops->layer_norm (be, buf->swin_hidden, NULL, mn->gamma, mn->beta,
           buf->swin_hidden, h * w, 4 * c, false);
-      linear (
-          be, &sw->merge_reduce[i], buf->swin_hidden, h * w, buf->swin_x, 0.0f);
+      linear (be, &sw->merge_reduce[i], buf->swin_hidden, h * w, buf->swin_x,
+          0.0f, false);
       c *= 2;
     }
   }

@@ -68,6 +68,13 @@ struct _SiBackendOps
   /* Batched GEMM with constant strides between matrices. */
   void (*gemm_batched) (SiBackend *be, const SiGemm *g, int batch,
       long stride_a, long stride_b, long stride_c);
+  /* The GEMM, then bias (g->n values, one per column of C) added to its
+   * m rows and ReLU when relu: c = act (alpha a op (b) + beta c + bias), a
+   * Linear layer (with beta 1, onto a residual).  CPU: gemm + bias_act;
+   * CUDA: one cuBLASLt call with the bias in the epilogue where the device
+   * has a kernel for it, else the same two passes. */
+  void (*gemm_bias_act) (
+      SiBackend *be, const SiGemm *g, const float *bias, bool relu);
 
   /* ---- image side: preprocessing, backbone, neck ----
    * (engine/cpu/preprocess_cpu.c, conv_cpu.c, pool_cpu.c, norm_cpu.c,

@@ -38,15 +38,31 @@ product (SiDecoder *dec, int batch, bool trans_b, int m, int n, int k,
     be->ops->gemm_batched (be, &g, batch, sa, sb, sc);
 }
 
-/* y (rows, lin->out; row stride ldy) = x (rows, lin->in; stride ldx) W^T + b */
+/* y (rows, lin->out; row stride ldy) = x (rows, lin->in; stride ldx) W^T + b,
+ * then ReLU when relu (one GEMM with the bias in its epilogue where the
+ * backend can) */
 static void
 linear (SiDecoder *dec, const float *x, int ldx, const SiLinear *lin, float *y,
     int ldy, int rows, bool relu)
 {
-  product (dec, 1, true, rows, lin->out, lin->in, 1.0f, x, ldx, 0, lin->w,
-      lin->in, 0, y, ldy, 0);
+  SiGemm g = { .trans_a = false,
+    .trans_b = true,
+    .m = rows,
+    .n = lin->out,
+    .k = lin->in,
+    .alpha = 1.0f,
+    .beta = 0.0f,
+    .a = x,
+    .lda = ldx,
+    .b = lin->w,
+    .ldb = lin->in,
+    .c = y,
+    .ldc = ldy };
+
   if (lin->b)
-    dec->be->ops->bias_act (dec->be, y, lin->b, rows, lin->out, ldy, relu);
+    dec->be->ops->gemm_bias_act (dec->be, &g, lin->b, relu);
+  else
+    dec->be->ops->gemm (dec->be, &g);
 }
 
 /* Per-(n, g) product: c_b (m, n) = a_b (m, k) b_b (k, n), all row-major

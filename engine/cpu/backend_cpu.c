@@ -179,6 +179,7 @@ const SiBackendOps si_cpu_backend_ops = {
   /* GEMM family */
   .gemm = si_gemm_cpu,
   .gemm_batched = si_gemm_batched_cpu,
+  .gemm_bias_act = si_gemm_bias_act_cpu,
 
   /* image side */
   .resize_frame = si_resize_frame_cpu,

@@ -54,6 +54,8 @@ void si_cpu_sgemm_col_major (const SiGemmColMajor *cm);
 void si_gemm_cpu (SiBackend *be, const SiGemm *g);
 void si_gemm_batched_cpu (SiBackend *be, const SiGemm *g, int batch,
     long stride_a, long stride_b, long stride_c);
+void si_gemm_bias_act_cpu (
+    SiBackend *be, const SiGemm *g, const float *bias, bool relu);
 
 /* preprocess_cpu.c */
 gboolean si_resize_frame_cpu (SiBackend *be, const SiFrame *frame,

@@ -7,6 +7,7 @@
 #include "si-config.h"
 
 #include "backend_cpu.h"
+#include "decoder_cpu.h"
 
 #include <string.h>
 #ifdef SI_HAVE_BLAS
@@ -187,4 +188,12 @@ si_gemm_batched_cpu (SiBackend *be, const SiGemm *g, int batch, long stride_a,
     cm.c = cm0.c + (long) i * stride_c;
     si_cpu_sgemm_col_major (&cm);
   }
+}
+
+void
+si_gemm_bias_act_cpu (
+    SiBackend *be, const SiGemm *g, const float *bias, bool relu)
+{
+  si_gemm_cpu (be, g);
+  si_bias_act_cpu (be, g->c, bias, g->m, g->n, g->ldc, relu);
 }

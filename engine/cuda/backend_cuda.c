@@ -851,6 +851,7 @@ const SiBackendOps si_cuda_backend_ops = {
 
   .gemm = si_gemm_cuda,
   .gemm_batched = si_gemm_batched_cuda,
+  .gemm_bias_act = si_gemm_bias_act_cuda,
 
   .resize_frame = si_resize_frame_cuda,
   .normalize_pad = si_normalize_pad_cuda,

@@ -46,7 +46,7 @@ typedef struct
   cudaStream_t stream;
   cublasHandle_t cublas;
   /* cuBLASLt, for GEMMs with a bias (+ ReLU) epilogue
-   * (si_gemm_bias_act_cuda); it shares cuBLAS's workspace (same stream) */
+   * (si_gemm_lt_bias_act_cuda); it shares cuBLAS's workspace (same stream) */
   cublasLtHandle_t lt;
   /* convolutions fuse bias + ReLU into the GEMM (SI_CUDA_FUSED_EPILOGUE=0
    * in the environment at init turns it off: the separate bias pass) */
@@ -233,6 +233,11 @@ GHashTable *si_lt_plans_new (void);
 void si_gemm_cuda (SiBackend *be, const SiGemm *g);
 void si_gemm_batched_cuda (SiBackend *be, const SiGemm *g, int batch,
     long stride_a, long stride_b, long stride_c);
+/* The table's gemm_bias_act (fp32 buffers, the backend's precision):
+ * si_gemm_lt_bias_act_cuda unless SI_CUDA_FUSED_EPILOGUE=0 or it cannot,
+ * else si_gemm_cuda and the bias pass. */
+void si_gemm_bias_act_cuda (
+    SiBackend *be, const SiGemm *g, const float *bias, bool relu);
 /* C = act (alpha A B + beta C + bias) in one cuBLASLt call: bias (n values
  * of C's type, one per column of the row-major C) and, when @relu, ReLU in
  * the GEMM's epilogue, after the beta C term (so a residual in C is inside
@@ -243,11 +248,11 @@ void si_gemm_batched_cuda (SiBackend *be, const SiGemm *g, int batch,
  * INVALID_VALUE): nothing was queued, the caller runs the GEMM and the
  * bias pass itself.  Other failures of the matmul become the deferred
  * error (TRUE). */
-bool si_gemm_bias_act_cuda (SiBackend *be, const SiGemm *g, bool half,
+bool si_gemm_lt_bias_act_cuda (SiBackend *be, const SiGemm *g, bool half,
     bool half_c, const void *bias, bool relu);
 /* Half operands: g->a and g->b point to __half (typed float * only to go
  * through the shared mapping; never read as floats), C is fp32, or __half
- * when @half_c (then so is the bias of si_gemm_bias_act_cuda: cuBLASLt's
+ * when @half_c (then so is the bias of si_gemm_lt_bias_act_cuda: cuBLASLt's
  * bias has D's type); fp32 accumulation on the tensor cores, whatever the
  * backend's precision. */
 void si_gemm_half_cuda (SiBackend *be, const SiGemm *g, bool half_c);

@@ -263,7 +263,7 @@ conv_gemm (SiBackend *be, SiConvPlan *plan, const SiGemm *g, const void *bias,
     bool relu)
 {
   if (plan->fused &&
-      si_gemm_bias_act_cuda (be, g, plan->half, plan->out_half, bias, relu))
+      si_gemm_lt_bias_act_cuda (be, g, plan->half, plan->out_half, bias, relu))
     return;
   if (plan->half)
     si_gemm_half_cuda (be, g, plan->out_half);

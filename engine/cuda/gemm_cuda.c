@@ -5,9 +5,10 @@
  * the same fp32 buffers with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_16F),
  * or on half operands stored as such (si_gemm_half_cuda: the fp16
  * convolutions' weights, im2col and half maps, which may be C too).  The
- * convolutions' GEMMs with a bias (+ ReLU) epilogue go through cuBLASLt
- * (si_gemm_bias_act_cuda), whose setup and chosen algorithm are cached per
- * GEMM shape and alignment.
+ * GEMMs with a bias (+ ReLU) epilogue, the convolutions' and the Linear
+ * layers' (gemm_bias_act), go through cuBLASLt (si_gemm_lt_bias_act_cuda),
+ * whose setup and chosen algorithm are cached per GEMM shape and
+ * alignment.
  */
 #include "si-config.h"
 
@@ -250,8 +251,8 @@ out:
 #define SI_LT_PLANS_MAX 1024
 
 bool
-si_gemm_bias_act_cuda (SiBackend *be, const SiGemm *g, bool half, bool half_c,
-    const void *bias, bool relu)
+si_gemm_lt_bias_act_cuda (SiBackend *be, const SiGemm *g, bool half,
+    bool half_c, const void *bias, bool relu)
 {
   SiCudaBackend *cu = si_cuda_priv (be);
   SiGemmColMajor cm;
@@ -311,6 +312,19 @@ si_gemm_bias_act_cuda (SiBackend *be, const SiGemm *g, bool half, bool half_c,
     si_cublas_defer (be, st, "gemm_bias_act", __FILE__, __LINE__);
   si_cuda_profile_mark (be, "gemm_bias_act %dx%dx%d", cm.m, cm.n, cm.k);
   return true;
+}
+
+void
+si_gemm_bias_act_cuda (
+    SiBackend *be, const SiGemm *g, const float *bias, bool relu)
+{
+  SiCudaBackend *cu = si_cuda_priv (be);
+
+  if (cu->fused_epilogue &&
+      si_gemm_lt_bias_act_cuda (be, g, false, false, bias, relu))
+    return;
+  si_gemm_cuda (be, g);
+  si_bias_act_cuda (be, g->c, bias, g->m, g->n, g->ldc, relu);
 }
 
 /* Strides follow their matrices through the mapping: the row-major A is

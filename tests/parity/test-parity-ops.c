@@ -98,6 +98,63 @@ test_gemm_batched (bool ta, bool tb)
   si_twin_free (pt, &c);
 }
 
+/* A Linear layer as the decoder and Swin run it: c = act (a W^T + beta c
+ * + bias), W stored (n, k); a and c with padded rows (a view into wider
+ * buffers). */
+static void
+test_gemm_bias_act_case (int m, int n, int k, int pad, float beta, bool relu)
+{
+  char what[96];
+  int lda = k + pad, ldc = n + pad;
+  SiTwin a = twin_random ((size_t) m * lda, -1, 1);
+  SiTwin w = twin_random ((size_t) n * k, -1, 1);
+  SiTwin bias = twin_random ((size_t) n, -1, 1);
+  SiTwin c = twin_random ((size_t) m * ldc, -1, 1);
+
+  FOR_BOTH (i) {
+    SiGemm g = { false, true, m, n, k, 1.0f, beta, TF (a, i), lda, TF (w, i), k,
+      TF (c, i), ldc };
+    OPS (i)->gemm_bias_act (BE (i), &g, TF (bias, i), relu);
+  }
+  snprintf (what, sizeof (what), "gemm_bias_act m%d n%d k%d ld+%d beta %g%s", m,
+      n, k, pad, beta, relu ? " relu" : "");
+  si_parity_sync (pt, what);
+  si_parity_check (pt, what, &c, (size_t) m * ldc, tol_gemm);
+  si_twin_free (pt, &a);
+  si_twin_free (pt, &w);
+  si_twin_free (pt, &bias);
+  si_twin_free (pt, &c);
+}
+
+static void
+test_gemm_bias_act (void)
+{
+  test_gemm_bias_act_case (100, 256, 256, 0, 0.0f, false); /* projections */
+  test_gemm_bias_act_case (100, 2048, 256, 0, 0.0f, true); /* FFN */
+  test_gemm_bias_act_case (37, 53, 71, 5, 0.0f, true);
+  test_gemm_bias_act_case (49, 96, 384, 0, 1.0f, false); /* onto a residual */
+  test_gemm_bias_act_case (1, 1, 1, 0, 0.0f, true);
+#ifdef SI_PARITY_EMU
+  {
+    /* each case above was one cuBLASLt call; with no fused kernel on the
+     * device, new shapes take the GEMM and the bias pass */
+    int fused = si_emu_lt_matmuls ();
+    test_gemm_bias_act_case (100, 64, 256, 0, 0.0f, true);
+    if (si_emu_lt_matmuls () != fused + 1)
+      si_parity_fail (pt, "gemm_bias_act: %d cuBLASLt calls for one case",
+          si_emu_lt_matmuls () - fused);
+    fused = si_emu_lt_matmuls ();
+    si_emu_lt_no_algo (1);
+    test_gemm_bias_act_case (100, 80, 256, 3, 0.0f, false);
+    test_gemm_bias_act_case (33, 96, 384, 0, 1.0f, true);
+    si_emu_lt_no_algo (0);
+    if (si_emu_lt_matmuls () != fused)
+      si_parity_fail (pt, "gemm_bias_act: %d fused GEMMs with no fused kernel",
+          si_emu_lt_matmuls () - fused);
+  }
+#endif
+}
+
 static void
 test_gemm (void)
 {
@@ -108,6 +165,7 @@ test_gemm (void)
   }
   test_gemm_case (false, true, 1, 1, 1, 0, 0.0f);
   test_gemm_case (false, false, 5, 7, 0, 0, 1.0f); /* k = 0: C = beta C */
+  test_gemm_bias_act ();
 }
 
 /* ---- preprocessing ---- */
