@@ -254,7 +254,7 @@ topk_kernel (const float *logits, int n, int k, float *scores, int32_t *idx,
   __shared__ unsigned int hist[256];
   __shared__ unsigned long long sel[SI_TOPK_MAX];
   __shared__ unsigned long long prefix, prefix_mask;
-  __shared__ int remaining, count;
+  __shared__ int remaining, count, found;
 
   for (int i = threadIdx.x; i < n; i += blockDim.x)
     keys[i] = topk_key (si_topk_score (logits[i]), i);
@@ -263,10 +263,11 @@ topk_kernel (const float *logits, int n, int k, float *scores, int32_t *idx,
     prefix_mask = 0;
     remaining = k;
     count = 0;
+    found = 0;
   }
   __syncthreads ();
 
-  for (int shift = 56; shift >= 0; shift -= 8) {
+  for (int shift = 56; shift >= 0 && !found; shift -= 8) {
     for (int b = threadIdx.x; b < 256; b += blockDim.x)
       hist[b] = 0;
     __syncthreads ();
@@ -285,10 +286,15 @@ topk_kernel (const float *logits, int n, int k, float *scores, int32_t *idx,
       remaining -= above;
       prefix |= (unsigned long long) b << shift;
       prefix_mask |= 0xffull << shift;
+      /* the whole digit is taken: the keys >= prefix (its lower bits 0)
+       * are already exactly k; the usual case after the score's bytes,
+       * without ties at the k-th score */
+      found = hist[b] == (unsigned int) remaining;
     }
     __syncthreads ();
   }
-  /* prefix is now the k-th largest key: exactly k keys are >= it */
+  /* exactly k keys are >= prefix: the k-th largest key, or the lowest
+   * key with the k-th largest's top bytes when found */
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
     unsigned long long key = keys[i];
     if (key >= prefix) {

@@ -1285,6 +1285,7 @@ main (int argc, char **argv)
   test_decoder_misc ();
   test_topk_case (20 * 80, 20, false, false);
   test_topk_case (100 * 80, 100, true, false);
+  test_topk_case (100 * 80, 50, true, false); /* 83 scores of 1 for 50 */
   test_topk_case (300 * 80, 300, true, false);
   test_topk_case (160, 160, false, true);
   test_topk_case (160, 100, false, true);
