@@ -35,6 +35,16 @@ typedef struct
   int ldc;
 } SiGemm;
 
+/* One slice of split_columns: columns [col0, col0 + cols) of the source
+ * into dst (rows, cols), through the sigmoid when sigmoid. */
+typedef struct
+{
+  float *dst;
+  int col0, cols;
+  bool sigmoid;
+} SiColumnSlice;
+#define SI_MAX_COLUMN_SLICES 8
+
 struct _SiBackendOps
 {
   const char *name;
@@ -191,6 +201,11 @@ struct _SiBackendOps
       int ld, bool relu);
   /* x (n) = sigmoid (x), in place. */
   void (*sigmoid) (SiBackend *be, float *x, long n);
+  /* src (rows, ld) -> each slice's dst (rows, cols), row-major, as
+   * SiColumnSlice says; at most SI_MAX_COLUMN_SLICES slices, the
+   * destinations apart from src and from each other. */
+  void (*split_columns) (SiBackend *be, const float *src, int rows, int ld,
+      const SiColumnSlice *slices, int n_slices);
   /* dst[b * dst_stride + i] = src[b * src_stride + i], i < n, b < batch. */
   void (*copy_batched) (SiBackend *be, float *dst, long dst_stride,
       const float *src, long src_stride, long n, int batch);

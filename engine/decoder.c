@@ -99,13 +99,55 @@ host_dup (SiDecoder *dec, gconstpointer src, size_t bytes)
   return p;
 }
 
+/* Uploads the q1 heads of @st (si_stage_q1_heads) back to back, weights
+ * then biases, into *pack (see SiDecoder.q1_pack); each head's own
+ * pointers then point into the stack.  Nothing where weights stay in
+ * place, or where a head has no bias or another input width. */
 static gboolean
-stage_weights (SiDecoder *dec, SiStage *st, GError **error)
+pack_q1_heads (SiDecoder *dec, SiStage *st, SiLinear *pack, GError **error)
 {
-  SiLinear *lins[] = { &st->in_proj, &st->out_proj, &st->gen_one_d,
-    &st->gen_double_d, &st->param_gen, &st->mix_bias, &st->Wv, &st->M_score,
-    &st->M_score_mix_bias, &st->S_score, &st->S_score2, &st->ffn1, &st->ffn2,
-    &st->fc_cls, &st->fc_reg };
+  SiLinear *heads[SI_Q1_HEADS];
+  size_t rows = 0, row = 0;
+  float *w, *b;
+
+  memset (pack, 0, sizeof (*pack));
+  if (si_uploads_in_place (&dec->uploads))
+    return TRUE;
+  si_stage_q1_heads (st, heads);
+  for (int i = 0; i < SI_Q1_HEADS; i++) {
+    if (heads[i]->out == 0)
+      continue;
+    if (heads[i]->in != st->C || heads[i]->b == NULL)
+      return TRUE;
+    rows += heads[i]->out;
+  }
+  if (!(w = si_uploads_alloc (&dec->uploads, rows * st->C, error)) ||
+      !(b = si_uploads_alloc (&dec->uploads, rows, error)))
+    return FALSE;
+  for (int i = 0; i < SI_Q1_HEADS; i++) {
+    SiLinear *l = heads[i];
+    size_t out = l->out;
+    if (out == 0)
+      continue;
+    if (!dec->be->ops->upload (dec->be, w + row * st->C, l->w,
+            out * st->C * sizeof (float), error) ||
+        !dec->be->ops->upload (
+            dec->be, b + row, l->b, out * sizeof (float), error))
+      return FALSE;
+    l->w = w + row * st->C;
+    l->b = b + row;
+    row += out;
+  }
+  *pack = (SiLinear){ .w = w, .b = b, .out = (int) rows, .in = st->C };
+  return TRUE;
+}
+
+static gboolean
+stage_weights (SiDecoder *dec, SiStage *st, SiLinear *pack, GError **error)
+{
+  SiLinear *lins[] = { &st->in_proj, &st->out_proj, &st->param_gen, &st->Wv,
+    &st->ffn1, &st->ffn2, &st->fc_cls, &st->fc_reg };
+  SiLinear *heads[SI_Q1_HEADS];
   SiNorm *norms[] = { &st->attn_norm, &st->Wv_norm, &st->ffn_norm };
 
   st->subbox_local =
@@ -118,6 +160,12 @@ stage_weights (SiDecoder *dec, SiStage *st, GError **error)
 
   for (guint i = 0; i < G_N_ELEMENTS (lins); i++)
     if (!si_uploads_linear (&dec->uploads, lins[i], error))
+      return FALSE;
+  if (!pack_q1_heads (dec, st, pack, error))
+    return FALSE;
+  si_stage_q1_heads (st, heads);
+  for (int i = 0; i < SI_Q1_HEADS && pack->w == NULL; i++)
+    if (!si_uploads_linear (&dec->uploads, heads[i], error))
       return FALSE;
   for (guint i = 0; i < G_N_ELEMENTS (norms); i++)
     if (!si_uploads_norm (&dec->uploads, norms[i], error))
@@ -197,7 +245,7 @@ alloc_buffers (SiDecoder *dec, GError **error)
   size_t pmax = 0, rmax = 0, kmax = 0, pg = 0, mb = 0, ms = 0, mmb = 0;
   size_t rreuse = 0; /* R of the stages that reuse filters (static layers) */
   size_t ss1 = 0, ss2 = 0, off1 = 0, off2 = 0, f = 0, z = 0, ha = 0;
-  size_t g = m->stages[0].G, dg = m->stages[0].Dg, nb, dump = 0;
+  size_t g = m->stages[0].G, dg = m->stages[0].Dg, nb, dump = 0, pack = 0;
 
   for (int s = 0; s < m->num_stages; s++) {
     const SiStage *st = &m->stages[s];
@@ -215,6 +263,7 @@ alloc_buffers (SiDecoder *dec, GError **error)
     off1 = MAX (off1, (size_t) st->gen_one_d.out);
     off2 = MAX (off2, (size_t) st->gen_double_d.out);
     f = MAX (f, (size_t) st->F);
+    pack = MAX (pack, (size_t) dec->q1_pack[s].out);
     z = MAX (z, (size_t) st->Wv.in);
     ha = MAX (ha, (size_t) st->Ha);
     CHECK (
@@ -236,6 +285,8 @@ alloc_buffers (SiDecoder *dec, GError **error)
   BUF (attn_cat, n * c);
   BUF (tmp_c, n * c);
   BUF (q1, n * c);
+  if (pack > 0)
+    BUF (heads, n * pack);
   BUF (off1, n * off1);
   BUF (off2, n * off2);
   BUF (pts, n * g * pmax * kmax * 3);
@@ -311,12 +362,13 @@ si_decoder_new (SiBackend *be, const SiModel *model, GError **error)
   if (!check_sizes (dec, error))
     goto fail;
   dec->stages = g_new0 (SiStage, dec->n_stages);
+  dec->q1_pack = g_new0 (SiLinear, dec->n_stages);
   dec->stage_pages = g_new0 (GArray *, dec->n_stages);
   for (int s = 0; s < dec->n_stages; s++) {
     dec->stages[s] = model->stages[s];
     dec->stage_pages[s] = g_array_new (FALSE, FALSE, sizeof (SiPageRange));
     dec->collecting = dec->stage_pages[s];
-    if (!stage_weights (dec, &dec->stages[s], error))
+    if (!stage_weights (dec, &dec->stages[s], &dec->q1_pack[s], error))
       goto fail;
     merge_ranges (dec->stage_pages[s]);
   }
@@ -347,6 +399,7 @@ si_decoder_free (SiDecoder **pdec)
   si_uploads_clear (&dec->uploads);
   g_list_free_full (dec->host_arrays, g_free);
   g_free (dec->stages);
+  g_free (dec->q1_pack);
   for (int s = 0; dec->stage_pages != NULL && s < dec->n_stages; s++)
     if (dec->stage_pages[s] != NULL)
       g_array_unref (dec->stage_pages[s]);

@@ -101,7 +101,48 @@ attention (SiDecoder *dec, const SiStage *st, int n)
       st->attn_norm.beta, dec->q1, n, c, false);
 }
 
-/* 6.5: x0 (N, G, R, Dg) sampled with points from q1 and the input box. */
+/* The Linears on q1 but param_gen (si_stage_q1_heads): the sampling
+ * offsets off1 and off2 (6.5), the mixing biases mb (6.6 b), and with
+ * filter reuse the scores ms, mmb, ss1, ss2 (sigmoids on ms, ss1, ss2).
+ * Stacked (q1_pack): one GEMM into dec->heads, then split_columns;
+ * else one GEMM each. */
+static void
+q1_heads (SiDecoder *dec, int s, int n)
+{
+  SiBackend *be = dec->be;
+  SiStage *st = &dec->stages[s];
+  const SiLinear *pack = &dec->q1_pack[s];
+  SiLinear *heads[SI_Q1_HEADS];
+  float *dst[SI_Q1_HEADS] = { dec->off1, dec->off2, dec->mb, dec->ms, dec->mmb,
+    dec->ss1, dec->ss2 };
+  static const bool sigmoid[SI_Q1_HEADS] = { false, false, false, true, false,
+    true, true };
+  SiColumnSlice slices[SI_Q1_HEADS];
+  int col = 0;
+
+  si_stage_q1_heads (st, heads);
+  if (pack->w == NULL) {
+    for (int i = 0; i < SI_Q1_HEADS; i++) {
+      if (heads[i]->out == 0)
+        continue;
+      linear (dec, dec->q1, st->C, heads[i], dst[i], heads[i]->out, n, false);
+      if (sigmoid[i])
+        be->ops->sigmoid (be, dst[i], (long) n * heads[i]->out);
+    }
+    return;
+  }
+  linear (dec, dec->q1, st->C, pack, dec->heads, pack->out, n, false);
+  for (int i = 0; i < SI_Q1_HEADS; i++) {
+    slices[i] = (SiColumnSlice){
+      .dst = dst[i], .col0 = col, .cols = heads[i]->out, .sigmoid = sigmoid[i]
+    };
+    col += heads[i]->out;
+  }
+  be->ops->split_columns (be, dec->heads, n, pack->out, slices, SI_Q1_HEADS);
+}
+
+/* 6.5: x0 (N, G, R, Dg) sampled with points from q1 and the input box
+ * (the offsets off1, off2 made by q1_heads). */
 static void
 sample (SiDecoder *dec, const SiStage *st, int n,
     const float *const levels[SI_NUM_LEVELS], const int level_h[SI_NUM_LEVELS],
@@ -109,10 +150,6 @@ sample (SiDecoder *dec, const SiStage *st, int n,
 {
   SiBackend *be = dec->be;
 
-  linear (dec, dec->q1, st->C, &st->gen_one_d, dec->off1, st->gen_one_d.out, n,
-      false);
-  linear (dec, dec->q1, st->C, &st->gen_double_d, dec->off2,
-      st->gen_double_d.out, n, false);
   be->ops->sample_points (
       be, dec->xyzr, dec->off1, dec->off2, dec->pts, n, st->G, st->P, st->K);
   be->ops->sample_features (be, dec->pts, levels, level_h, level_w,
@@ -182,7 +219,6 @@ mixing (SiDecoder *dec, int s, int n)
 
   linear (
       dec, dec->q1, c, &st->param_gen, dec->pg, st->param_gen.out, n, false);
-  linear (dec, dec->q1, c, &st->mix_bias, dec->mb, st->mix_bias.out, n, false);
 
   /* (b) y = ReLU (LN2D (x0 Mnew + bM)) */
   batched (dec, nb, r, dg, dg, dec->x0, (long) r * dg, dec->pg, pg_stride,
@@ -190,15 +226,6 @@ mixing (SiDecoder *dec, int s, int n)
   ops->ln2d_bias_relu (be, dec->y, dec->mb, dg + st->O, false, nb, r, dg);
 
   if (st->reuse) {
-    linear (dec, dec->q1, c, &st->M_score, dec->ms, st->M_score.out, n, false);
-    ops->sigmoid (be, dec->ms, (long) n * st->M_score.out);
-    linear (dec, dec->q1, c, &st->M_score_mix_bias, dec->mmb,
-        st->M_score_mix_bias.out, n, false);
-    linear (dec, dec->q1, c, &st->S_score, dec->ss1, st->S_score.out, n, false);
-    ops->sigmoid (be, dec->ss1, (long) n * st->S_score.out);
-    linear (
-        dec, dec->q1, c, &st->S_score2, dec->ss2, st->S_score2.out, n, false);
-    ops->sigmoid (be, dec->ss2, (long) n * st->S_score2.out);
     for (int m = 0; m < st->L; m++)
       reuse_step (dec, st, nb, m, pg_stride);
   }
@@ -319,6 +346,7 @@ si_decoder_stage_run (SiDecoder *dec, int s,
   attention (dec, st, n);
   if (dump)
     DUMP ("attn_out", dec->q1, 1, n, c);
+  q1_heads (dec, s, n);
   sample (dec, st, n, levels, level_h, level_w);
   if (dump) {
     if (!dump_points (dec, st, n, dump, user_data, s, error))

@@ -26,6 +26,23 @@ typedef struct
   int new_w, new_h;
 } SiDecoderGraphKey;
 
+/* The Linears on q1 (the attention output) besides param_gen, in the
+ * order of their columns in a packed GEMM (SiDecoder.q1_pack): sampling
+ * offsets, mixing biases, then the filter reuse's scores (zero-sized in
+ * stages without reuse). */
+#define SI_Q1_HEADS 7
+static inline void
+si_stage_q1_heads (SiStage *st, SiLinear *heads[SI_Q1_HEADS])
+{
+  heads[0] = &st->gen_one_d;
+  heads[1] = &st->gen_double_d;
+  heads[2] = &st->mix_bias;
+  heads[3] = &st->M_score;
+  heads[4] = &st->M_score_mix_bias;
+  heads[5] = &st->S_score;
+  heads[6] = &st->S_score2;
+}
+
 struct _SiDecoder
 {
   SiBackend *be;
@@ -37,6 +54,11 @@ struct _SiDecoder
   int reuse_st;       /* first stage that reuses filters (num_stages: none) */
   int max_L;          /* bank slots for M */
   int bank_sg;        /* rows of the banked S (Sg of the reuse stages) */
+  /* per stage, the q1 heads' weights and biases stacked in one upload
+   * (out = the sum of theirs), so that one GEMM makes them all into
+   * dec->heads; w NULL where they stay apart (the CPU: weights used in
+   * place in the model's mapping) */
+  SiLinear *q1_pack;
 
   /* CPU backend: page ranges (SiPageRange) of the model mapping that each
    * stage reads, given back to the page cache after the stage when
@@ -65,6 +87,7 @@ struct _SiDecoder
   float *attn_cat;   /* (N, C) heads concatenated */
   float *tmp_c;      /* (N, C) projection outputs before LN */
   float *q1;         /* (N, C) attention output */
+  float *heads;      /* (N, max q1_pack.out): packed q1 heads */
   float *off1;       /* (N, 3*G*Pmax) */
   float *off2;       /* (N, 3*K) */
   float *pts;        /* (N, G, Pmax, K, 3) */

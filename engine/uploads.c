@@ -20,6 +20,12 @@ si_uploads_clear (SiUploads *u)
   u->owned = NULL;
 }
 
+gboolean
+si_uploads_in_place (const SiUploads *u)
+{
+  return u->be->kind == SI_BACKEND_CPU;
+}
+
 float *
 si_uploads_alloc (SiUploads *u, size_t count, GError **error)
 {
@@ -36,7 +42,7 @@ si_uploads_weight (SiUploads *u, const float **w, size_t count, GError **error)
 
   if (*w == NULL)
     return TRUE;
-  if (u->be->kind == SI_BACKEND_CPU) {
+  if (si_uploads_in_place (u)) {
     if (u->note_host != NULL)
       u->note_host (u->user_data, *w, count * sizeof (float));
     return TRUE;

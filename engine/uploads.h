@@ -23,6 +23,9 @@ void si_uploads_init (SiUploads *u, SiBackend *be);
 /* Frees every allocation; u may be zeroed (never initialised). */
 void si_uploads_clear (SiUploads *u);
 
+/* Whether weights are used in place (the CPU) rather than uploaded. */
+gboolean si_uploads_in_place (const SiUploads *u);
+
 /* Backend memory of count floats, freed with u. */
 float *si_uploads_alloc (SiUploads *u, size_t count, GError **error);
 

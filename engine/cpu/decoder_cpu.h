@@ -45,6 +45,8 @@ void si_layer_norm_cpu (SiBackend *be, const float *x, const float *res,
 void si_bias_act_cpu (SiBackend *be, float *y, const float *bias, int rows,
     int n, int ld, bool relu);
 void si_sigmoid_cpu (SiBackend *be, float *x, long n);
+void si_split_columns_cpu (SiBackend *be, const float *src, int rows, int ld,
+    const SiColumnSlice *slices, int n_slices);
 void si_copy_batched_cpu (SiBackend *be, float *dst, long dst_stride,
     const float *src, long src_stride, long n, int batch);
 void si_init_boxes_cpu (SiBackend *be, const float *cxcywh, int n, float img_w,
@@ -87,6 +89,7 @@ void si_gate_mix_cpu (SiBackend *be, const float *old, long old_stride,
   .layer_norm = si_layer_norm_cpu, \
   .bias_act = si_bias_act_cpu, \
   .sigmoid = si_sigmoid_cpu, \
+  .split_columns = si_split_columns_cpu, \
   .copy_batched = si_copy_batched_cpu, \
   .init_boxes = si_init_boxes_cpu, \
   .posenc_add = si_posenc_add_cpu, \

@@ -72,6 +72,21 @@ si_sigmoid_cpu (SiBackend *be, float *x, long n)
 }
 
 void
+si_split_columns_cpu (SiBackend *be, const float *src, int rows, int ld,
+    const SiColumnSlice *slices, int n_slices)
+{
+  for (int s = 0; s < n_slices; s++) {
+    const SiColumnSlice *sl = &slices[s];
+    for (int r = 0; r < rows; r++) {
+      const float *in = src + (size_t) r * ld + sl->col0;
+      float *out = sl->dst + (size_t) r * sl->cols;
+      for (int j = 0; j < sl->cols; j++)
+        out[j] = sl->sigmoid ? si_sigmoidf (in[j]) : in[j];
+    }
+  }
+}
+
+void
 si_copy_batched_cpu (SiBackend *be, float *dst, long dst_stride,
     const float *src, long src_stride, long n, int batch)
 {

@@ -875,6 +875,7 @@ const SiBackendOps si_cuda_backend_ops = {
   .layer_norm = si_layer_norm_cuda,
   .bias_act = si_bias_act_cuda,
   .sigmoid = si_sigmoid_cuda,
+  .split_columns = si_split_columns_cuda,
   .copy_batched = si_copy_batched_cuda,
   .init_boxes = si_init_boxes_cuda,
   .posenc_add = si_posenc_add_cuda,

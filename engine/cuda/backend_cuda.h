@@ -323,6 +323,8 @@ void si_bias_act_cuda (SiBackend *be, float *y, const float *bias, int rows,
 void si_bias_act_half_cuda (SiBackend *be, void *y, const void *bias, int rows,
     int n, int ld, bool relu);
 void si_sigmoid_cuda (SiBackend *be, float *x, long n);
+void si_split_columns_cuda (SiBackend *be, const float *src, int rows, int ld,
+    const SiColumnSlice *slices, int n_slices);
 void si_copy_batched_cuda (SiBackend *be, float *dst, long dst_stride,
     const float *src, long src_stride, long n, int batch);
 void si_init_boxes_cuda (SiBackend *be, const float *cxcywh, int n, float img_w,

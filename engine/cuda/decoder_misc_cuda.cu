@@ -10,6 +10,7 @@
 #include "si-math.h"
 
 #include <cuda_fp16.h>
+#include <string.h>
 
 #define SI_LN_THREADS 256
 
@@ -127,6 +128,55 @@ si_sigmoid_cuda (SiBackend *be, float *x, long n)
   sigmoid_kernel<<<si_cuda_blocks (n, 256), 256, 0,
       si_cuda_priv (be)->stream>>> (x, n);
   SI_CUDA_LAUNCHED (be, "sigmoid_kernel");
+}
+
+/* The slices by value (a kernel parameter); width = the sum of their
+ * columns, one thread per (row, slice column). */
+struct SiColumnSlices
+{
+  SiColumnSlice s[SI_MAX_COLUMN_SLICES];
+  int n, width;
+};
+
+__global__ void
+split_columns_kernel (const float *src, int rows, int ld, SiColumnSlices sl)
+{
+  long t = (long) blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= (long) rows * sl.width)
+    return;
+  int r = (int) (t / sl.width), j = (int) (t % sl.width), i = 0;
+  while (j >= sl.s[i].cols)
+    j -= sl.s[i++].cols;
+  const SiColumnSlice *c = &sl.s[i];
+  float v = src[(long) r * ld + c->col0 + j];
+  c->dst[(long) r * c->cols + j] = c->sigmoid ? si_sigmoidf (v) : v;
+}
+
+void
+si_split_columns_cuda (SiBackend *be, const float *src, int rows, int ld,
+    const SiColumnSlice *slices, int n_slices)
+{
+  SiColumnSlices sl;
+  SiCudaBackend *cu = si_cuda_priv (be);
+
+  memset (&sl, 0, sizeof (sl));
+  if (n_slices < 0 || n_slices > SI_MAX_COLUMN_SLICES) {
+    if (cu->deferred == NULL)
+      g_set_error (&cu->deferred, SI_ERROR, SI_ERROR_INVALID_ARGUMENT,
+          "split_columns: %d slices (at most %d)", n_slices,
+          SI_MAX_COLUMN_SLICES);
+    return;
+  }
+  for (int i = 0; i < n_slices; i++)
+    if (slices[i].cols > 0)
+      sl.s[sl.n++] = slices[i];
+  for (int i = 0; i < sl.n; i++)
+    sl.width += sl.s[i].cols;
+  if (rows <= 0 || sl.width == 0)
+    return;
+  split_columns_kernel<<<si_cuda_blocks ((long) rows * sl.width, 256), 256, 0,
+      cu->stream>>> (src, rows, ld, sl);
+  SI_CUDA_LAUNCHED (be, "split_columns_kernel");
 }
 
 void

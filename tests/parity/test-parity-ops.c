@@ -896,6 +896,44 @@ test_decoder_misc (void)
   }
 
   {
+    /* the decoder's q1 heads: slices of a padded source, some through the
+     * sigmoid, one of no columns, destinations in source order or not */
+    const int cols[] = { 12, 0, 40, 7, 64, 3, 16 };
+    const bool sig[] = { false, true, false, true, false, true, true };
+    const int order[] = { 0, 1, 2, 4, 3, 6, 5 };
+    int ns = G_N_ELEMENTS (cols), width = 0, ld;
+    SiTwin src, dst[G_N_ELEMENTS (cols)];
+    SiColumnSlice sl[2][G_N_ELEMENTS (cols)];
+    for (int j = 0; j < ns; j++)
+      width += cols[j];
+    ld = width + 5;
+    src = twin_random ((size_t) n * ld, -6, 6);
+    for (int j = 0; j < ns; j++)
+      dst[j] = twin_random ((size_t) n * MAX (cols[j], 1), -1, 1);
+    FOR_BOTH (i) {
+      int col = 0;
+      for (int j = 0; j < ns; j++) {
+        int o = order[j];
+        sl[i][j] = (SiColumnSlice){
+          .dst = TF (dst[o], i), .col0 = col, .cols = cols[o], .sigmoid = sig[o]
+        };
+        col += cols[o];
+      }
+      OPS (i)->split_columns (BE (i), TF (src, i), n, ld, sl[i], ns);
+    }
+    si_parity_sync (pt, "split_columns");
+    for (int j = 0; j < ns; j++) {
+      char what[64];
+      snprintf (what, sizeof (what), "split_columns slice %d (%d%s)", j,
+          cols[j], sig[j] ? ", sigmoid" : "");
+      si_parity_check (pt, what, &dst[j], (size_t) n * MAX (cols[j], 1),
+          sig[j] ? TOL_ELEM : 0.0);
+      si_twin_free (pt, &dst[j]);
+    }
+    si_twin_free (pt, &src);
+  }
+
+  {
     int ld = c + 9;
     SiTwin y = twin_random ((size_t) n * ld, -1, 1), b = twin_random (c, -1, 1);
     FOR_BOTH (i) {
