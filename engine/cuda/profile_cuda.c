@@ -153,6 +153,7 @@ si_cuda_profile_free (SiCudaBackend *cu)
   SiCudaProfile *p = cu->profile;
   GPtrArray *rows;
   double total = 0.0, per = 1.0;
+  long calls = 0;
   GHashTableIter it;
   gpointer value;
 
@@ -165,26 +166,34 @@ si_cuda_profile_free (SiCudaBackend *cu)
   while (g_hash_table_iter_next (&it, NULL, &value)) {
     g_ptr_array_add (rows, value);
     total += ((SiProfileOp *) value)->ms;
+    calls += ((SiProfileOp *) value)->calls;
   }
   qsort (rows->pdata, rows->len, sizeof (gpointer), by_time_desc);
   /* frames: ms per frame; ops run without a frame (tests): totals */
   if (p->frames > 0)
     per = 1.0 / p->frames;
+  /* the op count a frame is its launches (kernels and library calls):
+   * what a batch-1 frame pays for besides its arithmetic */
   fprintf (stderr,
-      "cuda profile: %s, %s, %ld frames, %.3f ms of stream time %s (%ld "
-      "ops not timed: window full)\n",
+      "cuda profile: %s, %s, %ld frames, %.3f ms of stream time %s, %.0f "
+      "ops (%ld ops not timed: window full)\n",
       cu->device_name, cu->precision == SI_PRECISION_FP16 ? "fp16" : "fp32",
-      p->frames, total * per, p->frames ? "a frame" : "in all", p->dropped);
+      p->frames, total * per, p->frames ? "a frame" : "in all", calls * per,
+      p->dropped);
   fprintf (stderr, "cuda profile: %10s %6s %9s %9s  %s\n",
       p->frames ? "ms/frame" : "ms", "share", "calls", "us/call", "op");
   for (guint i = 0; i < rows->len; i++) {
     const SiProfileOp *op = rows->pdata[i];
     if (i == SI_CUDA_PROFILE_ROWS) {
       double rest = 0.0;
-      for (guint j = i; j < rows->len; j++)
+      long rest_calls = 0;
+      for (guint j = i; j < rows->len; j++) {
         rest += ((const SiProfileOp *) rows->pdata[j])->ms;
-      fprintf (stderr, "cuda profile: %10.4f %5.1f%% %9s %9s  (%u others)\n",
-          rest * per, 100.0 * rest / MAX (total, 1e-30), "", "", rows->len - i);
+        rest_calls += ((const SiProfileOp *) rows->pdata[j])->calls;
+      }
+      fprintf (stderr, "cuda profile: %10.4f %5.1f%% %9ld %9s  (%u others)\n",
+          rest * per, 100.0 * rest / MAX (total, 1e-30), rest_calls, "",
+          rows->len - i);
       break;
     }
     fprintf (stderr, "cuda profile: %10.4f %5.1f%% %9ld %9.2f  %s\n",

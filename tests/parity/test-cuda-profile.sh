@@ -21,14 +21,18 @@ for op in 'gemm [0-9]*x[0-9]*x[0-9]*$' 'layer_norm_kernel$' \
   'ln2d_bias_relu_kernel$' '([0-9]* others)$'; do
   grep -q "^cuda profile: .*  $op" <<< "$err" || fail "no row matching '$op'"
 done
-# the rows (the others included) add up to the header's ms a frame
+# the rows (the others included) add up to the header's ms a frame, and
+# their calls to its ops a frame
 awk '/^cuda profile: .* ms of stream time a frame/ {
-       for (i = 1; i <= NF; i++) if ($i == "ms") total = $(i - 1) }
-     /^cuda profile: +[0-9.]+ +[0-9.]+%/ { sum += $3 }
+       for (i = 1; i <= NF; i++) if ($i == "ms") total = $(i - 1)
+       for (i = NF; i > 1; i--) if ($i == "ops") ops = $(i - 1) + 0 }
+     /^cuda profile: +[0-9.]+ +[0-9.]+%/ { sum += $3; calls += $5 }
      END { d = sum - total; if (d < 0) d = -d
-           printf "rows %.3f ms, total %.3f ms\n", sum, total
-           exit !(total > 0 && d <= 0.01 * total + 0.01) }' <<< "$err" ||
-  fail "the rows do not add up to the frame's total"
+           printf "rows %.3f ms, total %.3f ms; %d calls, %d ops\n",
+             sum, total, calls, ops
+           exit !(total > 0 && d <= 0.01 * total + 0.01 && ops > 0 &&
+                  calls == ops) }' <<< "$err" ||
+  fail "the rows do not add up to the frame's total (ms and ops)"
 
 err=$(run)
 if grep -q '^cuda profile' <<< "$err"; then
