@@ -120,19 +120,8 @@ static void
 linear (SiBackend *be, const SiLinear *l, const float *x, int rows, float *y,
     float beta, bool bias)
 {
-  SiGemm g = { .trans_a = false,
-    .trans_b = true,
-    .m = rows,
-    .n = l->out,
-    .k = l->in,
-    .alpha = 1.0f,
-    .beta = beta,
-    .a = x,
-    .lda = l->in,
-    .b = l->w,
-    .ldb = l->in,
-    .c = y,
-    .ldc = l->out };
+  SiGemm g = si_linear_gemm (l, x, l->in, rows, y, l->out, beta);
+
   if (bias)
     be->ops->gemm_bias_act (be, &g, l->b, false);
   else

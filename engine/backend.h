@@ -35,6 +35,29 @@ typedef struct
   int ldc;
 } SiGemm;
 
+/* The GEMM of a Linear layer (W stored (out, in)): y (rows, l->out; row
+ * stride ldy) = x (rows, l->in; row stride ldx) W^T + beta y; the bias is
+ * the caller's (gemm_bias_act). */
+static inline SiGemm
+si_linear_gemm (const SiLinear *l, const float *x, int ldx, int rows, float *y,
+    int ldy, float beta)
+{
+  SiGemm g = { .trans_a = false,
+    .trans_b = true,
+    .m = rows,
+    .n = l->out,
+    .k = l->in,
+    .alpha = 1.0f,
+    .beta = beta,
+    .a = x,
+    .lda = ldx,
+    .b = l->w,
+    .ldb = l->in,
+    .c = y,
+    .ldc = ldy };
+  return g;
+}
+
 /* One slice of split_columns: columns [col0, col0 + cols) of the source
  * into dst (rows, cols), through the sigmoid when sigmoid. */
 typedef struct

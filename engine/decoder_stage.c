@@ -45,19 +45,7 @@ static void
 linear (SiDecoder *dec, const float *x, int ldx, const SiLinear *lin, float *y,
     int ldy, int rows, bool relu)
 {
-  SiGemm g = { .trans_a = false,
-    .trans_b = true,
-    .m = rows,
-    .n = lin->out,
-    .k = lin->in,
-    .alpha = 1.0f,
-    .beta = 0.0f,
-    .a = x,
-    .lda = ldx,
-    .b = lin->w,
-    .ldb = lin->in,
-    .c = y,
-    .ldc = ldy };
+  SiGemm g = si_linear_gemm (lin, x, ldx, rows, y, ldy, 0.0f);
 
   if (lin->b)
     dec->be->ops->gemm_bias_act (dec->be, &g, lin->b, relu);
