@@ -143,6 +143,9 @@ run_parity() {
   # the rest should the step above fail
   SI_CUDA_HALF_MAPS=0 step parity-detector-fp16-float-maps 60 \
     "$B/bin/test-parity-detector" "$G" fp16
+  # the convolutions' im2col in slices (1 MiB: the stem in two)
+  SI_CUDA_IM2COL_MIB=1 step parity-detector-im2col-1mib 60 \
+    "$B/bin/test-parity-detector" "$G"
   step parity-graph 60 "$B/bin/test-parity-graph"
   step parity-decoder-graph 120 "$B/bin/test-parity-decoder-graph" "$G"
   step parity-context-graph 120 "$B/bin/test-parity-context-graph" "$G"
