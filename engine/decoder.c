@@ -99,49 +99,6 @@ host_dup (SiDecoder *dec, gconstpointer src, size_t bytes)
   return p;
 }
 
-/* Uploads the q1 heads of @st (si_stage_q1_heads) back to back, weights
- * then biases, into *pack (see SiDecoder.q1_pack); each head's own
- * pointers then point into the stack.  Nothing where weights stay in
- * place, or where a head has no bias or another input width. */
-static gboolean
-pack_q1_heads (SiDecoder *dec, SiStage *st, SiLinear *pack, GError **error)
-{
-  SiLinear *heads[SI_Q1_HEADS];
-  size_t rows = 0, row = 0;
-  float *w, *b;
-
-  memset (pack, 0, sizeof (*pack));
-  if (si_uploads_in_place (&dec->uploads))
-    return TRUE;
-  si_stage_q1_heads (st, heads);
-  for (int i = 0; i < SI_Q1_HEADS; i++) {
-    if (heads[i]->out == 0)
-      continue;
-    if (heads[i]->in != st->C || heads[i]->b == NULL)
-      return TRUE;
-    rows += heads[i]->out;
-  }
-  if (!(w = si_uploads_alloc (&dec->uploads, rows * st->C, error)) ||
-      !(b = si_uploads_alloc (&dec->uploads, rows, error)))
-    return FALSE;
-  for (int i = 0; i < SI_Q1_HEADS; i++) {
-    SiLinear *l = heads[i];
-    size_t out = l->out;
-    if (out == 0)
-      continue;
-    if (!dec->be->ops->upload (dec->be, w + row * st->C, l->w,
-            out * st->C * sizeof (float), error) ||
-        !dec->be->ops->upload (
-            dec->be, b + row, l->b, out * sizeof (float), error))
-      return FALSE;
-    l->w = w + row * st->C;
-    l->b = b + row;
-    row += out;
-  }
-  *pack = (SiLinear){ .w = w, .b = b, .out = (int) rows, .in = st->C };
-  return TRUE;
-}
-
 static gboolean
 stage_weights (SiDecoder *dec, SiStage *st, SiLinear *pack, GError **error)
 {
@@ -161,12 +118,10 @@ stage_weights (SiDecoder *dec, SiStage *st, SiLinear *pack, GError **error)
   for (guint i = 0; i < G_N_ELEMENTS (lins); i++)
     if (!si_uploads_linear (&dec->uploads, lins[i], error))
       return FALSE;
-  if (!pack_q1_heads (dec, st, pack, error))
-    return FALSE;
   si_stage_q1_heads (st, heads);
-  for (int i = 0; i < SI_Q1_HEADS && pack->w == NULL; i++)
-    if (!si_uploads_linear (&dec->uploads, heads[i], error))
-      return FALSE;
+  if (!si_uploads_linears_stacked (
+          &dec->uploads, heads, SI_Q1_HEADS, pack, error))
+    return FALSE;
   for (guint i = 0; i < G_N_ELEMENTS (norms); i++)
     if (!si_uploads_norm (&dec->uploads, norms[i], error))
       return FALSE;

@@ -23,9 +23,6 @@ void si_uploads_init (SiUploads *u, SiBackend *be);
 /* Frees every allocation; u may be zeroed (never initialised). */
 void si_uploads_clear (SiUploads *u);
 
-/* Whether weights are used in place (the CPU) rather than uploaded. */
-gboolean si_uploads_in_place (const SiUploads *u);
-
 /* Backend memory of count floats, freed with u. */
 float *si_uploads_alloc (SiUploads *u, size_t count, GError **error);
 
@@ -33,6 +30,14 @@ float *si_uploads_alloc (SiUploads *u, size_t count, GError **error);
 gboolean si_uploads_weight (
     SiUploads *u, const float **w, size_t count, GError **error);
 gboolean si_uploads_linear (SiUploads *u, SiLinear *l, GError **error);
+/* The n Linears lins (those with out 0 skipped) as backend pointers.
+ * Where weights are uploaded and all of them have a bias and one input
+ * width, back to back: their weights, then their biases, in one
+ * allocation each, described by *stack (out the sum of theirs), so that
+ * one GEMM makes all their columns; each Linear's own pointers then point
+ * into the stack.  Else one by one, *stack zeroed (w NULL). */
+gboolean si_uploads_linears_stacked (SiUploads *u, SiLinear *const *lins, int n,
+    SiLinear *stack, GError **error);
 gboolean si_uploads_norm (SiUploads *u, SiNorm *n, GError **error);
 
 #endif /* SI_UPLOADS_H */
