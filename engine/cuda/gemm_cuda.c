@@ -281,6 +281,13 @@ si_gemm_lt_bias_act_cuda (SiBackend *be, const SiGemm *g, bool half,
   key.align[1] = alignment_of (cm.b);
   key.align[2] = alignment_of (cm.c);
   key.align[3] = alignment_of (bias);
+  /* cuBLASLt's alignment preferences cover A, B, C and D but not the
+   * epilogue's bias: a kernel it picks may assume 16 bytes and fault on
+   * a device, so a bias off that takes the separate pass */
+  if (key.align[3] < 16) {
+    note_fallback (be, &key, CUBLAS_STATUS_NOT_SUPPORTED);
+    return false;
+  }
 
   if ((plan = g_hash_table_lookup (cu->lt_plans, &key)) == NULL) {
     /* full: start over, but not in the middle of a recording (every

@@ -1589,7 +1589,8 @@ cublasLtMatmul (cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
               : dt == CUDA_R_16F ? __half2float (((const __half *) bv)[i])
                                  : ((const float *) bv)[i];
           float v = out[(size_t) j * ldd + i] + b;
-          out[(size_t) j * ldd + i] = relu && v < 0.0f ? 0.0f : v;
+          /* max (v, 0) as the device's epilogue: NaN comes out 0 */
+          out[(size_t) j * ldd + i] = relu && !(v > 0.0f) ? 0.0f : v;
         }
     });
   });
