@@ -231,6 +231,10 @@ WRAP (ln2d_bias_relu,
     (SiBackend * be, float *x, const float *bias, long bs, bool per_row,
         int batch, int rows, int cols),
     (be, x, bias, bs, per_row, batch, rows, cols))
+WRAP (ln2d_bias_relu_swap,
+    (SiBackend * be, float *x, const float *bias, long bs, bool per_row,
+        int batch, int p, int k, int cols, float *sw),
+    (be, x, bias, bs, per_row, batch, p, k, cols, sw))
 WRAP (swap_axes,
     (SiBackend * be, const float *src, float *dst, int batch, int x, int y,
         int z),
@@ -266,6 +270,7 @@ profile_install (SiBackend *be)
   prof_ops.sample_points = p_sample_points;
   prof_ops.sample_features = p_sample_features;
   prof_ops.ln2d_bias_relu = p_ln2d_bias_relu;
+  prof_ops.ln2d_bias_relu_swap = p_ln2d_bias_relu_swap;
   prof_ops.swap_axes = p_swap_axes;
   prof_ops.cascade_residual = p_cascade_residual;
   prof_ops.gate_mix = p_gate_mix;

@@ -16,6 +16,8 @@
 #include "model.h"
 #include "net.h"
 
+#include <string.h>
+
 typedef struct _SiBackend SiBackend;
 typedef struct _SiConvPlan SiConvPlan; /* backend-owned prepared conv */
 typedef struct _SiBackendOps SiBackendOps;
@@ -246,6 +248,16 @@ struct _SiBackendOps
    * place (rows = Ha * N for attention). */
   void (*softmax_bias) (
       SiBackend *be, float *logits, const float *bias, int rows, int n);
+  /* The biased multi-head self-attention (model-spec 6.3, 6.4): for each
+   * head h < heads, with Q_h, K_h, V_h the columns [h*hd, (h+1)*hd) of q,
+   * k and v (N rows each, row stride ld),
+   *   out[:, h*hd..] = softmax (Q_h K_h^T / sqrt (hd) + bias_h) V_h,
+   * bias_h = iof_bias's head h (out: row stride ldo).  scratch: 2 * heads
+   * * N * N floats the backend may use (self_attention.h, the four ops
+   * above, uses them for the logits and the bias). */
+  void (*self_attention) (SiBackend *be, const float *q, const float *k,
+      const float *v, int ld, const float *xyzr, const float *tau, float *out,
+      int ldo, int n, int heads, int hd, float *scratch);
   /* Sampling points (model-spec 6.5): off1 (N, G*P*3), off2 (N, K*3),
    * xyzr (N, 4) -> pts (N, G, P, K, 3) holding X, Y, Z. */
   void (*sample_points) (SiBackend *be, const float *xyzr, const float *off1,
@@ -262,6 +274,12 @@ struct _SiBackendOps
    * no affine, eps 1e-5 (model-spec 6.6 (b), (d), (e)). */
   void (*ln2d_bias_relu) (SiBackend *be, float *x, const float *bias,
       long bias_stride, bool per_row, int batch, int rows, int cols);
+  /* ln2d_bias_relu on X_b (p*k rows, cols), which also writes the result
+   * with its row axes swapped, swapped (B, K, P, cols) (= swap_axes of x
+   * afterwards: the static axis layer's input, model-spec 6.6 (d)). */
+  void (*ln2d_bias_relu_swap) (SiBackend *be, float *x, const float *bias,
+      long bias_stride, bool per_row, int batch, int p, int k, int cols,
+      float *swapped);
   /* dst (B, Y, X, Z) = src (B, X, Y, Z) with axes 1 and 2 swapped. */
   void (*swap_axes) (SiBackend *be, const float *src, float *dst, int batch,
       int x, int y, int z);
@@ -311,6 +329,34 @@ struct _SiBackend
   SiBackendKind kind;
   void *priv; /* backend state */
 };
+
+/* Row-major c_h (m, n) = alpha a_h op (b_h) for h < batch, x_h = x + h *
+ * sx, op (b) = b^T (stored (n, k)) when trans_b, else b (k, n); one gemm
+ * when batch is 1.  (Field by field: nvcc's C++ reads this header too.) */
+static inline void
+si_backend_product (SiBackend *be, int batch, bool trans_b, int m, int n, int k,
+    float alpha, const float *a, int lda, long sa, const float *b, int ldb,
+    long sb, float *c, int ldc, long sc)
+{
+  SiGemm g;
+
+  memset (&g, 0, sizeof (g));
+  g.trans_b = trans_b;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.alpha = alpha;
+  g.a = a;
+  g.lda = lda;
+  g.b = b;
+  g.ldb = ldb;
+  g.c = c;
+  g.ldc = ldc;
+  if (batch == 1)
+    be->ops->gemm (be, &g);
+  else
+    be->ops->gemm_batched (be, &g, batch, sa, sb, sc);
+}
 
 /* Creates and initialises a backend of the given kind (not AUTO). */
 SiBackend *si_backend_new (

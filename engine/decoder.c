@@ -235,8 +235,7 @@ alloc_buffers (SiDecoder *dec, GError **error)
   BUF (xyzr, n * 4);
   BUF (a, n * c);
   BUF (qkv, n * 3 * c);
-  BUF (attn_bias, ha * n * n);
-  BUF (attn, ha * n * n);
+  BUF (attn, 2 * ha * n * n);
   BUF (attn_cat, n * c);
   BUF (tmp_c, n * c);
   BUF (q1, n * c);

@@ -9,35 +9,6 @@
 
 #include <math.h>
 
-/* One row-major product per b < batch (a single gemm when batch is 1):
- * c_b (m, n) = alpha a_b (m, k) op (b_b), op (b_b) = b_b^T (b_b stored
- * (n, k)) when trans_b, else b_b (k, n); x_b = x + b * stride_x. */
-static void
-product (SiDecoder *dec, int batch, bool trans_b, int m, int n, int k,
-    float alpha, const float *a, int lda, long sa, const float *b, int ldb,
-    long sb, float *c, int ldc, long sc)
-{
-  SiBackend *be = dec->be;
-  SiGemm g = { .trans_a = false,
-    .trans_b = trans_b,
-    .m = m,
-    .n = n,
-    .k = k,
-    .alpha = alpha,
-    .beta = 0.0f,
-    .a = a,
-    .lda = lda,
-    .b = b,
-    .ldb = ldb,
-    .c = c,
-    .ldc = ldc };
-
-  if (batch == 1)
-    be->ops->gemm (be, &g);
-  else
-    be->ops->gemm_batched (be, &g, batch, sa, sb, sc);
-}
-
 /* y (rows, lin->out; row stride ldy) = x (rows, lin->in; stride ldx) W^T + b,
  * then ReLU when relu (one GEMM with the bias in its epilogue where the
  * backend can) */
@@ -59,31 +30,23 @@ static void
 batched (SiDecoder *dec, int batch, int m, int n, int k, const float *a,
     long sa, const float *b, long sb, float *c, int ldc, long sc)
 {
-  product (dec, batch, false, m, n, k, 1.0f, a, k, sa, b, n, sb, c, ldc, sc);
+  si_backend_product (
+      dec->be, batch, false, m, n, k, 1.0f, a, k, sa, b, n, sb, c, ldc, sc);
 }
 
-/* 6.2-6.4: q1 (N, C) = LN (a + MHA (a, IoF bias)), a = q + pe. */
+/* 6.2-6.4: q1 (N, C) = LN (a + MHA (a, IoF bias)), a = q + pe; Q, K, V
+ * are the column blocks of qkv (N, 3C). */
 static void
 attention (SiDecoder *dec, const SiStage *st, int n)
 {
   SiBackend *be = dec->be;
   const SiBackendOps *ops = be->ops;
-  int c = st->C, ha = st->Ha, hd = c / ha;
-  const float *qm = dec->qkv, *km = dec->qkv + c, *vm = dec->qkv + 2 * c;
+  int c = st->C, ha = st->Ha;
 
   ops->posenc_add (be, dec->xyzr, dec->q, dec->a, n, c);
-  ops->iof_bias (be, dec->xyzr, st->iof_tau, dec->attn_bias, n, ha);
   linear (dec, dec->a, c, &st->in_proj, dec->qkv, 3 * c, n, false);
-
-  /* per head h: logits_h (N, N) = (Q_h / sqrt (hd)) K_h^T, where Q_h, K_h,
-   * V_h (N, hd) are the columns [h*hd, (h+1)*hd) of Q, K, V in qkv */
-  product (dec, ha, true, n, n, hd, 1.0f / sqrtf ((float) hd), qm, 3 * c, hd,
-      km, 3 * c, hd, dec->attn, n, (long) n * n);
-  ops->softmax_bias (be, dec->attn, dec->attn_bias, ha * n, n);
-  /* attn_cat[:, h*hd..] (N, hd) = A_h (N, N) V_h (N, hd) */
-  product (dec, ha, false, n, hd, n, 1.0f, dec->attn, n, (long) n * n, vm,
-      3 * c, hd, dec->attn_cat, c, hd);
-
+  ops->self_attention (be, dec->qkv, dec->qkv + c, dec->qkv + 2 * c, 3 * c,
+      dec->xyzr, st->iof_tau, dec->attn_cat, c, n, ha, c / ha, dec->attn);
   linear (dec, dec->attn_cat, c, &st->out_proj, dec->tmp_c, c, n, false);
   ops->layer_norm (be, dec->tmp_c, dec->a, st->attn_norm.gamma,
       st->attn_norm.beta, dec->q1, n, c, false);
@@ -144,8 +107,26 @@ sample (SiDecoder *dec, const SiStage *st, int n,
       dec->model->featmap_strides, n, st->G, st->R, st->Dg, dec->x0);
 }
 
-/* One reuse step m of 6.6 (d): static axis + local layers on y, cascade
- * residual into x0, gated filter, y = ReLU (LN2D (x0 Mmix + bmix)). */
+/* y = ReLU (LN2D (y + bias)) for the B matrices y (R, Dg); when a reuse
+ * step comes next, also its axis layer's input ax_in (B, K, P, Dg) = y
+ * with its (P, K) axes swapped. */
+static void
+ln2d_for_next (SiDecoder *dec, const SiStage *st, int nb, const float *bias,
+    long bias_stride, bool step_next)
+{
+  SiBackend *be = dec->be;
+
+  if (step_next)
+    be->ops->ln2d_bias_relu_swap (be, dec->y, bias, bias_stride, false, nb,
+        st->P, st->K, st->Dg, dec->ax_in);
+  else
+    be->ops->ln2d_bias_relu (
+        be, dec->y, bias, bias_stride, false, nb, st->R, st->Dg);
+}
+
+/* One reuse step m of 6.6 (d): static axis + local layers on y (ax_in:
+ * y swapped, by the LN2D before), cascade residual into x0, gated
+ * filter, y = ReLU (LN2D (x0 Mmix + bmix)). */
 static void
 reuse_step (SiDecoder *dec, const SiStage *st, int nb, int m, long pg_stride)
 {
@@ -155,7 +136,6 @@ reuse_step (SiDecoder *dec, const SiStage *st, int nb, int m, long pg_stride)
   long mm = (long) dg * dg;
 
   /* axis: mixes the P points of each sub-point index k */
-  ops->swap_axes (be, dec->y, dec->ax_in, nb, p, k, dg);
   linear (dec, dec->ax_in, p * dg, &st->axis_atten[m], dec->ax_out, p * dg,
       nb * k, false);
   /* local: mixes the K sub-points of each point p (contiguous rows) */
@@ -170,8 +150,7 @@ reuse_step (SiDecoder *dec, const SiStage *st, int nb, int m, long pg_stride)
       2 * l, dec->mmix, nb, dg, dg);
   batched (dec, nb, r, dg, dg, dec->x0, (long) r * dg, dec->mmix, mm, dec->y,
       dg, (long) r * dg);
-  ops->ln2d_bias_relu (
-      be, dec->y, dec->mmb + m * dg, (long) l * dg, false, nb, r, dg);
+  ln2d_for_next (dec, st, nb, dec->mmb + m * dg, (long) l * dg, m + 1 < l);
 }
 
 /* 6.6 (e): z (B, O, Dg) = ReLU (LN2D (Sfin y + bS)). */
@@ -211,7 +190,7 @@ mixing (SiDecoder *dec, int s, int n)
   /* (b) y = ReLU (LN2D (x0 Mnew + bM)) */
   batched (dec, nb, r, dg, dg, dec->x0, (long) r * dg, dec->pg, pg_stride,
       dec->y, dg, (long) r * dg);
-  ops->ln2d_bias_relu (be, dec->y, dec->mb, dg + st->O, false, nb, r, dg);
+  ln2d_for_next (dec, st, nb, dec->mb, dg + st->O, st->reuse && st->L > 0);
 
   if (st->reuse) {
     for (int m = 0; m < st->L; m++)

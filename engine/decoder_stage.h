@@ -82,8 +82,7 @@ struct _SiDecoder
   float *xyxy;       /* (N, 4) in the results block */
   float *a;          /* (N, C) q + pe */
   float *qkv;        /* (N, 3C) */
-  float *attn_bias;  /* (Ha, N, N) */
-  float *attn;       /* (Ha, N, N) logits, then probabilities */
+  float *attn;       /* (2, Ha, N, N) self_attention's scratch */
   float *attn_cat;   /* (N, C) heads concatenated */
   float *tmp_c;      /* (N, C) projection outputs before LN */
   float *q1;         /* (N, C) attention output */

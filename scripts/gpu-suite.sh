@@ -20,7 +20,7 @@
 #               the yardstick), the op profile of an fp16 frame
 #               (SI_CUDA_PROFILE=1, graphs off), then
 #               bench-cuda fp16 100 queries with graphs off, the fused conv
-#               epilogue off, fp32 maps, spinning waits, frames in frame
+#               epilogue off, the self-attention as four ops, fp32 maps, spinning waits, frames in frame
 #               memory and 16 / 8 MiB im2col slices (SI_CUDA_IM2COL_MIB),
 #               one at a time (last: it only explains the bench numbers)
 # --budget (default 480 s) bounds the whole run: each step gets at most what
@@ -215,6 +215,9 @@ run_compare() {
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
   SI_CUDA_FUSED_EPILOGUE=0 step bench-r50-100q-unfused 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
+  SI_CUDA_FUSED_ATTENTION=0 step bench-r50-100q-attention-4-ops 90 \
+    "$B/bin/bench-cuda" --model "$models/r50-100q.safetensors" --runs 50 \
+    --streams 1 --precision fp16
   SI_CUDA_HALF_MAPS=0 step bench-r50-100q-float-maps 90 "$B/bin/bench-cuda" \
     --model "$models/r50-100q.safetensors" --runs 50 --streams 1 --precision fp16
   SI_CUDA_SPIN_WAIT=1 step bench-r50-100q-spin 90 "$B/bin/bench-cuda" \

@@ -1,9 +1,11 @@
 /* attention_cpu.c: CPU reference of the attention-specific decoder ops:
- * the log-IoF box-relation bias (model-spec 6.3) and the biased row
- * softmax of the multi-head self-attention (6.4).  The projections and
- * the two attention products are GEMMs in decoder_stage.c.
+ * the log-IoF box-relation bias (model-spec 6.3), the biased row softmax
+ * of the multi-head self-attention (6.4), and the self-attention itself,
+ * as those two and two GEMMs (self_attention.h).  The projections are
+ * Linears in decoder_stage.c.
  */
 #include "decoder_cpu.h"
+#include "self_attention.h"
 #include "si-math.h"
 
 /* bias (Ha, N, N): row i = attending query, column j = attended key. */
@@ -45,4 +47,13 @@ si_softmax_bias_cpu (
     for (int j = 0; j < n; j++)
       l[j] /= sum;
   }
+}
+
+void
+si_self_attention_cpu (SiBackend *be, const float *q, const float *k,
+    const float *v, int ld, const float *xyzr, const float *tau, float *out,
+    int ldo, int n, int heads, int hd, float *scratch)
+{
+  si_self_attention_composed (
+      be, q, k, v, ld, xyzr, tau, out, ldo, n, heads, hd, scratch);
 }

@@ -63,6 +63,9 @@ void si_iof_bias_cpu (SiBackend *be, const float *xyzr, const float *tau,
     float *bias, int n, int heads);
 void si_softmax_bias_cpu (
     SiBackend *be, float *logits, const float *bias, int rows, int n);
+void si_self_attention_cpu (SiBackend *be, const float *q, const float *k,
+    const float *v, int ld, const float *xyzr, const float *tau, float *out,
+    int ldo, int n, int heads, int hd, float *scratch);
 
 /* sampler_cpu.c */
 void si_sample_points_cpu (SiBackend *be, const float *xyzr, const float *off1,
@@ -75,6 +78,9 @@ void si_sample_features_cpu (SiBackend *be, const float *pts,
 /* mixing_cpu.c */
 void si_ln2d_bias_relu_cpu (SiBackend *be, float *x, const float *bias,
     long bias_stride, bool per_row, int batch, int rows, int cols);
+void si_ln2d_bias_relu_swap_cpu (SiBackend *be, float *x, const float *bias,
+    long bias_stride, bool per_row, int batch, int p, int k, int cols,
+    float *swapped);
 void si_swap_axes_cpu (SiBackend *be, const float *src, float *dst, int batch,
     int x, int y, int z);
 void si_cascade_residual_cpu (SiBackend *be, const float *lc, const float *axt,
@@ -95,9 +101,11 @@ void si_gate_mix_cpu (SiBackend *be, const float *old, long old_stride,
   .posenc_add = si_posenc_add_cpu, \
   .iof_bias = si_iof_bias_cpu, \
   .softmax_bias = si_softmax_bias_cpu, \
+  .self_attention = si_self_attention_cpu, \
   .sample_points = si_sample_points_cpu, \
   .sample_features = si_sample_features_cpu, \
   .ln2d_bias_relu = si_ln2d_bias_relu_cpu, \
+  .ln2d_bias_relu_swap = si_ln2d_bias_relu_swap_cpu, \
   .swap_axes = si_swap_axes_cpu, \
   .cascade_residual = si_cascade_residual_cpu, \
   .gate_mix = si_gate_mix_cpu, \

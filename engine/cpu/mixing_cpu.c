@@ -1,6 +1,7 @@
 /* mixing_cpu.c: CPU reference of the cascade dynamic mixing ops that are
  * not GEMMs (model-spec 6.6): per-matrix LayerNorm (LN2D) with bias and
- * ReLU, the axis transpose of the static layers, the cascade residual and
+ * ReLU (alone or with the axis transpose of the static layers), the axis
+ * transpose, the cascade residual and
  * the gated interpolation of reused channel / spatial filters.  Plain
  * loops, threaded over the (query, group) matrices.
  */
@@ -43,6 +44,15 @@ si_ln2d_bias_relu_cpu (SiBackend *be, float *x, const float *bias,
   for (int b = 0; b < batch; b++)
     ln2d_one (x + (size_t) b * rows * cols, bias + b * bias_stride, per_row,
         rows, cols);
+}
+
+void
+si_ln2d_bias_relu_swap_cpu (SiBackend *be, float *x, const float *bias,
+    long bias_stride, bool per_row, int batch, int p, int k, int cols,
+    float *swapped)
+{
+  si_ln2d_bias_relu_cpu (be, x, bias, bias_stride, per_row, batch, p * k, cols);
+  si_swap_axes_cpu (be, x, swapped, batch, p, k, cols);
 }
 
 void

@@ -291,6 +291,8 @@ cuda_init_resources (
   cu->profile = si_cuda_profile_new ();
   cu->fused_epilogue =
       g_strcmp0 (g_getenv ("SI_CUDA_FUSED_EPILOGUE"), "0") != 0;
+  cu->fused_attention =
+      g_strcmp0 (g_getenv ("SI_CUDA_FUSED_ATTENTION"), "0") != 0;
 
   /* staging for the largest frame: 4 bytes per pixel covers every format */
   if (options && options->max_width > 0 && options->max_height > 0)
@@ -881,9 +883,11 @@ const SiBackendOps si_cuda_backend_ops = {
   .posenc_add = si_posenc_add_cuda,
   .iof_bias = si_iof_bias_cuda,
   .softmax_bias = si_softmax_bias_cuda,
+  .self_attention = si_self_attention_cuda,
   .sample_points = si_sample_points_cuda,
   .sample_features = si_sample_features_cuda,
   .ln2d_bias_relu = si_ln2d_bias_relu_cuda,
+  .ln2d_bias_relu_swap = si_ln2d_bias_relu_swap_cuda,
   .swap_axes = si_swap_axes_cuda,
   .cascade_residual = si_cascade_residual_cuda,
   .gate_mix = si_gate_mix_cuda,

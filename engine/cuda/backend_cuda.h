@@ -51,6 +51,9 @@ typedef struct
   /* convolutions fuse bias + ReLU into the GEMM (SI_CUDA_FUSED_EPILOGUE=0
    * in the environment at init turns it off: the separate bias pass) */
   bool fused_epilogue;
+  /* the decoder's self-attention in one kernel (attention_cuda.cu;
+   * SI_CUDA_FUSED_ATTENTION=0 at init: the four ops of self_attention.h) */
+  bool fused_attention;
   /* fp16: the backbone's maps (C a multiple of 16) are NHWC __half, so
    * every convolution reads and writes half (SI_CUDA_HALF_MAPS=0 in the
    * environment at init keeps them fp32: the fp16 path of session 5) */
@@ -341,6 +344,9 @@ void si_iof_bias_cuda (SiBackend *be, const float *xyzr, const float *tau,
     float *bias, int n, int heads);
 void si_softmax_bias_cuda (
     SiBackend *be, float *logits, const float *bias, int rows, int n);
+void si_self_attention_cuda (SiBackend *be, const float *q, const float *k,
+    const float *v, int ld, const float *xyzr, const float *tau, float *out,
+    int ldo, int n, int heads, int hd, float *scratch);
 
 /* sampler_cuda.cu */
 void si_sample_points_cuda (SiBackend *be, const float *xyzr, const float *off1,
@@ -353,6 +359,9 @@ void si_sample_features_cuda (SiBackend *be, const float *pts,
 /* mixing_cuda.cu */
 void si_ln2d_bias_relu_cuda (SiBackend *be, float *x, const float *bias,
     long bias_stride, bool per_row, int batch, int rows, int cols);
+void si_ln2d_bias_relu_swap_cuda (SiBackend *be, float *x, const float *bias,
+    long bias_stride, bool per_row, int batch, int p, int k, int cols,
+    float *swapped);
 void si_swap_axes_cuda (SiBackend *be, const float *src, float *dst, int batch,
     int x, int y, int z);
 void si_cascade_residual_cuda (SiBackend *be, const float *lc, const float *axt,

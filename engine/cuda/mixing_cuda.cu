@@ -1,7 +1,8 @@
 /* mixing_cuda.cu: CUDA twin of mixing_cpu.c: the cascade dynamic mixing
  * ops that are not GEMMs (model-spec 6.6): per-matrix LayerNorm (LN2D)
- * with bias and ReLU, the axis transpose of the static layers, the cascade
- * residual and the gated interpolation of reused filters.
+ * with bias and ReLU (alone, or writing the static layers' transposed
+ * input too), the axis transpose, the cascade residual and the gated
+ * interpolation of reused filters.
  */
 #include "backend_cuda.h"
 #include "reduce.cuh"
@@ -9,10 +10,12 @@
 
 #define SI_LN2D_THREADS 256
 
-/* One block per matrix X_b (rows, cols): + bias, then ReLU (LN2D). */
+/* One block per matrix X_b (rows, cols): + bias, then ReLU (LN2D); with
+ * swapped, rows = p * k and the result also goes to swapped (B, K, P,
+ * cols). */
 __global__ void
 ln2d_bias_relu_kernel (float *x, const float *bias, long bias_stride,
-    bool per_row, int rows, int cols)
+    bool per_row, int rows, int cols, float *swapped, int p, int k)
 {
   size_t sz = (size_t) rows * cols;
   float *xb = x + blockIdx.x * sz;
@@ -32,8 +35,15 @@ ln2d_bias_relu_kernel (float *x, const float *bias, long bias_stride,
     sq += dv * dv;
   }
   rstd = (float) (1.0 / sqrt (si_block_sum (sq) / sz + 1e-5));
-  for (size_t t = threadIdx.x; t < sz; t += blockDim.x)
-    xb[t] = si_relu ((xb[t] - mean) * rstd);
+  for (size_t t = threadIdx.x; t < sz; t += blockDim.x) {
+    float v = si_relu ((xb[t] - mean) * rstd);
+    xb[t] = v;
+    if (swapped) {
+      int i = (int) (t / cols), j = (int) (t % cols);
+      int pp = i / k, kk = i % k;
+      swapped[blockIdx.x * sz + ((size_t) kk * p + pp) * cols + j] = v;
+    }
+  }
 }
 
 void
@@ -43,8 +53,22 @@ si_ln2d_bias_relu_cuda (SiBackend *be, float *x, const float *bias,
   if (batch <= 0 || rows <= 0 || cols <= 0)
     return;
   ln2d_bias_relu_kernel<<<batch, SI_LN2D_THREADS, 0,
-      si_cuda_priv (be)->stream>>> (x, bias, bias_stride, per_row, rows, cols);
+      si_cuda_priv (be)->stream>>> (
+      x, bias, bias_stride, per_row, rows, cols, NULL, rows, 1);
   SI_CUDA_LAUNCHED (be, "ln2d_bias_relu_kernel");
+}
+
+void
+si_ln2d_bias_relu_swap_cuda (SiBackend *be, float *x, const float *bias,
+    long bias_stride, bool per_row, int batch, int p, int k, int cols,
+    float *swapped)
+{
+  if (batch <= 0 || p <= 0 || k <= 0 || cols <= 0)
+    return;
+  ln2d_bias_relu_kernel<<<batch, SI_LN2D_THREADS, 0,
+      si_cuda_priv (be)->stream>>> (
+      x, bias, bias_stride, per_row, p * k, cols, swapped, p, k);
+  SI_CUDA_LAUNCHED (be, "ln2d_bias_relu_kernel + swap");
 }
 
 /* dst (B, Y, X, Z) = src (B, X, Y, Z): one thread per destination element. */

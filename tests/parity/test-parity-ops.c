@@ -1159,6 +1159,65 @@ test_attention (void)
   g_free (bx);
 }
 
+/* The decoder's self-attention on qkv (N, 3 heads hd + pad) into out
+ * (N, heads hd + pad): the CPU's four ops against CUDA's one kernel (or,
+ * for hd over its 128, the same four ops); @launches: the kernels CUDA
+ * should launch for it under the emulation (cuBLAS calls not counted). */
+static void
+test_self_attention_case (int n, int heads, int hd, int launches)
+{
+  char what[96];
+  int c = heads * hd, ld = 3 * c + 3, ldo = c + 5;
+  float *bx = random_xyzr (MAX (n, 3));
+  SiTwin xyzr = si_twin_new (pt, bx, (size_t) MAX (n, 3) * 16);
+  SiTwin tau = twin_random (heads, 0.1f, 2.0f);
+  SiTwin qkv = twin_random ((size_t) n * ld, -2, 2);
+  SiTwin out = twin_random ((size_t) n * ldo, -1, 1);
+  SiTwin scratch = si_twin_new (pt, NULL, (size_t) 2 * heads * n * n * 4);
+  int before = 0;
+
+  (void) launches;
+  FOR_BOTH (i) {
+#ifdef SI_PARITY_EMU
+    if (i == 1)
+      before = si_emu_launches ();
+#endif
+    OPS (i)->self_attention (BE (i), TF (qkv, i), TF (qkv, i) + c,
+        TF (qkv, i) + 2 * c, ld, TF (xyzr, i), TF (tau, i), TF (out, i), ldo, n,
+        heads, hd, TF (scratch, i));
+  }
+  snprintf (
+      what, sizeof (what), "self_attention n%d heads %d hd %d", n, heads, hd);
+#ifdef SI_PARITY_EMU
+  if (si_emu_launches () - before != launches)
+    si_parity_fail (pt, "%s: %d kernels launched, want %d", what,
+        si_emu_launches () - before, launches);
+#endif
+  si_parity_sync (pt, what);
+  /* the columns between the rows (ldo > c) must be left as they were */
+  si_parity_check (pt, what, &out, (size_t) n * ldo,
+      hd > 128 ? MAX (tol_gemm, TOL_SUM) : TOL_SUM);
+  si_twin_free (pt, &xyzr);
+  si_twin_free (pt, &tau);
+  si_twin_free (pt, &qkv);
+  si_twin_free (pt, &out);
+  si_twin_free (pt, &scratch);
+  g_free (bx);
+  (void) before;
+}
+
+static void
+test_self_attention (void)
+{
+  test_self_attention_case (100, 8, 32, 1); /* R-50 100 queries */
+  test_self_attention_case (37, 8, 32, 1);  /* part chunks and blocks */
+  test_self_attention_case (300, 8, 32, 1); /* 10 key chunks */
+  test_self_attention_case (1, 1, 16, 1);
+  test_self_attention_case (33, 2, 100, 1); /* hd over a warp, not whole */
+  test_self_attention_case (45, 4, 128, 1);
+  test_self_attention_case (20, 2, 160, 2); /* wider: iof_bias, softmax */
+}
+
 static void
 test_sampler (void)
 {
@@ -1271,6 +1330,25 @@ test_mixing (void)
     si_twin_free (pt, &b);
   }
 
+  /* with the swapped copy (the next reuse step's axis input); p != k */
+  {
+    int sp = 3, sk = 5, sr = sp * sk;
+    size_t sz = (size_t) batch * sr * dg;
+    SiTwin x = twin_random (sz, -2, 3);
+    SiTwin b = twin_random ((size_t) batch * 2 * dg, -1, 1);
+    SiTwin sw = si_twin_new (pt, NULL, sz * 4);
+    FOR_BOTH (i) {
+      OPS (i)->ln2d_bias_relu_swap (BE (i), TF (x, i), TF (b, i), 2 * dg, false,
+          batch, sp, sk, dg, TF (sw, i));
+    }
+    si_parity_sync (pt, "ln2d_bias_relu_swap");
+    si_parity_check (pt, "ln2d_bias_relu_swap", &x, sz, TOL_SUM);
+    si_parity_check (pt, "ln2d_bias_relu_swap (swapped)", &sw, sz, TOL_SUM);
+    si_twin_free (pt, &x);
+    si_twin_free (pt, &b);
+    si_twin_free (pt, &sw);
+  }
+
   {
     size_t sz = (size_t) batch * p * k * dg;
     SiTwin src = twin_random (sz, -1, 1);
@@ -1340,6 +1418,7 @@ main (int argc, char **argv)
   test_topk_case (160, 160, false, true);
   test_topk_case (160, 100, false, true);
   test_attention ();
+  test_self_attention ();
   test_sampler ();
   test_mixing ();
 

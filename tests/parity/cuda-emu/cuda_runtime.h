@@ -254,6 +254,20 @@ __shfl_xor_sync (unsigned int mask, T v, int offset)
 
 template <typename T>
 static inline T
+__shfl_sync (unsigned int mask, T v, int src_lane)
+{
+  static T slots[2][1024];
+  unsigned int tid =
+      threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+  unsigned int ph = si_emu_shfl_phase ();
+  (void) mask;
+  slots[ph][tid] = v;
+  __syncthreads ();
+  return slots[ph][(tid & ~31u) | ((unsigned int) src_lane & 31u)];
+}
+
+template <typename T>
+static inline T
 atomicAdd (T *p, T v)
 {
   T old = *p; /* fibers of one OS thread: nothing runs in between */
