@@ -256,8 +256,8 @@ alloc_buffers (SiDecoder *dec, GError **error)
   BUF (ax_in, nb * rreuse * dg);
   BUF (ax_out, nb * rreuse * dg);
   BUF (mmix, nb * dg * dg);
-  BUF (mbank, (size_t) dec->max_L * nb * dg * dg);
-  BUF (sbank, nb * dec->bank_sg * rreuse);
+  for (int i = 0; i < dec->max_L; i++)
+    BUF (pg_bank[i], n * m->stages[dec->reuse_st - 1 + i].param_gen.out);
   BUF (smix, nb * dec->bank_sg * rreuse);
   BUF (z, n * z);
   BUF (q2, n * c);

@@ -107,6 +107,27 @@ sample (SiDecoder *dec, const SiStage *st, int n,
       dec->model->featmap_strides, n, st->G, st->R, st->Dg, dec->x0);
 }
 
+/* The filters that stage s's param_gen makes, pg (B, Dg*Dg + Sg*R), one
+ * (M, S) pair per (query, group) b at b * stage_pg_stride.  The stages
+ * whose M later stages reuse (the bank, model-spec 6.6 (f): stages
+ * reuse_st-1 .. in slots 0 ..) keep theirs in a buffer of their own, in
+ * which the reuse steps read M and the next stage reads S; the others
+ * share dec->pg.  (Every stage whose S is reused is in the bank: the
+ * reuse stages are reuse_st .. the last, check_sizes.) */
+static float *
+stage_pg (const SiDecoder *dec, int s)
+{
+  int slot = s - (dec->reuse_st - 1);
+
+  return slot >= 0 && slot < dec->max_L ? dec->pg_bank[slot] : dec->pg;
+}
+
+static long
+stage_pg_stride (const SiStage *st)
+{
+  return (long) st->Dg * st->Dg + (long) st->Sg * st->R;
+}
+
 /* y = ReLU (LN2D (y + bias)) for the B matrices y (R, Dg); when a reuse
  * step comes next, also its axis layer's input ax_in (B, K, P, Dg) = y
  * with its (P, K) axes swapped. */
@@ -128,12 +149,14 @@ ln2d_for_next (SiDecoder *dec, const SiStage *st, int nb, const float *bias,
  * y swapped, by the LN2D before), cascade residual into x0, gated
  * filter, y = ReLU (LN2D (x0 Mmix + bmix)). */
 static void
-reuse_step (SiDecoder *dec, const SiStage *st, int nb, int m, long pg_stride)
+reuse_step (SiDecoder *dec, const SiStage *st, int nb, int m, const float *pg,
+    long pg_stride)
 {
   SiBackend *be = dec->be;
   const SiBackendOps *ops = be->ops;
   int dg = st->Dg, p = st->P, k = st->K, r = st->R, l = st->L;
   long mm = (long) dg * dg;
+  const SiStage *banked = &dec->stages[dec->reuse_st - 1 + m]; /* slot m's */
 
   /* axis: mixes the P points of each sub-point index k */
   linear (dec, dec->ax_in, p * dg, &st->axis_atten[m], dec->ax_out, p * dg,
@@ -145,7 +168,7 @@ reuse_step (SiDecoder *dec, const SiStage *st, int nb, int m, long pg_stride)
       be, dec->lc, dec->ax_out, dec->x0, dec->x0, nb, p, k, dg);
 
   /* MS (B, Dg, 2, L): slot 0 = column gate, slot 1 = row gate */
-  ops->gate_mix (be, dec->mbank + m * nb * mm, mm, dec->pg, pg_stride,
+  ops->gate_mix (be, dec->pg_bank[m], stage_pg_stride (banked), pg, pg_stride,
       dec->ms + l + m, (long) dg * 2 * l, 2 * l, dec->ms + m, (long) dg * 2 * l,
       2 * l, dec->mmix, nb, dg, dg);
   batched (dec, nb, r, dg, dg, dec->x0, (long) r * dg, dec->mmix, mm, dec->y,
@@ -155,25 +178,30 @@ reuse_step (SiDecoder *dec, const SiStage *st, int nb, int m, long pg_stride)
 
 /* 6.6 (e): z (B, O, Dg) = ReLU (LN2D (Sfin y + bS)). */
 static void
-spatial_mix (SiDecoder *dec, const SiStage *st, int nb, long pg_stride)
+spatial_mix (SiDecoder *dec, int s, int nb, const float *pg, long pg_stride)
 {
   SiBackend *be = dec->be;
+  const SiStage *st = &dec->stages[s];
   int dg = st->Dg, r = st->R, o = st->O, sg = st->Sg;
-  const float *sgen = dec->pg + (long) dg * dg;
+  const float *sgen = pg + (long) dg * dg;
 
   batched (dec, nb, sg, dg, r, sgen, pg_stride, dec->y, (long) r * dg, dec->z,
       dg, (long) o * dg);
   if (st->reuse) {
-    /* Smix: previous S gated by row gates beta then column gates gamma */
-    be->ops->gate_mix (be, dec->sbank, (long) sg * r, sgen, pg_stride, dec->ss1,
-        sg, 1, dec->ss2, r, 1, dec->smix, nb, sg, r);
+    /* Smix: the first Sg rows of the previous stage's S (R as ours),
+     * gated by row gates beta then column gates gamma */
+    const SiStage *prev = &dec->stages[s - 1];
+    const float *sprev = stage_pg (dec, s - 1) + (long) prev->Dg * prev->Dg;
+    be->ops->gate_mix (be, sprev, stage_pg_stride (prev), sgen, pg_stride,
+        dec->ss1, sg, 1, dec->ss2, r, 1, dec->smix, nb, sg, r);
     batched (dec, nb, sg, dg, r, dec->smix, (long) sg * r, dec->y,
         (long) r * dg, dec->z + (long) sg * dg, dg, (long) o * dg);
   }
   be->ops->ln2d_bias_relu (be, dec->z, dec->mb + dg, dg + o, true, nb, o, dg);
 }
 
-/* 6.6: q2 (N, C) = LN (q1 + Wv (Mix (x0, q1, bank))); updates the bank. */
+/* 6.6: q2 (N, C) = LN (q1 + Wv (Mix (x0, q1, bank))); a bank stage's
+ * filters stay in its stage_pg for the later stages. */
 static void
 mixing (SiDecoder *dec, int s, int n)
 {
@@ -181,34 +209,21 @@ mixing (SiDecoder *dec, int s, int n)
   const SiBackendOps *ops = be->ops;
   const SiStage *st = &dec->stages[s];
   int dg = st->Dg, r = st->R, nb = n * st->G, c = st->C;
-  long pg_stride = (long) dg * dg + (long) st->Sg * r;
-  long mm = (long) dg * dg;
+  long pg_stride = stage_pg_stride (st);
+  float *pg = stage_pg (dec, s); /* in the bank (f) when later stages reuse */
 
-  linear (
-      dec, dec->q1, c, &st->param_gen, dec->pg, st->param_gen.out, n, false);
+  linear (dec, dec->q1, c, &st->param_gen, pg, st->param_gen.out, n, false);
 
   /* (b) y = ReLU (LN2D (x0 Mnew + bM)) */
-  batched (dec, nb, r, dg, dg, dec->x0, (long) r * dg, dec->pg, pg_stride,
-      dec->y, dg, (long) r * dg);
+  batched (dec, nb, r, dg, dg, dec->x0, (long) r * dg, pg, pg_stride, dec->y,
+      dg, (long) r * dg);
   ln2d_for_next (dec, st, nb, dec->mb, dg + st->O, st->reuse && st->L > 0);
 
   if (st->reuse) {
     for (int m = 0; m < st->L; m++)
-      reuse_step (dec, st, nb, m, pg_stride);
+      reuse_step (dec, st, nb, m, pg, pg_stride);
   }
-  spatial_mix (dec, st, nb, pg_stride);
-
-  /* (f) bank: Mnew of stages reuse_st-1 .. into slots 0.., the first
-   * bank_sg rows of this stage's S for the next stage */
-  if (s >= dec->reuse_st - 1) {
-    int slot = s - (dec->reuse_st - 1);
-    if (slot < dec->max_L)
-      ops->copy_batched (
-          be, dec->mbank + slot * nb * mm, mm, dec->pg, pg_stride, mm, nb);
-    if (s + 1 < dec->n_stages)
-      ops->copy_batched (be, dec->sbank, (long) dec->bank_sg * r, dec->pg + mm,
-          pg_stride, (long) dec->bank_sg * r, nb);
-  }
+  spatial_mix (dec, s, nb, pg, pg_stride);
 
   /* (e) Wv on the (g, o, c) flattening, residual q1 */
   linear (dec, dec->z, st->Wv.in, &st->Wv, dec->tmp_c, c, n, false);
@@ -307,7 +322,6 @@ si_decoder_stage_run (SiDecoder *dec, int s,
   SiBackend *be = dec->be;
   const SiStage *st = &dec->stages[s];
   int n = dec->model->num_query, c = st->C, nb = n * st->G;
-  long pg_stride = (long) st->Dg * st->Dg + (long) st->Sg * st->R;
   char name[64];
 
   attention (dec, st, n);
@@ -324,7 +338,8 @@ si_decoder_stage_run (SiDecoder *dec, int s,
   if (dump) {
     /* the generated M of this stage, made contiguous (mmix is free now) */
     long mm = (long) st->Dg * st->Dg;
-    be->ops->copy_batched (be, dec->mmix, mm, dec->pg, pg_stride, mm, nb);
+    be->ops->copy_batched (
+        be, dec->mmix, mm, stage_pg (dec, s), stage_pg_stride (st), mm, nb);
     DUMP ("dyn_M", dec->mmix, nb, st->Dg, st->Dg);
     DUMP ("mixer_out", dec->q2, 1, n, c);
   }

@@ -77,21 +77,24 @@ struct _SiDecoder
   const float *init_boxes;   /* (N, 4) */
 
   /* activations (backend memory) */
-  float *q;          /* (N, C) content: stage input, then stage output */
-  float *xyzr;       /* (N, 4) */
-  float *xyxy;       /* (N, 4) in the results block */
-  float *a;          /* (N, C) q + pe */
-  float *qkv;        /* (N, 3C) */
-  float *attn;       /* (2, Ha, N, N) self_attention's scratch */
-  float *attn_cat;   /* (N, C) heads concatenated */
-  float *tmp_c;      /* (N, C) projection outputs before LN */
-  float *q1;         /* (N, C) attention output */
-  float *heads;      /* (N, max q1_pack.out): packed q1 heads */
-  float *off1;       /* (N, 3*G*Pmax) */
-  float *off2;       /* (N, 3*K) */
-  float *pts;        /* (N, G, Pmax, K, 3) */
-  float *x0;         /* (B, Rmax, Dg) sampled features, then cascade residual */
-  float *pg;         /* (N, G*(Dg*Dg + Sg*R)) max over stages */
+  float *q;        /* (N, C) content: stage input, then stage output */
+  float *xyzr;     /* (N, 4) */
+  float *xyxy;     /* (N, 4) in the results block */
+  float *a;        /* (N, C) q + pe */
+  float *qkv;      /* (N, 3C) */
+  float *attn;     /* (2, Ha, N, N) self_attention's scratch */
+  float *attn_cat; /* (N, C) heads concatenated */
+  float *tmp_c;    /* (N, C) projection outputs before LN */
+  float *q1;       /* (N, C) attention output */
+  float *heads;    /* (N, max q1_pack.out): packed q1 heads */
+  float *off1;     /* (N, 3*G*Pmax) */
+  float *off2;     /* (N, 3*K) */
+  float *pts;      /* (N, G, Pmax, K, 3) */
+  float *x0;       /* (B, Rmax, Dg) sampled features, then cascade residual */
+  float *pg;       /* (N, G*(Dg*Dg + Sg*R)) max over stages */
+  /* the bank (model-spec 6.6 (f)): stage reuse_st-1+i's pg in slot i <
+   * max_L (decoder_stage.c, stage_pg) */
+  float *pg_bank[SI_MAX_STAGES];
   float *mb;         /* (N, G*(Dg + O)) */
   float *y;          /* (B, Rmax, Dg) */
   float *ms;         /* (N, G*Dg*2*Lmax) */
@@ -102,8 +105,6 @@ struct _SiDecoder
   float *ax_in;      /* (B, K, P, Dg) axis layer in */
   float *ax_out;     /* (B, K, P, Dg) axis layer out */
   float *mmix;       /* (B, Dg, Dg) */
-  float *mbank;      /* (Lmax, B, Dg, Dg) */
-  float *sbank;      /* (B, bank_sg, R) first rows of the previous S */
   float *smix;       /* (B, bank_sg, R) */
   float *z;          /* (B, O, Dg) = (N, O*D) */
   float *q2;         /* (N, C) */
