@@ -332,7 +332,7 @@ cuda_init_resources (
   cu->gn_stats = si_cuda_alloc (be,
       2 *
           (SI_CUDA_GN_PARTIALS * sizeof (double) +
-              (size_t) cu->gn_max_c * (sizeof (double) + sizeof (float))),
+              (size_t) cu->gn_max_c * sizeof (float)),
       error);
   return cu->gn_stats != NULL;
 }

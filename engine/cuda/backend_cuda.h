@@ -93,8 +93,8 @@ typedef struct
   size_t conv_ws_floats;
 
   /* GroupNorm statistics: (2, SI_CUDA_GN_PARTIALS) doubles (per-slice,
-   * per-channel sums of t and t^2), (2, gn_max_c) doubles (per-channel
-   * sums), then (2, gn_max_c) floats (scale and shift). */
+   * per-channel sums of t and t^2), then (2, gn_max_c) floats (scale and
+   * shift). */
   void *gn_stats;
   int gn_max_c;
 

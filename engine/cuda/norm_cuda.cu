@@ -1,11 +1,13 @@
 /* norm_cuda.cu: CUDA twin of norm_cpu.c: GroupNorm over an NHWC map with a
  * per-channel bias added first (the neck, model-spec 4).  Like the CPU:
- * per-channel sums of t and t^2 in double, combined per group, folded into
- * a per-channel scale and shift, then y = x * scale + shift.  The sums are
- * per pixel slice (one block each), added in a fixed order: the same frame
- * gives the same bits whatever order the blocks run in.
+ * sums of t and t^2 in double, combined per group, folded into a
+ * per-channel scale and shift, then y = x * scale + shift: three kernels
+ * (per-slice sums; per group their total and the affine; the apply).  The
+ * sums are per pixel slice (one block each), added in a fixed order: the
+ * same frame gives the same bits whatever order the blocks run in.
  */
 #include "backend_cuda.h"
+#include "reduce.cuh"
 
 /* grid.x: pixel slices; each thread owns the channels threadIdx.x +
  * i*blockDim; slice b's sums go to row b of part_sum / part_sq
@@ -29,64 +31,41 @@ gn_stats_kernel (const float *x, int hw, int c, const float *bias,
   }
 }
 
-#define GN_REDUCE_CH 32 /* channels of a block of gn_reduce_kernel */
-#define GN_REDUCE_ROWS 8 /* its slice lanes */
+#define GN_GROUP_THREADS 256
 
-/* grid.x: tiles of 32 channels; block (32, 8): thread (x, y) adds slices
- * y, y + 8, ... of channel 32 * blockIdx.x + x (a warp reads 32 adjacent
- * channels of one slice), then row 0 adds the 8 lanes in order */
+/* One block per group: the slices' sums of its channels (thread t adds
+ * the (slice, channel) pairs t, t + blockDim, ..., then the block's fixed
+ * tree: the same bits whatever order the blocks run in), the group's mean
+ * and variance, folded into its channels' scale and shift. */
 __global__ void
-gn_reduce_kernel (const double *part_sum, const double *part_sq, int slices,
-    int c, double *sum, double *sq)
+gn_group_affine_kernel (const double *part_sum, const double *part_sq,
+    int slices, int hw, int c, int groups, const float *bias,
+    const float *gamma, const float *beta, float eps, float *scale,
+    float *shift)
 {
-  __shared__ double lane_sum[GN_REDUCE_ROWS][GN_REDUCE_CH];
-  __shared__ double lane_sq[GN_REDUCE_ROWS][GN_REDUCE_CH];
-  int x = threadIdx.x, y = threadIdx.y;
-  int k = blockIdx.x * GN_REDUCE_CH + x;
-  double s = 0.0, q = 0.0;
+  int g = blockIdx.x, cg = c / groups;
+  long pairs = (long) slices * cg;
+  double s = 0.0, q = 0.0, n = (double) cg * hw, mean, var, rstd;
 
-  if (k < c)
-    for (int b = y; b < slices; b += GN_REDUCE_ROWS) {
-      s += part_sum[(size_t) b * c + k];
-      q += part_sq[(size_t) b * c + k];
-    }
-  lane_sum[y][x] = s;
-  lane_sq[y][x] = q;
-  __syncthreads ();
-  if (y == 0 && k < c) {
-    for (int r = 1; r < GN_REDUCE_ROWS; r++) {
-      s += lane_sum[r][x];
-      q += lane_sq[r][x];
-    }
-    sum[k] = s;
-    sq[k] = q;
+  for (long e = threadIdx.x; e < pairs; e += blockDim.x) {
+    size_t at = (size_t) (e / cg) * c + g * cg + (int) (e % cg);
+    s += part_sum[at];
+    q += part_sq[at];
   }
-}
-
-__global__ void
-gn_affine_kernel (const double *sum, const double *sq, int hw, int c,
-    int groups, const float *bias, const float *gamma, const float *beta,
-    float eps, float *scale, float *shift)
-{
-  int k = blockIdx.x * blockDim.x + threadIdx.x;
-  if (k >= c)
-    return;
-  int cg = c / groups, g = k / cg;
-  double s = 0.0, q = 0.0, n = (double) cg * hw;
-  for (int j = g * cg; j < (g + 1) * cg; j++) {
-    s += sum[j];
-    q += sq[j];
-  }
-  double mean = s / n;
-  double var = q / n - mean * mean;
+  s = si_block_sum (s);
+  q = si_block_sum (q);
+  mean = s / n;
+  var = q / n - mean * mean;
   if (var < 0.0)
     var = 0.0;
-  double rstd = 1.0 / sqrt (var + eps);
-  double gk = gamma ? gamma[k] : 1.0;
-  double bk = beta ? beta[k] : 0.0;
-  double b = bias ? bias[k] : 0.0;
-  scale[k] = (float) (rstd * gk);
-  shift[k] = (float) ((b - mean) * rstd * gk + bk);
+  rstd = 1.0 / sqrt (var + eps);
+  for (int k = g * cg + threadIdx.x; k < (g + 1) * cg; k += blockDim.x) {
+    double gk = gamma ? gamma[k] : 1.0;
+    double bk = beta ? beta[k] : 0.0;
+    double b = bias ? bias[k] : 0.0;
+    scale[k] = (float) (rstd * gk);
+    shift[k] = (float) ((b - mean) * rstd * gk + bk);
+  }
 }
 
 __global__ void
@@ -108,8 +87,8 @@ si_group_norm_cuda (SiBackend *be, const float *x, int hw, int c, int groups,
   SiCudaBackend *cu = si_cuda_priv (be);
   double *part_sum = (double *) cu->gn_stats;
   double *part_sq = part_sum + SI_CUDA_GN_PARTIALS;
-  double *sum = part_sq + SI_CUDA_GN_PARTIALS, *sq = sum + cu->gn_max_c;
-  float *scale = (float *) (sq + cu->gn_max_c), *shift = scale + cu->gn_max_c;
+  float *scale = (float *) (part_sq + SI_CUDA_GN_PARTIALS);
+  float *shift = scale + cu->gn_max_c;
   int slices;
 
   if (hw <= 0 || c <= 0)
@@ -125,13 +104,10 @@ si_group_norm_cuda (SiBackend *be, const float *x, int hw, int c, int groups,
   gn_stats_kernel<<<slices, 256, 0, cu->stream>>> (
       x, hw, c, bias, part_sum, part_sq);
   SI_CUDA_LAUNCHED (be, "gn_stats_kernel");
-  gn_reduce_kernel<<<si_cuda_blocks (c, GN_REDUCE_CH),
-      dim3 (GN_REDUCE_CH, GN_REDUCE_ROWS), 0, cu->stream>>> (
-      part_sum, part_sq, slices, c, sum, sq);
-  SI_CUDA_LAUNCHED (be, "gn_reduce_kernel");
-  gn_affine_kernel<<<si_cuda_blocks (c, 256), 256, 0, cu->stream>>> (
-      sum, sq, hw, c, groups, bias, gamma, beta, eps, scale, shift);
-  SI_CUDA_LAUNCHED (be, "gn_affine_kernel");
+  gn_group_affine_kernel<<<groups, GN_GROUP_THREADS, 0, cu->stream>>> (
+      part_sum, part_sq, slices, hw, c, groups, bias, gamma, beta, eps, scale,
+      shift);
+  SI_CUDA_LAUNCHED (be, "gn_group_affine_kernel");
   gn_apply_kernel<<<si_cuda_blocks ((long) hw * c, 256), 256, 0, cu->stream>>> (
       x, (long) hw * c, c, scale, shift, y);
   SI_CUDA_LAUNCHED (be, "gn_apply_kernel");
