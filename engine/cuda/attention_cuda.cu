@@ -78,7 +78,7 @@ si_softmax_bias_cuda (
 /* The fused self-attention: a warp per (query i, head h), eight queries of
  * one head a block, keys in chunks of 32 staged in shared memory (one key
  * per lane for the logits, then each lane sums V's column(s) of its
- * own), the softmax kept online (running max and sum, rescaled per
+ * own over the chunk's weights), the softmax kept online (running max and sum, rescaled per
  * chunk) so that any N fits. */
 #define SI_ATTN_QUERIES 8
 #define SI_ATTN_CHUNK 32
@@ -93,6 +93,7 @@ self_attention_kernel (const float *q, const float *k, const float *v, int ld,
   __shared__ float ks[SI_ATTN_CHUNK][SI_ATTN_MAX_HD + 1];
   __shared__ float vs[SI_ATTN_CHUNK][SI_ATTN_MAX_HD];
   __shared__ float qs[SI_ATTN_QUERIES][SI_ATTN_MAX_HD];
+  __shared__ float ps[SI_ATTN_QUERIES][SI_ATTN_CHUNK]; /* a warp's weights */
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, h = blockIdx.y;
   int i = blockIdx.x * SI_ATTN_QUERIES + warp;
   /* a warp past the last query shadows it, so that every thread of the
@@ -136,8 +137,13 @@ self_attention_kernel (const float *q, const float *k, const float *v, int ld,
     sum = sum * corr + si_warp_sum (p);
     for (int t = 0; t < SI_ATTN_MAX_HD / 32; t++)
       acc[t] *= corr;
+    /* every lane needs every key's weight: through shared memory, one
+     * warp barrier rather than a shuffle per key (the previous chunk's
+     * reads of ps ended at the loop's first barrier) */
+    ps[warp][lane] = p;
+    __syncwarp ();
     for (int jj = 0; jj < count; jj++) {
-      float pj = __shfl_sync (0xffffffffu, p, jj);
+      float pj = ps[warp][jj];
       for (int t = 0; t < SI_ATTN_MAX_HD / 32; t++) {
         int d = lane + 32 * t;
         if (d < hd)

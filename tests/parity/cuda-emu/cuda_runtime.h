@@ -228,6 +228,14 @@ si_emu_cfg (dim3 grid, dim3 block, size_t smem = 0, cudaStream_t s = NULL)
 void si_emu_launch (const SiEmuConfig &cfg, const std::function<void ()> &body);
 
 void __syncthreads (void);
+/* A warp barrier as the block's: every thread of the block must get there
+ * (the kernels that use it call it in uniform control flow). */
+static inline void
+__syncwarp (unsigned int mask = 0xffffffffu)
+{
+  (void) mask;
+  __syncthreads ();
+}
 /* Per-thread toggle between two exchange buffers, so that one barrier per
  * shuffle suffices. */
 unsigned int si_emu_shfl_phase (void);
@@ -250,20 +258,6 @@ __shfl_xor_sync (unsigned int mask, T v, int offset)
   slots[ph][tid] = v;
   __syncthreads ();
   return slots[ph][(tid & ~31u) | ((tid & 31u) ^ (unsigned int) offset)];
-}
-
-template <typename T>
-static inline T
-__shfl_sync (unsigned int mask, T v, int src_lane)
-{
-  static T slots[2][1024];
-  unsigned int tid =
-      threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
-  unsigned int ph = si_emu_shfl_phase ();
-  (void) mask;
-  slots[ph][tid] = v;
-  __syncthreads ();
-  return slots[ph][(tid & ~31u) | ((unsigned int) src_lane & 31u)];
 }
 
 template <typename T>
