@@ -7,8 +7,6 @@
  */
 #include "decoder_stage.h"
 
-#include <math.h>
-
 /* y (rows, lin->out; row stride ldy) = x (rows, lin->in; stride ldx) W^T + b,
  * then ReLU when relu (one GEMM with the bias in its epilogue where the
  * backend can) */
